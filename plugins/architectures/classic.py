@@ -1,0 +1,159 @@
+"""Classic CNNs as multi-scale Backbones: LeNet-5, AlexNet, VGG and a configurable plain conv stack.
+
+Each works on 1- or 3-channel input of any size >= 32, returns one feature map per stage (shallow to
+deep), and reports the stages for freezing and per-stage learning rates.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import nn
+
+from zoo import register
+from zoo.model import Backbone, FeatureInfo
+
+Norm = Literal["batch", "group", "none"]
+
+
+# ---- building blocks -------------------------------------------------------------------------
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """BatchNorm, GroupNorm (up to 8 groups that divide the channels) or nothing."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        groups = max(g for g in (8, 4, 2, 1) if channels % g == 0)
+        return nn.GroupNorm(groups, channels)
+    return nn.Identity()
+
+
+def conv_block(cin: int, cout: int, kernel: int, norm: str, padding_mode: str = "zeros", act: type = nn.ReLU) -> nn.Sequential:
+    """conv (same padding) -> norm -> activation; the conv has no bias when a norm follows."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, padding_mode=padding_mode, bias=norm == "none"),
+        norm_layer(norm, cout),
+        act(inplace=True) if act is nn.ReLU else act(),
+    )
+
+
+class StagedBackbone(Backbone):
+    """A backbone that is a sequence of stages, each returning one feature map."""
+
+    def __init__(self, stages: list[nn.Module], channels: list[int], strides: list[int]):
+        super().__init__()
+        self.blocks = nn.ModuleList(stages)
+        self.feature_info = [FeatureInfo(c, s) for c, s in zip(channels, strides)]
+
+    def forward(self, x):
+        feats = []
+        for block in self.blocks:
+            x = block(x)
+            feats.append(x)
+        return feats
+
+    def stages(self) -> list[nn.Module]:
+        return list(self.blocks)
+
+
+def _w(channels: int, width: float) -> int:
+    return max(4, int(round(channels * width)))
+
+
+# ---- the registered architectures --------------------------------------------------------------
+
+@register.architecture("lenet5")
+def lenet5(in_channels: int, activation: Literal["tanh", "relu"] = "tanh", pool: Literal["avg", "max"] = "avg",
+           width: float = 1.0) -> Backbone:
+    """LeNet-5 (LeCun 1998): conv 6@5x5, pool, conv 16@5x5, pool, conv 120@5x5; pair it with head.hidden=[84]."""
+    act = nn.Tanh if activation == "tanh" else nn.ReLU
+    pool_layer = nn.AvgPool2d if pool == "avg" else nn.MaxPool2d
+    c1, c3, c5 = _w(6, width), _w(16, width), _w(120, width)
+    stages = [
+        nn.Sequential(nn.Conv2d(in_channels, c1, 5), act(), pool_layer(2)),
+        nn.Sequential(nn.Conv2d(c1, c3, 5), act(), pool_layer(2)),
+        nn.Sequential(nn.Conv2d(c3, c5, 5), act()),
+    ]
+    return StagedBackbone(stages, [c1, c3, c5], [2, 4, 4])
+
+
+@register.architecture("alexnet")
+def alexnet(in_channels: int, width: float = 0.5, stem: Literal["small", "imagenet"] = "small", norm: Norm = "none",
+            dropout: float = 0.0) -> Backbone:
+    """AlexNet's five convs (64-192-384-256-256 x width); stem=small swaps the 11x11/4 stem for 5x5/1 on small images."""
+    c = [_w(x, width) for x in (64, 192, 384, 256, 256)]
+    if stem == "imagenet":
+        first = nn.Sequential(nn.Conv2d(in_channels, c[0], 11, stride=4, padding=2), norm_layer(norm, c[0]), nn.ReLU(inplace=True),
+                              nn.MaxPool2d(3, 2, padding=1))
+        s0 = 8
+    else:
+        first = nn.Sequential(conv_block(in_channels, c[0], 5, norm), nn.MaxPool2d(2))
+        s0 = 2
+    drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+    stages = [
+        first,
+        nn.Sequential(conv_block(c[0], c[1], 5, norm), nn.MaxPool2d(2)),
+        nn.Sequential(conv_block(c[1], c[2], 3, norm), conv_block(c[2], c[3], 3, norm), conv_block(c[3], c[4], 3, norm),
+                      drop, nn.MaxPool2d(2)),
+    ]
+    return StagedBackbone(stages, [c[0], c[1], c[4]], [s0, s0 * 2, s0 * 4])
+
+
+VGG_LAYOUTS = {
+    11: [[64], [128], [256, 256], [512, 512], [512, 512]],
+    13: [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
+    16: [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
+    19: [[64, 64], [128, 128], [256, 256, 256, 256], [512, 512, 512, 512], [512, 512, 512, 512]],
+}
+
+
+@register.architecture("vgg")
+def vgg(in_channels: int, depth: Literal[11, 13, 16, 19] = 11, width: float = 0.25, norm: Norm = "batch",
+        pools: int = 5) -> Backbone:
+    """VGG (Simonyan & Zisserman 2014) in its 11/13/16/19-layer layouts, 3x3 convs, with a width multiplier."""
+    if not 1 <= pools <= 5:
+        from zoo.errors import ZooError
+
+        raise ZooError(f"model.pools={pools} must be between 1 and 5 (VGG has five stages)")
+    stages, channels, strides, cin = [], [], [], in_channels
+    for i, stage in enumerate(VGG_LAYOUTS[depth]):
+        layers = []
+        for cout in stage:
+            layers.append(conv_block(cin, _w(cout, width), 3, norm))
+            cin = _w(cout, width)
+        if i < pools:
+            layers.append(nn.MaxPool2d(2))
+        stages.append(nn.Sequential(*layers))
+        channels.append(cin)
+        strides.append(2 ** min(i + 1, pools))
+    return StagedBackbone(stages, channels, strides)
+
+
+@register.architecture("cnn")
+def cnn(in_channels: int, depth: int = 3, width: int = 32, growth: float = 2.0, kernel_size: int = 3,
+        convs_per_block: int = 1, padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros",
+        norm: Norm = "batch", dropout: float = 0.0, pool: Literal["max", "avg", "stride"] = "max") -> Backbone:
+    """A plain conv stack: depth blocks of convs_per_block conv-norm-ReLU, then downsampling; channels grow by `growth`."""
+    from zoo.errors import ZooError
+
+    if depth < 1 or convs_per_block < 1 or width < 1:
+        raise ZooError("model.depth, model.width and model.convs_per_block must be at least 1")
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ZooError(f"model.kernel_size={kernel_size} must be odd (same padding needs a centre)")
+    stages, channels, cin = [], [], in_channels
+    for i in range(depth):
+        cout = int(round(width * growth ** i))
+        layers = []
+        for j in range(convs_per_block):
+            if pool == "stride" and j == 0:
+                layers += [nn.Conv2d(cin, cout, kernel_size, stride=2, padding=kernel_size // 2, padding_mode=padding_mode,
+                                     bias=norm == "none"), norm_layer(norm, cout), nn.ReLU(inplace=True)]
+            else:
+                layers.append(conv_block(cin, cout, kernel_size, norm, padding_mode))
+            cin = cout
+        if pool != "stride":
+            layers.append(nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2))
+        if dropout > 0:
+            layers.append(nn.Dropout2d(dropout))
+        stages.append(nn.Sequential(*layers))
+        channels.append(cout)
+    return StagedBackbone(stages, channels, [2 ** (i + 1) for i in range(depth)])

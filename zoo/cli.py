@@ -1,0 +1,229 @@
+"""zoo train | export | predict | list | bench.
+
+Heavy imports (torch, hydra, onnxruntime) happen inside each command, so `zoo predict` never loads
+torch and `zoo --help` is instant. A ZooError anywhere is one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from zoo.errors import ZooError, close_matches, unknown
+
+USAGE = """usage: zoo COMMAND [ARGS]
+
+commands:
+  train   [OVERRIDES...]             train an experiment composed by Hydra (zoo train --help)
+  export  checkpoint=PATH [output=DIR] [opset=N] [parity_tolerance=X]
+                                     export a checkpoint to DIR/model.onnx + DIR/model.json
+  predict model=PATH input=FILE_OR_DIR [topk=5] [providers=auto|cpu|cuda|tensorrt]
+                                     run an exported model with onnxruntime; one JSON line per image
+  list    [KIND [NAME]] [--errors]   list plugins (kinds: architecture, head, augmentation, transfer, dataset)
+  bench   inference [model=PATH] [batch=N]
+                                     PyTorch vs onnxruntime latency of an exported model, as ratios
+
+example: zoo train data=digits model=lenet5 head.dropout=0.2 trainer.max_epochs=10 hydra.run.dir=runs/lenet
+"""
+
+KIND_ALIASES = {"model": "architecture", "models": "architecture", "architectures": "architecture", "heads": "head",
+                "aug": "augmentation", "augmentations": "augmentation", "data": "dataset", "datasets": "dataset",
+                "transfers": "transfer"}
+
+
+def parse_kv(args: list[str], allowed: dict[str, type], command: str) -> dict:
+    """key=value arguments checked against `allowed` (name -> type), with close matches."""
+    out = {}
+    for a in args:
+        key, sep, value = a.partition("=")
+        key = key.removeprefix("export.") if command == "export" else key
+        if not sep:
+            raise ZooError(f"zoo {command}: expected key=value, got {a!r}; keys: {', '.join(allowed)}")
+        if key not in allowed:
+            raise unknown(f"argument for zoo {command}", key, allowed)
+        try:
+            out[key] = allowed[key](value)
+        except ValueError:
+            raise ZooError(f"zoo {command}: {key}={value!r} is not a valid {allowed[key].__name__}") from None
+    return out
+
+
+# ---- train -----------------------------------------------------------------------------------
+
+def _preflight(overrides: list[str], multirun: bool, build: bool) -> None:
+    """Compose and check every run before any work: bad names, keys, types, data folders, models."""
+    from zoo.config import compose, expand, to_plain
+    from zoo.data import build_data
+    from zoo.model import build_model
+
+    combos = expand(overrides) if multirun else [overrides]
+    built = set()
+    for combo in combos:
+        plain = to_plain(compose(combo))
+        key = json.dumps([plain["data"], plain["model"], plain["head"]], sort_keys=True)
+        if build and key not in built:  # building is cheap for small data; it catches missing folders and bad models early
+            built.add(key)
+            bundle = build_data(plain, int(plain["seed"]))
+            build_model(plain, bundle.info)
+
+
+def cmd_train(argv: list[str]) -> int:
+    """Run Hydra with zoo's config, after validating everything it will run."""
+    import logging
+
+    import hydra
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from zoo.config import check, conf_dir, env_keys, search_dirs, searchpath_override, store_configs
+
+    args = get_args_parser().parse_args(argv)
+    store_configs()
+    overrides = [o for o in args.overrides if not o.startswith("hydra.")]
+    if not (args.help or args.hydra_help):  # --cfg/--info only print: compose and check, build nothing
+        _preflight(overrides, args.multirun, build=not (args.cfg or args.info or args.shell_completion))
+
+    def task(cfg) -> float | None:
+        from zoo.engine import train
+
+        try:
+            plain = check(cfg)
+            run_dir = Path(HydraConfig.get().runtime.output_dir)
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(plain)))
+            results = train(plain, run_dir, env_keys=env_keys(cfg))
+        except ZooError as e:
+            print(f"zoo: error: {e}", file=sys.stderr)
+            raise SystemExit(2)
+        logging.getLogger("zoo").info("run directory: %s", run_dir)
+        value = results["test"].get(results["monitor"])
+        return float(value) if isinstance(value, (int, float)) else None
+
+    main = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)
+    extra = [searchpath_override()] if len(search_dirs()) > 1 else []
+    sys.argv = ["zoo"] + argv + extra
+    main()
+    return 0
+
+
+# ---- export / predict ------------------------------------------------------------------------
+
+def cmd_export(argv: list[str]) -> int:
+    """zoo export checkpoint=PATH output=DIR."""
+    kv = parse_kv(argv, {"checkpoint": str, "output": str, "opset": int, "parity_tolerance": float, "parity_samples": int}, "export")
+    if "checkpoint" not in kv:
+        raise ZooError("zoo export needs checkpoint=PATH (a .pt file or a run directory)")
+    ckpt = Path(kv.pop("checkpoint"))
+    run_dir = ckpt if ckpt.is_dir() else ckpt.parent.parent
+    output = Path(kv.pop("output", Path("exports") / run_dir.name))
+    from zoo.export import export
+
+    card = export(ckpt, output, kv)
+    worst = max(card["parity"]["max_abs_diff"].values())
+    print(json.dumps({"onnx": str(output / "model.onnx"), "card": str(output / "model.json"), "task": card["task"],
+                      "opset": card["onnx"]["opset"], "parity_max_abs_diff": worst, "parity_inputs": card["parity"]["inputs"]}))
+    return 0
+
+
+def cmd_predict(argv: list[str]) -> int:
+    """zoo predict model=PATH input=FILE_OR_DIR: one JSON line per image, onnxruntime only."""
+    kv = parse_kv(argv, {"model": str, "input": str, "topk": int, "providers": str, "batch": int}, "predict")
+    for need in ("model", "input"):
+        if need not in kv:
+            raise ZooError(f"zoo predict needs {need}=PATH")
+    from zoo.runtime import Model, list_images
+
+    files = list_images(kv["input"])
+    model = Model(kv["model"], kv.get("providers", "auto"))
+    for r in model.predict_files(files, topk=kv.get("topk", 5), batch_size=kv.get("batch", 32)):
+        print(json.dumps(r))
+    return 0
+
+
+# ---- list ------------------------------------------------------------------------------------
+
+def cmd_list(argv: list[str]) -> int:
+    """A table of plugins: kind, name, summary, package; or one plugin's parameters."""
+    from zoo import discovery, registry
+
+    show_errors = "--errors" in argv
+    argv = [a for a in argv if a != "--errors"]
+    kinds = list(registry.KINDS)
+    if argv:
+        kind = KIND_ALIASES.get(argv[0], argv[0])
+        if kind not in registry.registries:
+            raise unknown("plugin kind", argv[0], kinds + list(KIND_ALIASES))
+        kinds = [kind]
+    discovery.discover()
+    if len(argv) >= 2:
+        p = registry.get(kinds[0], argv[1])
+        print(f"{p.kind} {p.name}  ({p.package}, {p.module})\n  {p.summary}")
+        if p.tasks:
+            print(f"  tasks: {', '.join(p.tasks)}")
+        for prm in p.params:
+            default = "required" if prm.default is registry.REQUIRED else json.dumps(prm.default)
+            print(f"  {prm.name:<18} {prm.describe():<34} default {default}")
+        return 0
+    rows = [(p.kind, p.name, p.summary, p.package) for k in kinds for p in registry.registries[k]]
+    widths = [max(len(r[i]) for r in rows + [("kind", "name", "", "package")]) for i in range(4)]
+    summary_w = max(20, min(90, 160 - widths[0] - widths[1] - widths[3]))
+    print(f"{'kind':<{widths[0]}}  {'name':<{widths[1]}}  {'summary':<{summary_w}}  package")
+    for kind, name, summary, package in rows:
+        s = summary if len(summary) <= summary_w else summary[: summary_w - 3] + "..."
+        print(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {s:<{summary_w}}  {package}")
+    if discovery.errors:
+        print(f"\n{len(discovery.errors)} plugin package(s) failed to load" + ("" if show_errors else "; see: zoo list --errors"))
+        if show_errors:
+            for e in discovery.errors:
+                print(f"\n--- {e.package} ({e.entry_point}): {e.error}\n{e.traceback}")
+    return 0
+
+
+# ---- bench -----------------------------------------------------------------------------------
+
+def cmd_bench(argv: list[str]) -> int:
+    """zoo bench inference: PyTorch eager vs onnxruntime on the same exported model, as ratios."""
+    if not argv or argv[0] != "inference":
+        raise ZooError("zoo bench needs a benchmark name; available: inference")
+    kv = parse_kv(argv[1:], {"model": str, "batch": int, "repeats": int}, "bench")
+    if "model" not in kv:
+        raise ZooError("zoo bench inference needs model=DIR/model.onnx (from zoo export)")
+    from zoo.bench import inference
+
+    for line in inference(kv["model"], kv.get("batch", 32), kv.get("repeats", 20)):
+        print(line)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "export": cmd_export, "predict": cmd_predict, "list": cmd_list, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `zoo` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] in ("--version", "-V"):
+        from zoo import __version__
+
+        print(f"zoo {__version__}")
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        hint = close_matches(argv[0], COMMANDS)
+        print(f"zoo: error: unknown command {argv[0]!r}" + (f"; did you mean {hint[0]!r}?" if hint else "") + " see: zoo --help",
+              file=sys.stderr)
+        return 2
+    try:
+        return command(argv[1:]) or 0
+    except ZooError as e:
+        print(f"zoo: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""Structured schemas, config-group entries generated from plugin signatures, and validation.
+
+Every registered plugin becomes a Hydra config-group option (`model=lenet5`) whose node is a dataclass
+made from the factory's signature, so `model.padding_mode=reflect` is type-checked with no YAML file.
+YAML under conf/ holds presets only. Everything is validated before any work: unknown option names,
+unknown keys, wrong types and bad choices raise ZooError with one line naming the bad value.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional
+
+from zoo.errors import ZooError, close_matches, unknown
+
+# config group -> plugin kind; `aug` holds a dict of augmentation ops instead of one plugin.
+GROUPS = {"data": "dataset", "model": "architecture", "head": "head", "transfer": "transfer"}
+ALL_GROUPS = ("data", "model", "head", "aug", "transfer", "trainer", "export", "experiment")
+
+
+@dataclass
+class TrainerConfig:
+    """The training loop's settings."""
+
+    max_epochs: int = 30
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 3e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4  # L2 (decoupled in AdamW); not applied to biases and norm weights
+    l1: float = 0.0  # L1 penalty on weights, added to the loss
+    scheduler: str = "cosine"  # cosine | step | none
+    warmup_epochs: int = 0
+    step_size: int = 10  # step scheduler: epochs between decays
+    gamma: float = 0.1  # step scheduler: decay factor
+    grad_clip: float = 0.0
+    monitor: str = "auto"  # a validation metric name, or auto (the head's own choice)
+    patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
+    num_workers: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    progress: bool = True
+
+
+@dataclass
+class ExportConfig:
+    """ONNX export settings."""
+
+    opset: int = 17
+    parity_tolerance: float = 1e-4
+    parity_samples: int = 64
+
+
+@dataclass
+class Config:
+    """The top level: one node per group, plus the seed."""
+
+    seed: int = 0
+    data: Any = None
+    model: Any = None
+    head: Any = None
+    aug: Any = None
+    transfer: Any = None
+    trainer: Any = None
+    export: Any = None
+
+
+@dataclass
+class AugConfig:
+    """An ordered dict of augmentation name -> its parameters."""
+
+    ops: Any = field(default_factory=dict)
+
+
+CHOICES = {
+    "trainer.optimizer": ("adamw", "sgd"),
+    "trainer.scheduler": ("cosine", "step", "none"),
+    "trainer.device": ("auto", "cpu", "cuda"),
+}
+POSITIVE = ("trainer.max_epochs", "trainer.batch_size", "trainer.eval_batch_size", "trainer.lr", "trainer.step_size",
+            "export.parity_samples")
+NON_NEGATIVE = ("trainer.weight_decay", "trainer.l1", "trainer.warmup_epochs", "trainer.grad_clip", "trainer.patience",
+                "trainer.num_workers", "trainer.momentum", "export.parity_tolerance")
+
+
+def conf_dir() -> Path:
+    """The folder of zoo's own YAML presets (shipped in the wheel as zoo.conf)."""
+    import zoo.conf
+
+    return Path(zoo.conf.__file__).parent
+
+
+def _omegaconf_type(p) -> Any:
+    base = p.base
+    t = List[base] if p.is_list else base  # type: ignore[valid-type]
+    return Optional[t] if p.optional or p.default is None else t
+
+
+def plugin_schema(plugin) -> type:
+    """A dataclass for a plugin's node: `name` plus one typed field per parameter."""
+    from omegaconf import MISSING
+
+    from zoo.registry import REQUIRED
+
+    fields: list = [("name", str, field(default=plugin.name))]
+    for p in plugin.params:
+        if p.default is REQUIRED:
+            default = field(default=MISSING)
+        elif isinstance(p.default, list):
+            default = field(default_factory=lambda v=p.default: list(v))
+        else:
+            default = field(default=p.default)
+        fields.append((p.name, _omegaconf_type(p), default))
+    cls_name = re.sub(r"\W", "_", f"{plugin.kind}_{plugin.package}_{plugin.name}")
+    return dataclasses.make_dataclass(cls_name, fields)
+
+
+_stored = {"done": False}
+
+
+def store_configs() -> None:
+    """Register schemas and one config-group option per plugin in Hydra's ConfigStore (once)."""
+    if _stored["done"]:
+        return
+    from hydra.core.config_store import ConfigStore
+
+    from zoo import registry
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
+    cs.store(group="export", name="base_export", node=ExportConfig)
+    cs.store(group="aug", name="base_aug", node=AugConfig)
+    for group, kind in GROUPS.items():
+        for plugin in registry.registries[kind]:
+            cs.store(group=group, name=plugin.name, node=plugin_schema(plugin), provider=plugin.package)
+    _stored["done"] = True
+
+
+def search_dirs() -> list[Path]:
+    """zoo's conf/ and every plugin package's config folder, in search order."""
+    from zoo.discovery import config_dirs
+
+    return [conf_dir()] + [Path(d) for d in config_dirs()]
+
+
+def searchpath_override() -> str:
+    """The `hydra.searchpath` override that adds plugin packages' config folders."""
+    extra = [f"file://{d}" for d in search_dirs()[1:]]
+    return "hydra.searchpath=[" + ",".join(f"'{e}'" for e in extra) + "]"
+
+
+def group_options(group: str) -> list[str]:
+    """Every option of a config group: plugin names, their qualified names, and YAML presets."""
+    from zoo import registry
+
+    names = set()
+    if group in GROUPS:
+        for p in registry.registries[GROUPS[group]]:
+            names.update({p.name, p.qualified_name})
+    names.discard("")
+    for d in search_dirs():
+        gd = d / group
+        if gd.is_dir():
+            names.update(f.stem for f in gd.glob("*.yaml") if not f.stem.startswith("base_"))
+    return sorted(names)
+
+
+def _parse(overrides: list[str]):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides(overrides)
+    except Exception as e:
+        raise ZooError(f"cannot parse overrides: {str(e).splitlines()[0]}") from None
+
+
+def _values(o) -> list:
+    if o.is_sweep_override():
+        return list(o.sweep_string_iterator())
+    return [o.get_value_element_as_str()] if o.value() is not None else [None]
+
+
+def expand(overrides: list[str], limit: int = 256) -> list[list[str]]:
+    """The override lists of a sweep (`-m` with a,b,c values): the cartesian product, capped."""
+    import itertools
+
+    parsed = _parse(overrides)
+    choices = []
+    for o in parsed:
+        if o.is_sweep_override():
+            key = o.get_key_element()
+            choices.append([f"{key}={v}" for v in _values(o)])
+        else:
+            choices.append([o.input_line])
+    combos = []
+    for combo in itertools.product(*choices):
+        combos.append(list(combo))
+        if len(combos) >= limit:
+            break
+    return combos
+
+
+def _check_group_choices(parsed) -> None:
+    for o in parsed:
+        key = o.key_or_group
+        if o.is_delete() or "." in key or key.startswith("hydra"):
+            continue
+        if key in ALL_GROUPS:
+            for v in _values(o):
+                if v is None or v == "null":
+                    continue
+                options = group_options(key)
+                if v not in options:
+                    shown = options if ":" in v else [o for o in options if ":" not in o]
+                    raise unknown(key, v, shown, see=f"zoo list {GROUPS[key]}" if key in GROUPS else f"zoo list {key}")
+
+
+def _known_keys(cfg, path: str) -> list[str]:
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.select(cfg, path) if path else cfg
+    try:
+        return [str(k) for k in node.keys()] if node is not None else []
+    except AttributeError:
+        return []
+
+
+def _check_keys(parsed, base_cfg) -> None:
+    from omegaconf import OmegaConf
+
+    for o in parsed:
+        key = o.key_or_group
+        if o.is_add() or o.is_force_add() or key.startswith("hydra") or (key in ALL_GROUPS and o.package is None):
+            continue
+        parts = key.split(".")
+        for i in range(1, len(parts) + 1):
+            sub, parent = ".".join(parts[:i]), ".".join(parts[: i - 1])
+            if parent.startswith("aug.ops."):
+                from zoo import registry
+
+                # augmentation parameters: checked against the plugin's own schema
+                plugin = registry.get("augmentation", parts[2])
+                if len(parts) > 4 or parts[3] not in {p.name for p in plugin.params}:
+                    raise unknown(f"parameter of augmentation {parts[2]!r}", parts[3], [p.name for p in plugin.params],
+                                  see=f"zoo list augmentation {parts[2]}")
+                break
+            node = OmegaConf.select(cfg=base_cfg, key=parent) if parent else base_cfg
+            if not OmegaConf.is_dict(node):
+                break
+            if parts[i - 1] not in list(node.keys()):  # `in` is False for MISSING values
+                options = [f"{parent}.{k}" if parent else str(k) for k in node.keys()]
+                hint = close_matches(sub, options)
+                msg = f"unknown config key '{sub}'"
+                msg += f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""
+                raise ZooError(msg + " see: zoo train --cfg job (or +KEY=VALUE to add a key)")
+
+
+def _one_line(e: Exception) -> str:
+    text = str(e)
+    full_key = re.search(r"full_key:\s*(\S+)", text)
+    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    cause = e.__cause__
+    if cause is not None and ("Could not override" in first or "Error merging" in first or not full_key):
+        inner = str(cause).strip().splitlines()
+        if inner:
+            first = f"{first.rstrip('.')}: {inner[0]}"
+            full_key = full_key or re.search(r"full_key:\s*(\S+)", str(cause))
+    if full_key and full_key.group(1) not in first:
+        first += f" (key: {full_key.group(1)})"
+    return first
+
+
+def compose(overrides: list[str]):
+    """Compose the experiment config for `overrides` (no run), raising ZooError on any problem."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    store_configs()
+    parsed = _parse(overrides)
+    _check_group_choices(parsed)
+    groups_only = [o.input_line for o in parsed if o.key_or_group in ALL_GROUPS and not o.is_sweep_override()
+                   and "." not in o.key_or_group and not o.is_delete()]
+    GlobalHydra.instance().clear()
+    extra = [searchpath_override()] if len(search_dirs()) > 1 else []
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="zoo"):
+            try:
+                base = hydra_compose("config", overrides=groups_only + extra)
+            except Exception as e:
+                raise ZooError(_one_line(e)) from None
+            _check_keys(parsed, base)
+            try:
+                cfg = hydra_compose("config", overrides=overrides + extra)
+            except Exception as e:
+                raise ZooError(_one_line(e)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    check(cfg)
+    return cfg
+
+
+def to_plain(cfg) -> dict:
+    """The resolved config as plain containers (what checkpoints and cards store)."""
+    from omegaconf import OmegaConf
+
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except Exception as e:
+        raise ZooError(_one_line(e)) from None
+    plain.pop("hydra", None)
+    return plain
+
+
+def env_keys(cfg, prefix: str = "") -> list[str]:
+    """Keys whose values come from ${oc.env:...}: kept out of exported metadata and model cards."""
+    from omegaconf import OmegaConf
+
+    out = []
+    container = OmegaConf.to_container(cfg, resolve=False) if not isinstance(cfg, (dict, list)) else cfg
+    items = container.items() if isinstance(container, dict) else enumerate(container)
+    for k, v in items:
+        key = f"{prefix}{k}"
+        if isinstance(v, (dict, list)):
+            out += env_keys(v, key + ".")
+        elif isinstance(v, str) and "oc.env" in v:
+            out.append(key)
+    return out
+
+
+def check(cfg) -> dict:
+    """Semantic checks Hydra cannot make: plugin names in presets, plugin parameters, choices, ranges."""
+    from zoo import registry
+
+    plain = to_plain(cfg)
+    for group, kind in GROUPS.items():
+        node = dict(plain.get(group) or {})
+        if "name" not in node:
+            raise ZooError(f"config group {group!r} has no plugin selected; choose one with {group}=NAME (see: zoo list {kind})")
+        plugin = registry.get(kind, node.pop("name"))
+        plugin.check_values(node, group)
+    ops = (plain.get("aug") or {}).get("ops") or {}
+    if not isinstance(ops, dict):
+        raise ZooError("aug.ops must be a mapping of augmentation name -> parameters")
+    for op, params in ops.items():
+        plugin = registry.get("augmentation", op)
+        if params is not None and not isinstance(params, dict):
+            raise ZooError(f"aug.ops.{op} must be a mapping of parameters (or {{}}), got {params!r}")
+        plugin.check_values(dict(params or {}), f"aug.ops.{op}")
+    for key, choices in CHOICES.items():
+        group, name = key.split(".")
+        value = plain[group][name]
+        if value not in choices:
+            hint = close_matches(str(value), choices)
+            raise ZooError(f"{key}={value!r} is not one of: {', '.join(choices)}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+    for key in POSITIVE + NON_NEGATIVE:
+        group, name = key.split(".")
+        value = plain[group][name]
+        if value < 0 or (key in POSITIVE and value == 0):
+            raise ZooError(f"{key}={value} must be {'positive' if key in POSITIVE else 'zero or more'}")
+    return plain

@@ -1,0 +1,186 @@
+"""DataInfo, the dataset contract, and the plumbing that puts transforms and loaders around it."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from zoo.errors import ZooError
+
+TASKS = ("classification", "regression", "segmentation", "detection")
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model needs to know about its data: task, class names, channels, input size, mean/std."""
+
+    task: str
+    classes: tuple[str, ...]
+    channels: int
+    size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task {self.task!r} is not one of {TASKS}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError("mean and std need one value per channel")
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (or of outputs, for regression)."""
+        return len(self.classes)
+
+    def to_dict(self) -> dict:
+        """Plain data for checkpoints and model cards."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataInfo":
+        """Inverse of to_dict."""
+        return cls(d["task"], tuple(d["classes"]), int(d["channels"]), tuple(d["size"]), tuple(d["mean"]), tuple(d["std"]))
+
+
+@dataclass
+class DataBundle:
+    """What a dataset plugin returns: DataInfo and the train/val/test splits.
+
+    Each split yields `(image, target)`: image a float CHW tensor in [0, 1] at `info.size`; target a
+    class index (classification), float vector (regression), HxW class mask (segmentation), or a dict of
+    boxes and labels (detection).
+    """
+
+    info: DataInfo
+    train: Dataset
+    val: Dataset
+    test: Dataset
+
+
+class TensorImages(Dataset):
+    """Images held in memory as one float tensor (N, C, H, W) in [0, 1], with targets."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor):
+        assert images.ndim == 4 and len(images) == len(targets)
+        self.images, self.targets = images, targets
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], self.targets[i]
+
+
+class Transformed(Dataset):
+    """A split with a sample transform applied to (image, target)."""
+
+    def __init__(self, base: Dataset, transform: Callable | None):
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        image, target = self.base[i]
+        if self.transform is None:
+            return image, target
+        from torchvision import tv_tensors
+
+        image, target = self.transform(tv_tensors.Image(image), target)
+        return image.as_subclass(torch.Tensor), target
+
+
+class BatchTransform:
+    """A transform on a whole batch (Mixup, CutMix): `__call__(images, targets) -> (images, targets)`.
+
+    Targets it returns may be soft (N, num_classes); the head's loss must accept them.
+    """
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor):
+        raise NotImplementedError
+
+
+def stratified_split(labels: Sequence[int], val_fraction: float, test_fraction: float, seed: int):
+    """Indices of a stratified train/val/test split, fixed by `seed`."""
+    from sklearn.model_selection import train_test_split
+
+    for key, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 < v < 1.0:
+            raise ZooError(f"data.{key}={v} must be between 0 and 1")
+    if val_fraction + test_fraction >= 1.0:
+        raise ZooError(f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction} leaves nothing to train on")
+    idx = list(range(len(labels)))
+    try:
+        rest, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
+        rest_labels = [labels[i] for i in rest]
+        train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), stratify=rest_labels, random_state=seed)
+    except ValueError as e:  # too few images in a class to stratify
+        raise ZooError(f"cannot split {len(labels)} images into train/val/test: {e}") from None
+    return sorted(train), sorted(val), sorted(test)
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of an (N, C, H, W) tensor, std floored so it never divides by ~0."""
+    mean = images.mean(dim=(0, 2, 3))
+    std = images.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std)
+
+
+def build_data(cfg: dict, seed: int) -> DataBundle:
+    """Build the dataset plugin named in `cfg['data']`."""
+    from zoo import registry
+
+    dcfg = dict(cfg["data"])
+    plugin = registry.get("dataset", dcfg.pop("name"))
+    bundle = plugin.build({"seed": seed}, dcfg, where="data")
+    if not isinstance(bundle, DataBundle):
+        raise TypeError(f"dataset plugin {plugin.name!r} returned {type(bundle).__name__}, not zoo.data.DataBundle")
+    return bundle
+
+
+def build_augmentations(aug_cfg: dict, info: DataInfo) -> tuple[Callable | None, BatchTransform | None]:
+    """The sample pipeline (a transforms.v2 Compose) and the batch transform, from `aug.ops`."""
+    from torchvision.transforms import v2
+
+    from zoo import registry
+
+    sample, batch = [], []
+    for op_name, params in (aug_cfg.get("ops") or {}).items():
+        plugin = registry.get("augmentation", op_name)
+        if not plugin.supports(info.task):
+            raise ZooError(f"augmentation {op_name!r} does not support task {info.task!r}; it supports: {', '.join(plugin.tasks)}")
+        t = plugin.build({"info": info}, dict(params or {}), where=f"aug.ops.{op_name}")
+        (batch if isinstance(t, BatchTransform) else sample).append(t)
+    if len(batch) > 1:
+        batch = [_RandomChoiceBatch(batch)]
+    return (v2.Compose(sample) if sample else None), (batch[0] if batch else None)
+
+
+class _RandomChoiceBatch(BatchTransform):
+    """Several batch transforms (Mixup and CutMix): one, chosen at random, per batch."""
+
+    def __init__(self, options: list[BatchTransform]):
+        self.options = options
+
+    def __call__(self, images, targets):
+        i = int(torch.randint(len(self.options), ()).item())
+        return self.options[i](images, targets)
+
+
+def collate(batch: list) -> tuple[torch.Tensor, Any]:
+    """Stack images; stack tensor targets, keep dict targets (detection) as a list."""
+    images = torch.stack([b[0] for b in batch])
+    targets = [b[1] for b in batch]
+    if isinstance(targets[0], dict):
+        return images, targets
+    return images, torch.stack([torch.as_tensor(t) for t in targets])
+
+
+def loader(ds: Dataset, batch_size: int, shuffle: bool, workers: int, seed: int, drop_last: bool = False) -> DataLoader:
+    """A DataLoader with zoo's collate and a seeded shuffle."""
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers, collate_fn=collate,
+                      generator=g, drop_last=drop_last and len(ds) > batch_size, persistent_workers=workers > 0)

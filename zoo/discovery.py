@@ -1,0 +1,115 @@
+"""Find plugin packages through the `zoo.plugins` entry-point group and import each once.
+
+No registration by forgotten import: every installed plugin package is imported the first time any
+registry is asked a question. A package whose import fails costs one warning line and is forgotten;
+every other plugin still works (`zoo list --errors` shows the full story). ZOO_DISABLE_PLUGIN_AUTOLOAD=1
+turns off third-party packages; the standard plugins always load.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+GROUP = "zoo.plugins"
+STANDARD_PACKAGE = "zoo"
+AUTOLOAD_ENV = "ZOO_DISABLE_PLUGIN_AUTOLOAD"
+
+
+@dataclass(frozen=True)
+class LoadError:
+    """A plugin package that could not be loaded, and why."""
+
+    package: str
+    entry_point: str
+    error: str
+    traceback: str
+
+
+@dataclass(frozen=True)
+class LoadedPackage:
+    """A plugin package that loaded, with the config folder it ships (if any)."""
+
+    package: str
+    module: str
+    config_dir: str | None
+
+
+_state = {"done": False, "running": False}
+errors: list[LoadError] = []
+loaded: list[LoadedPackage] = []
+
+
+def _entry_points() -> list[tuple[str, metadata.EntryPoint]]:
+    seen, out = set(), []
+    for ep in metadata.entry_points(group=GROUP):
+        dist = ep.dist.name if ep.dist is not None else ep.value.split(".")[0]
+        if (dist, ep.value) in seen:
+            continue
+        seen.add((dist, ep.value))
+        out.append((dist, ep))
+    # The standard plugins first, then third parties in a stable order.
+    out.sort(key=lambda d: (d[0] != STANDARD_PACKAGE, d[0], d[1].name))
+    return out
+
+
+def _config_dir(module) -> str | None:
+    explicit = getattr(module, "ZOO_CONFIG_DIR", None)
+    if explicit:
+        return str(explicit)
+    if getattr(module, "__file__", None):
+        conf = Path(module.__file__).parent / "conf"
+        if conf.is_dir():
+            return str(conf)
+    return None
+
+
+def load_package(package: str, target: str) -> None:
+    """Import one plugin module on behalf of `package`; failures are recorded, never raised."""
+    import importlib
+
+    from zoo import registry
+
+    token = registry.current_package.set(package)
+    try:
+        module = importlib.import_module(target)
+        need = getattr(module, "ZOO_PLUGIN_API", None)
+        if need is not None and int(need) != registry.PLUGIN_API_VERSION:
+            raise ImportError(f"it needs zoo plugin API {need}, this zoo provides {registry.PLUGIN_API_VERSION}")
+        loaded.append(LoadedPackage(package, target, _config_dir(module)))
+    except Exception as e:  # isolate a broken package: one warning, the rest goes on
+        for reg in registry.registries.values():
+            reg.remove_package(package)
+        first = f"{type(e).__name__}: {e}".splitlines()[0]
+        errors.append(LoadError(package, target, first, traceback.format_exc()))
+        if package == STANDARD_PACKAGE:
+            raise
+        print(f"zoo: warning: plugin package {package!r} failed to load and was skipped ({first}); see: zoo list --errors",
+              file=sys.stderr)
+    finally:
+        registry.current_package.reset(token)
+
+
+def discover() -> None:
+    """Import every plugin package once (idempotent; cheap after the first call)."""
+    if _state["done"] or _state["running"]:
+        return
+    _state["running"] = True
+    try:
+        autoload = os.environ.get(AUTOLOAD_ENV, "").lower() not in ("1", "true", "yes")
+        for package, ep in _entry_points():
+            if package != STANDARD_PACKAGE and not autoload:
+                continue
+            load_package(package, ep.value)
+        _state["done"] = True
+    finally:
+        _state["running"] = False
+
+
+def config_dirs() -> list[str]:
+    """Config folders shipped by loaded plugin packages, added to Hydra's search path."""
+    discover()
+    return [p.config_dir for p in loaded if p.config_dir]

@@ -1,0 +1,170 @@
+"""Export a checkpoint to ONNX with its metadata, check it, and measure parity against PyTorch.
+
+Writes OUTPUT/model.onnx (dynamic batch; normalisation and postprocess inside the graph) and
+OUTPUT/model.json (the model card). Everything is built in a temporary folder beside OUTPUT and moved
+in only once the checker and the parity check have passed: a failed export leaves nothing behind.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoo import __version__
+from zoo.errors import ZooError
+
+CARD_FORMAT = "zoo.model-card/1"
+REDACTED = "<from environment: not exported>"
+
+
+def redact(config: dict, keys: list[str]) -> dict:
+    """A copy of the config without values that came from ${oc.env:...}."""
+    out = copy.deepcopy(config)
+    for key in keys:
+        node, parts = out, key.split(".")
+        for p in parts[:-1]:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict) and parts[-1] in node:
+            node[parts[-1]] = REDACTED
+    return out
+
+
+def parity_inputs(cfg: dict, info, n: int) -> tuple[torch.Tensor, str]:
+    """Real images from the experiment's test split; random ones only if the data cannot be built."""
+    from zoo.data import build_data
+
+    try:
+        test = build_data(cfg, int(cfg.get("seed", 0))).test
+        k = min(n, len(test))
+        if k > 0:
+            return torch.stack([test[i][0] for i in range(k)]), f"test split of data={cfg['data']['name']} ({k} images)"
+        reason = "empty test split"
+    except (ZooError, OSError) as e:
+        reason = str(e)
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, info.channels, *info.size, generator=g), f"random images ({reason})"
+
+
+def metadata(info, head, cfg: dict, ecfg: dict) -> dict[str, Any]:
+    """What any onnxruntime client needs, as JSON values under `zoo.` keys."""
+    return {
+        "format": 1,
+        "version": __version__,
+        "task": info.task,
+        "labels": list(info.classes),
+        "input": {"name": "input", "layout": "NCHW", "dtype": "float32", "channels": info.channels,
+                  "size": list(info.size), "range": [0.0, 1.0], "color": "grayscale" if info.channels == 1 else "rgb",
+                  "dynamic": ["batch"]},
+        "preprocessing": {"resize": list(info.size), "interpolation": "bilinear", "scale": 1 / 255,
+                          "mean": list(info.mean), "std": list(info.std), "normalize": "inside the graph",
+                          "steps": ["decode", "convert to " + ("grayscale" if info.channels == 1 else "RGB"),
+                                    f"resize to {info.size[0]}x{info.size[1]}", "scale pixels to [0, 1]", "HWC -> CHW, add batch axis"]},
+        "outputs": list(head.output_names),
+        "opset": ecfg["opset"],
+        "config": cfg,
+    }
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export(checkpoint: str | Path, output: str | Path, overrides: dict | None = None) -> dict:
+    """Export `checkpoint` to OUTPUT/model.onnx and OUTPUT/model.json; return the model card."""
+    import onnx
+
+    from zoo.engine import load_checkpoint, model_from_checkpoint
+    from zoo.model import DeployModel
+    from zoo.runtime import Model
+
+    ckpt = load_checkpoint(checkpoint)
+    cfg = ckpt["config"]
+    ecfg = {**cfg["export"], **(overrides or {})}
+    if ecfg["opset"] < 17:
+        raise ZooError(f"export.opset={ecfg['opset']} is too old; zoo exports opset 17 or newer")
+    model, info = model_from_checkpoint(ckpt)
+    deploy = DeployModel(model).eval()
+    head = model.head
+    x, source = parity_inputs(cfg, info, int(ecfg["parity_samples"]))
+    with torch.no_grad():
+        expected = deploy(x)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.parent / f".{output.name}.export-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        onnx_path = tmp / "model.onnx"
+        names = list(head.output_names)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+            torch.onnx.export(deploy, (x[:2],), str(onnx_path), dynamo=False, opset_version=ecfg["opset"],
+                              input_names=["input"], output_names=names,
+                              dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}})
+        proto = onnx.load(str(onnx_path))
+        meta = metadata(info, head, redact(cfg, ckpt.get("env_keys", [])), ecfg)
+        del proto.metadata_props[:]
+        for k, v in meta.items():
+            proto.metadata_props.add(key=f"zoo.{k}", value=json.dumps(v))
+        proto.producer_name, proto.producer_version = "zoo", __version__
+        proto.doc_string = f"zoo {info.task} model: {cfg['model']['name']} + {cfg['head']['name']} on {cfg['data']['name']}"
+        onnx.save(proto, str(onnx_path))
+        try:
+            onnx.checker.check_model(str(onnx_path), full_check=True)
+        except onnx.checker.ValidationError as e:
+            raise ZooError(f"the exported graph fails onnx.checker: {str(e).splitlines()[0]}") from None
+
+        # Parity: the same real images through onnxruntime (CPU) and PyTorch.
+        session = Model(onnx_path, providers="cpu")
+        got = session.run(x.numpy())
+        diffs = {n: float(np.max(np.abs(got[n] - e.numpy()))) if e.numel() else 0.0 for n, e in zip(names, expected)}
+        worst = max(diffs.values())
+        if worst > ecfg["parity_tolerance"]:
+            raise ZooError(f"ONNX output differs from PyTorch by {worst:.3g} (> export.parity_tolerance={ecfg['parity_tolerance']}); "
+                           f"nothing was written")
+        metrics_file = Path(checkpoint) / "metrics.json" if Path(checkpoint).is_dir() else Path(checkpoint).parent.parent / "metrics.json"
+        metrics = {}
+        if metrics_file.is_file():
+            m = json.loads(metrics_file.read_text())
+            metrics = {s: {k: v for k, v in m.get(s, {}).items() if not isinstance(v, list)} for s in ("test", "val")}
+        elif "val" in ckpt:
+            metrics = {"val": {k: v for k, v in ckpt["val"].items() if not isinstance(v, list)}}
+        card = {
+            "format": CARD_FORMAT,
+            "zoo_version": __version__,
+            "task": info.task,
+            "labels": list(info.classes),
+            "input": meta["input"],
+            "preprocessing": meta["preprocessing"],
+            "outputs": names,
+            "metrics": metrics,
+            "parity": {"max_abs_diff": diffs, "tolerance": ecfg["parity_tolerance"], "inputs": source, "provider": "CPUExecutionProvider"},
+            "onnx": {"file": "model.onnx", "opset": ecfg["opset"], "sha256": _sha256(onnx_path), "bytes": onnx_path.stat().st_size,
+                     "checker": "onnx.checker full_check passed"},
+            "source": {"checkpoint": str(checkpoint), "epoch": ckpt.get("epoch")},
+            "config": meta["config"],
+        }
+        (tmp / "model.json").write_text(json.dumps(card, indent=2))
+        # Move into place only now that everything passed.
+        if output.exists() and not output.is_dir():
+            raise ZooError(f"output={str(output)!r} exists and is not a folder")
+        output.mkdir(exist_ok=True)
+        for f in ("model.onnx", "model.json"):
+            os.replace(tmp / f, output / f)
+        return card
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,211 @@
+"""Serve an exported zoo model with onnxruntime alone: no torch, no zoo plugins.
+
+The ONNX file carries what a client needs in its metadata (task, labels, input size and channels,
+preprocessing). `Model` reads it, picks TensorRT/CUDA only where a GPU is really usable (else the
+CPU, without onnxruntime's CUDA load errors), checks inputs before onnxruntime sees them, and turns
+outputs into per-task predictions.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from zoo.errors import ZooError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+METADATA_PREFIX = "zoo."
+PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
+
+
+def gpu_usable() -> bool:
+    """True when the CUDA driver loads and reports at least one device (checked without torch)."""
+    names = ["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.so", ctypes.util.find_library("cuda")]
+    for name in filter(None, names):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        try:
+            return lib.cuInit(0) == 0 and lib.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+        except AttributeError:
+            return False
+    return False
+
+
+def _tensorrt_loadable() -> bool:
+    for name in ("libnvinfer.so.10", "libnvinfer.so", "nvinfer_10.dll", "nvinfer.dll"):
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def select_providers(requested: str = "auto") -> list[str]:
+    """Execution providers to ask onnxruntime for, best first; CPU is always the last resort."""
+    import onnxruntime as ort
+
+    if requested not in PROVIDER_CHOICES:
+        raise ZooError(f"providers={requested!r} is not one of: {', '.join(PROVIDER_CHOICES)}")
+    requested = os.environ.get("ZOO_PROVIDERS", requested) if requested == "auto" else requested
+    available = set(ort.get_available_providers())
+    if requested == "cpu" or not gpu_usable():
+        if requested in ("cuda", "tensorrt"):
+            raise ZooError(f"providers={requested} but no usable GPU was found; use providers=auto or cpu")
+        return ["CPUExecutionProvider"]
+    wanted = []
+    if requested in ("auto", "tensorrt") and _tensorrt_loadable():
+        wanted.append("TensorrtExecutionProvider")
+    wanted.append("CUDAExecutionProvider")
+    chosen = [p for p in wanted if p in available] + ["CPUExecutionProvider"]
+    if requested in ("cuda", "tensorrt") and len(chosen) == 1:
+        raise ZooError(f"providers={requested} but this onnxruntime has no GPU provider (install onnxruntime-gpu)")
+    return chosen
+
+
+def read_metadata(props: dict[str, str]) -> dict[str, Any]:
+    """zoo's metadata from an ONNX model's metadata_props (values are JSON)."""
+    out = {}
+    for k, v in props.items():
+        if k.startswith(METADATA_PREFIX):
+            try:
+                out[k[len(METADATA_PREFIX):]] = json.loads(v)
+            except json.JSONDecodeError:
+                out[k[len(METADATA_PREFIX):]] = v
+    return out
+
+
+def load_image(path: str | Path, channels: int, size: Sequence[int]) -> np.ndarray:
+    """Decode an image to float32 CHW in [0, 1] at (height, width), as the exported model expects."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB")
+            if im.size != (size[1], size[0]):
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+    except FileNotFoundError:
+        raise ZooError(f"input image {str(path)!r} does not exist") from None
+    except (OSError, UnidentifiedImageError) as e:
+        raise ZooError(f"cannot read image {str(path)!r}: {e}") from None
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+def list_images(path: str | Path) -> list[Path]:
+    """One image file, or every image file under a folder (sorted)."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+        if not files:
+            raise ZooError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(path)!r}")
+        return files
+    raise ZooError(f"input={str(path)!r} does not exist (give an image file or a folder of images)")
+
+
+class Model:
+    """An exported zoo model on onnxruntime."""
+
+    def __init__(self, path: str | Path, providers: str = "auto"):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise ZooError(f"model={str(path)!r} does not exist (export one with: zoo export checkpoint=RUN/checkpoints/best.pt)")
+        ort.set_default_logger_severity(3)  # no provider-load warnings on machines without a GPU
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        wanted = select_providers(providers)
+        if "CUDAExecutionProvider" in wanted and hasattr(ort, "preload_dlls"):
+            try:  # CUDA/cuDNN from the nvidia-* wheels, where present
+                ort.preload_dlls()
+            except Exception:
+                pass
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
+        except Exception as e:
+            raise ZooError(f"onnxruntime cannot load {path}: {str(e).splitlines()[0]}") from None
+        self.providers = self.session.get_providers()
+        self.metadata = read_metadata(self.session.get_modelmeta().custom_metadata_map)
+        if "task" not in self.metadata:
+            raise ZooError(f"{path} has no zoo metadata (zoo.task); was it exported by `zoo export`?")
+        self.task: str = self.metadata["task"]
+        self.labels: list[str] = list(self.metadata.get("labels", []))
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_shape = inp.shape
+        self.channels = int(self.metadata["input"]["channels"])
+        self.size = tuple(self.metadata["input"]["size"])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def check_input(self, batch: np.ndarray) -> None:
+        """Refuse what onnxruntime would not check (dynamic dims) or would explain badly."""
+        expected = f"float32 [N, {self.channels}, {self.size[0]}, {self.size[1]}]"
+        if not isinstance(batch, np.ndarray):
+            raise ZooError(f"input must be a numpy array {expected}, got {type(batch).__name__}")
+        if batch.dtype != np.float32:
+            raise ZooError(f"input {self.input_name!r} must be float32 (pixels in [0, 1]), got {batch.dtype}; expected {expected}")
+        if batch.ndim != 4:
+            raise ZooError(f"input {self.input_name!r} must have rank 4 {expected}, got shape {list(batch.shape)}")
+        if batch.shape[1] != self.channels:
+            raise ZooError(f"input {self.input_name!r} must have {self.channels} channel(s), got shape {list(batch.shape)}; expected {expected}")
+        for axis, dim in ((2, self.input_shape[2]), (3, self.input_shape[3])):
+            if isinstance(dim, int) and batch.shape[axis] != dim:
+                raise ZooError(f"input {self.input_name!r} must be {self.size[0]}x{self.size[1]}, got shape {list(batch.shape)}")
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run a preprocessed batch (float32 NCHW in [0, 1]); returns outputs by name."""
+        self.check_input(batch)
+        return dict(zip(self.output_names, self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})))
+
+    def preprocess(self, images: Iterable[str | Path | np.ndarray]) -> np.ndarray:
+        """Files or HxW / HxWxC uint8 arrays -> the float32 NCHW batch the model takes."""
+        arrays = []
+        for im in images:
+            if isinstance(im, np.ndarray):
+                from PIL import Image
+
+                arr = im if im.dtype == np.uint8 else (np.clip(im, 0, 1) * 255).astype(np.uint8)
+                pil = Image.fromarray(arr).convert("L" if self.channels == 1 else "RGB").resize((self.size[1], self.size[0]), Image.BILINEAR)
+                a = np.asarray(pil, dtype=np.float32) / 255.0
+                arrays.append(a[None] if self.channels == 1 else a.transpose(2, 0, 1))
+            else:
+                arrays.append(load_image(im, self.channels, self.size))
+        return np.stack(arrays).astype(np.float32)
+
+    def predict(self, batch: np.ndarray, topk: int = 5) -> list[dict]:
+        """Per-image predictions for a preprocessed batch, in the task's JSON form."""
+        out = self.run(batch)
+        if self.task == "classification":
+            probs = out[self.output_names[0]]
+            k = max(1, min(topk, probs.shape[1]))
+            results = []
+            for row in probs:
+                order = np.argsort(-row)[:k]
+                top = [{"label": self._label(i), "score": round(float(row[i]), 6)} for i in order]
+                results.append({"label": top[0]["label"], "index": int(order[0]), "score": top[0]["score"], "topk": top})
+            return results
+        return [{name: out[name][i].tolist() for name in self.output_names} for i in range(len(batch))]
+
+    def _label(self, i: int) -> str:
+        return self.labels[i] if i < len(self.labels) else str(i)
+
+    def predict_files(self, paths: Sequence[str | Path], topk: int = 5, batch_size: int = 32) -> list[dict]:
+        """Predict image files, batched; each result carries its file name."""
+        results = []
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            for p, r in zip(chunk, self.predict(self.preprocess(chunk), topk)):
+                results.append({"file": str(p), **r})
+        return results
