@@ -133,8 +133,8 @@ def cmd_predict(argv: list[str]) -> int:
             raise ZooError(f"zoo predict needs {need}=PATH")
     from zoo.runtime import Model, list_images
 
-    files = list_images(kv["input"])
     model = Model(kv["model"], kv.get("providers", "auto"))
+    files = list_images(kv["input"])
     for r in model.predict_files(files, topk=kv.get("topk", 5), batch_size=kv.get("batch", 32)):
         print(json.dumps(r))
     return 0

@@ -83,26 +83,44 @@ def _sha256(path: Path) -> str:
 
 def export(checkpoint: str | Path, output: str | Path, overrides: dict | None = None) -> dict:
     """Export `checkpoint` to OUTPUT/model.onnx and OUTPUT/model.json; return the model card."""
-    import onnx
-
     from zoo.engine import load_checkpoint, model_from_checkpoint
-    from zoo.model import DeployModel
-    from zoo.runtime import Model
 
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt["config"]
     ecfg = {**cfg["export"], **(overrides or {})}
+    model, info = model_from_checkpoint(ckpt)
+    x, source = parity_inputs(cfg, info, int(ecfg["parity_samples"]))
+    ckpt_path = Path(checkpoint)
+    metrics_file = (ckpt_path if ckpt_path.is_dir() else ckpt_path.parent.parent) / "metrics.json"
+    metrics = {}
+    if metrics_file.is_file():
+        m = json.loads(metrics_file.read_text())
+        metrics = {s: {k: v for k, v in m.get(s, {}).items() if not isinstance(v, list)} for s in ("test", "val")}
+    elif "val" in ckpt:
+        metrics = {"val": {k: v for k, v in ckpt["val"].items() if not isinstance(v, list)}}
+    return export_model(model, info, cfg, output, ecfg, x, source, metrics=metrics,
+                        source={"checkpoint": str(checkpoint), "epoch": ckpt.get("epoch")}, env_keys=ckpt.get("env_keys", []))
+
+
+def export_model(model, info, cfg: dict, output: str | Path, ecfg: dict, x: torch.Tensor, inputs_source: str,
+                 metrics: dict | None = None, source: dict | None = None, env_keys: list[str] | None = None) -> dict:
+    """Export an in-memory ZooModel: ONNX + metadata, checker, parity on `x`, model card; atomic."""
+    import onnx
+
+    from zoo.model import DeployModel
+    from zoo.runtime import Model
+
     if ecfg["opset"] < 17:
         raise ZooError(f"export.opset={ecfg['opset']} is too old; zoo exports opset 17 or newer")
-    model, info = model_from_checkpoint(ckpt)
     deploy = DeployModel(model).eval()
     head = model.head
-    x, source = parity_inputs(cfg, info, int(ecfg["parity_samples"]))
     with torch.no_grad():
         expected = deploy(x)
     expected = expected if isinstance(expected, tuple) else (expected,)
 
     output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise ZooError(f"output={str(output)!r} exists and is not a folder")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.parent / f".{output.name}.export-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -116,7 +134,7 @@ def export(checkpoint: str | Path, output: str | Path, overrides: dict | None = 
                               input_names=["input"], output_names=names,
                               dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}})
         proto = onnx.load(str(onnx_path))
-        meta = metadata(info, head, redact(cfg, ckpt.get("env_keys", [])), ecfg)
+        meta = metadata(info, head, redact(cfg, env_keys or []), ecfg)
         del proto.metadata_props[:]
         for k, v in meta.items():
             proto.metadata_props.add(key=f"zoo.{k}", value=json.dumps(v))
@@ -129,20 +147,12 @@ def export(checkpoint: str | Path, output: str | Path, overrides: dict | None = 
             raise ZooError(f"the exported graph fails onnx.checker: {str(e).splitlines()[0]}") from None
 
         # Parity: the same real images through onnxruntime (CPU) and PyTorch.
-        session = Model(onnx_path, providers="cpu")
-        got = session.run(x.numpy())
+        got = Model(onnx_path, providers="cpu").run(x.numpy())
         diffs = {n: float(np.max(np.abs(got[n] - e.numpy()))) if e.numel() else 0.0 for n, e in zip(names, expected)}
         worst = max(diffs.values())
         if worst > ecfg["parity_tolerance"]:
             raise ZooError(f"ONNX output differs from PyTorch by {worst:.3g} (> export.parity_tolerance={ecfg['parity_tolerance']}); "
                            f"nothing was written")
-        metrics_file = Path(checkpoint) / "metrics.json" if Path(checkpoint).is_dir() else Path(checkpoint).parent.parent / "metrics.json"
-        metrics = {}
-        if metrics_file.is_file():
-            m = json.loads(metrics_file.read_text())
-            metrics = {s: {k: v for k, v in m.get(s, {}).items() if not isinstance(v, list)} for s in ("test", "val")}
-        elif "val" in ckpt:
-            metrics = {"val": {k: v for k, v in ckpt["val"].items() if not isinstance(v, list)}}
         card = {
             "format": CARD_FORMAT,
             "zoo_version": __version__,
@@ -151,17 +161,16 @@ def export(checkpoint: str | Path, output: str | Path, overrides: dict | None = 
             "input": meta["input"],
             "preprocessing": meta["preprocessing"],
             "outputs": names,
-            "metrics": metrics,
-            "parity": {"max_abs_diff": diffs, "tolerance": ecfg["parity_tolerance"], "inputs": source, "provider": "CPUExecutionProvider"},
+            "metrics": metrics or {},
+            "parity": {"max_abs_diff": diffs, "tolerance": ecfg["parity_tolerance"], "inputs": inputs_source,
+                       "provider": "CPUExecutionProvider"},
             "onnx": {"file": "model.onnx", "opset": ecfg["opset"], "sha256": _sha256(onnx_path), "bytes": onnx_path.stat().st_size,
                      "checker": "onnx.checker full_check passed"},
-            "source": {"checkpoint": str(checkpoint), "epoch": ckpt.get("epoch")},
+            "source": source or {},
             "config": meta["config"],
         }
         (tmp / "model.json").write_text(json.dumps(card, indent=2))
         # Move into place only now that everything passed.
-        if output.exists() and not output.is_dir():
-            raise ZooError(f"output={str(output)!r} exists and is not a folder")
         output.mkdir(exist_ok=True)
         for f in ("model.onnx", "model.json"):
             os.replace(tmp / f, output / f)

@@ -1,0 +1,55 @@
+"""Shared helpers: run the real CLI, small experiment configs, a trained-and-exported digits run."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_zoo(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The zoo CLI in a subprocess, as a user runs it."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], cwd=cwd or ROOT, env=full_env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Exit code 2, one line on stderr starting 'zoo: error:', no traceback, containing each fragment."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("zoo: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+def small_config(**groups) -> dict:
+    """A composed, validated plain config for digits at 32x32 with overrides given as key=value strings."""
+    from zoo.config import compose, to_plain
+
+    overrides = [f"{k}={v}" for k, v in groups.items()]
+    return to_plain(compose(overrides))
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> Path:
+    """A short digits run through `zoo train` (3 epochs): its run directory."""
+    run = tmp_path_factory.mktemp("runs") / "digits"
+    proc = run_zoo("train", "seed=0", "trainer.max_epochs=3", "trainer.progress=false", f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run
+
+
+@pytest.fixture(scope="session")
+def digits_export(digits_run, tmp_path_factory) -> Path:
+    """The digits run exported through `zoo export`: the folder holding model.onnx and model.json."""
+    out = tmp_path_factory.mktemp("exports") / "digits"
+    proc = run_zoo("export", f"checkpoint={digits_run}/checkpoints/best.pt", f"output={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out

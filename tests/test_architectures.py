@@ -1,0 +1,97 @@
+"""Every registered architecture builds on 1 and 3 channels, takes a training step, and exports with parity."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zoo import registry
+from zoo.data import DataInfo
+from zoo.errors import ZooError
+from zoo.export import export_model
+from zoo.model import Backbone, build_model
+
+# Small settings per architecture; an architecture missing here still runs, with its defaults.
+SMALL = {
+    "alexnet": {"width": 0.125},
+    "vgg": {"width": 0.0625},
+    "timm": {"model_name": "test_resnet"},
+}
+# More timm families (tiny test models shipped with timm: no download).
+EXTRA = [("timm", {"model_name": "test_efficientnet"}), ("timm", {"model_name": "test_convnext"}),
+         ("cnn", {"padding_mode": "reflect", "norm": "group"}), ("cnn", {"padding_mode": "circular", "norm": "none", "pool": "stride"}),
+         ("cnn", {"padding_mode": "replicate", "dropout": 0.2, "pool": "avg", "kernel_size": 5}),
+         ("vgg", {"depth": 16, "width": 0.0625, "norm": "group"}), ("alexnet", {"stem": "imagenet", "width": 0.125}),
+         ("lenet5", {"activation": "relu", "pool": "max"})]
+CASES = [(name, SMALL.get(name, {})) for name in registry.registries["architecture"].names()] + EXTRA
+IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in p.items())}" for n, p in CASES]
+
+
+def info(channels: int, size: int = 32) -> DataInfo:
+    return DataInfo("classification", tuple("abcd"), channels, (size, size), (0.5,) * channels, (0.25,) * channels)
+
+
+def cfg(name: str, params: dict) -> dict:
+    return {"data": {"name": "digits"}, "model": {"name": name, **params}, "head": {"name": "classification"}}
+
+
+@pytest.mark.parametrize("name,params", CASES, ids=IDS)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_builds_and_trains_a_step(name, params, channels):
+    torch.manual_seed(0)
+    model = build_model(cfg(name, params), info(channels))
+    assert isinstance(model.backbone, Backbone)
+    fi = model.backbone.feature_info
+    assert len(fi) >= 1 and all(f.size is not None for f in fi)
+    assert [f.stride for f in fi] == sorted(f.stride for f in fi)  # shallow to deep
+    stages = model.backbone.stages()
+    staged = {id(p) for s in stages for p in s.parameters()}
+    assert staged == {id(p) for p in model.backbone.parameters()}  # stages cover the whole backbone
+    x, y = torch.rand(4, channels, 32, 32), torch.tensor([0, 1, 2, 3])
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    loss = model.head.loss(model(x), y)
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    changed = sum(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert changed >= len(before) // 2
+
+
+@pytest.mark.parametrize("name,params", CASES, ids=IDS)
+def test_exports_with_parity(name, params, tmp_path):
+    torch.manual_seed(0)
+    i = info(3 if name == "timm" else 1)
+    model = build_model(cfg(name, params), i).eval()
+    x = torch.rand(6, i.channels, 32, 32)
+    card = export_model(model, i, cfg(name, params), tmp_path / "out", {"opset": 17, "parity_tolerance": 1e-4}, x, "random")
+    assert max(card["parity"]["max_abs_diff"].values()) <= 1e-4
+    assert (tmp_path / "out" / "model.onnx").is_file()
+
+
+def test_larger_inputs_work():
+    for name, params in CASES[:5]:
+        build_model(cfg(name, params), info(1, 48))
+
+
+def test_input_too_small_for_the_architecture_is_a_clear_error():
+    with pytest.raises(ZooError, match="cannot take a 1x32x32 input"):
+        build_model(cfg("cnn", {"depth": 7}), info(1))
+
+
+def test_unknown_timm_model_suggests_names():
+    with pytest.raises(ZooError, match="unknown timm model 'resnet19'; did you mean"):
+        build_model(cfg("timm", {"model_name": "resnet19"}), info(3))
+
+
+def test_timm_pretrained_weights_fail_clearly_offline():
+    # huggingface_hub reads HF_HUB_OFFLINE at import, so the check runs in a fresh interpreter.
+    import os
+    import subprocess
+    import sys
+
+    code = ("from tests.test_architectures import cfg, info; from zoo.model import build_model; "
+            "m = build_model(cfg('timm', {'model_name': 'resnet18'}), info(3)); m.backbone.load_pretrained()")
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "ZooError: cannot load timm's pretrained weights for 'resnet18' (is this machine online?" in proc.stderr

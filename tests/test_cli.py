@@ -1,0 +1,112 @@
+"""The CLI end to end: train, export, predict, list; bad input is one line, exit 2, nothing written."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from tests.conftest import assert_one_line_error, run_zoo
+
+
+def test_train_writes_the_run_directory(digits_run):
+    metrics = json.loads((digits_run / "metrics.json").read_text())
+    assert 0.5 < metrics["test"]["accuracy"] <= 1.0 and "val" in metrics and metrics["train_seconds"] > 0
+    assert (digits_run / "checkpoints" / "best.pt").is_file() and (digits_run / "checkpoints" / "last.pt").is_file()
+    assert "name: digits" in (digits_run / "config.yaml").read_text()
+
+
+def test_export_passes_the_checker_and_carries_metadata(digits_export):
+    path = digits_export / "model.onnx"
+    onnx.checker.check_model(str(path), full_check=True)
+    proto = onnx.load(str(path))
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    assert meta["zoo.task"] == "classification" and meta["zoo.labels"] == [str(i) for i in range(10)]
+    assert meta["zoo.input"]["channels"] == 1 and meta["zoo.input"]["size"] == [32, 32] and meta["zoo.input"]["layout"] == "NCHW"
+    assert len(meta["zoo.preprocessing"]["mean"]) == 1 and meta["zoo.version"]
+    assert proto.opset_import[0].version >= 17
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
+    card = json.loads((digits_export / "model.json").read_text())
+    assert card["parity"]["max_abs_diff"]["probabilities"] <= 1e-4 and "test split" in card["parity"]["inputs"]
+    assert card["metrics"]["test"]["accuracy"] > 0.5 and card["labels"][3] == "3"
+
+
+def test_onnx_and_pytorch_accuracy_are_equal(digits_run, digits_export):
+    from omegaconf import OmegaConf
+
+    from zoo.data import build_data
+    from zoo.runtime import Model
+
+    cfg = OmegaConf.to_container(OmegaConf.load(digits_run / "config.yaml"))
+    test = build_data(cfg, 0).test
+    probs = Model(digits_export / "model.onnx").run(test.images.numpy())["probabilities"]
+    acc = float((probs.argmax(1) == test.targets.numpy()).mean())
+    assert acc == pytest.approx(json.loads((digits_run / "metrics.json").read_text())["test"]["accuracy"], abs=1e-6)
+
+
+def test_predict_prints_json_lines(digits_run, digits_export, tmp_path):
+    from PIL import Image
+
+    from zoo_plugins.datasets.digits import load_digits_images
+
+    x, y = load_digits_images(32, 1)
+    for i in range(3):
+        Image.fromarray((x[i, 0].numpy() * 255).round().astype(np.uint8)).save(tmp_path / f"{i}.png")
+    proc = run_zoo("predict", f"model={digits_export}/model.onnx", f"input={tmp_path}", "topk=2", "providers=cpu")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 3 and all(len(r["topk"]) == 2 and r["label"] in "0123456789" for r in rows)
+    assert rows[0]["score"] == rows[0]["topk"][0]["score"] and rows[0]["file"].endswith("0.png")
+
+
+def test_list_shows_every_kind():
+    proc = run_zoo("list")
+    assert proc.returncode == 0
+    for name in ("lenet5", "alexnet", "vgg", "cnn", "timm", "classification", "hflip", "scratch", "digits", "folder"):
+        assert f" {name} " in proc.stdout
+    one = run_zoo("list", "model", "cnn")
+    assert "padding_mode" in one.stdout and "zeros|reflect|replicate|circular" in one.stdout
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["train", "model=lenet"], ["unknown model 'lenet'", "did you mean 'lenet5'"]),
+    (["train", "model.widht=3"], ["unknown config key 'model.widht'", "'model.width'"]),
+    (["train", "trainer.max_epochs=ten"], ["trainer.max_epochs=ten"]),
+    (["train", "data=folder", "data.root=/no/such/folder"], ["data.root='/no/such/folder': folder does not exist"]),
+    (["train", "-m", "model=cnn,lenett"], ["unknown model 'lenett'"]),
+    (["export", "checkpoint=/no/such.pt"], ["checkpoint '/no/such.pt' does not exist"]),
+    (["export", "checkpoit=x"], ["did you mean 'checkpoint'"]),
+    (["predict", "model=/no/such.onnx", "input=."], ["model='/no/such.onnx' does not exist"]),
+    (["list", "modle"], ["unknown plugin kind 'modle'"]),
+    (["trian"], ["unknown command 'trian'; did you mean 'train'"]),
+])
+def test_bad_input_is_one_line_and_writes_nothing(args, fragments, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_zoo(*args, f"hydra.run.dir={run_dir}" if args[0] == "train" else "", cwd=tmp_path) if args[0] == "train" \
+        else run_zoo(*args, cwd=tmp_path)
+    assert_one_line_error(proc, *fragments)
+    assert not run_dir.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_hydra_flags_work():
+    proc = run_zoo("train", "--cfg", "job", "model=lenet5", "model.activation=relu")
+    assert proc.returncode == 0 and "activation: relu" in proc.stdout
+    assert "== Configuration groups ==" in run_zoo("train", "--help").stdout
+
+
+def test_sweep_runs_every_combination(tmp_path):
+    proc = run_zoo("train", "-m", "model.width=4,8", "trainer.max_epochs=1", "trainer.progress=false",
+                   f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=${hydra.job.num}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.parent.name for p in tmp_path.glob("*/metrics.json")) == ["0", "1"]
+
+
+def test_failed_export_leaves_nothing(digits_run, tmp_path):
+    out = tmp_path / "out"
+    proc = run_zoo("export", f"checkpoint={digits_run}", f"output={out}", "parity_tolerance=0")
+    # a tolerance of zero may pass (bit-exact) or fail; either way nothing half-written remains
+    if proc.returncode:
+        assert_one_line_error(proc, "differs from PyTorch")
+        assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

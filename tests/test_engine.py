@@ -1,0 +1,91 @@
+"""The training loop: outputs, repeatability, early stopping, optimizers and schedules, safe checkpoints."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import small_config
+from zoo.engine import load_checkpoint, lr_factor, model_from_checkpoint, train
+from zoo.errors import ZooError
+
+
+def quick(**over) -> dict:
+    base = {"trainer.max_epochs": 1, "trainer.progress": "false", "model.width": 8}
+    return small_config(**{**base, **over})
+
+
+def test_train_writes_metrics_and_checkpoints(tmp_path):
+    results = train(quick(**{"trainer.max_epochs": 2}), tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] == results["test"]["accuracy"] > 0.3
+    assert {"accuracy", "f1_macro", "top5_accuracy", "confusion_matrix", "loss"} <= set(metrics["test"])
+    assert len(metrics["test"]["confusion_matrix"]) == 10 and metrics["val"] and metrics["train_seconds"] > 0
+    assert metrics["epochs"] == 2 and len(metrics["history"]) == 2
+    for name in ("best.pt", "last.pt"):
+        ckpt = torch.load(tmp_path / "checkpoints" / name, weights_only=True)  # plain data only
+        assert ckpt["config"]["model"]["name"] == "cnn" and isinstance(ckpt["config"], dict)
+    assert "optimizer" in torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_same_seed_same_result(tmp_path):
+    a = train(quick(seed=3), tmp_path / "a")
+    b = train(quick(seed=3), tmp_path / "b")
+    assert a["test"]["loss"] == b["test"]["loss"]
+    wa = torch.load(tmp_path / "a/checkpoints/best.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "b/checkpoints/best.pt", weights_only=True)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_early_stopping_stops(tmp_path):
+    # lr so small that nothing improves after the first epoch
+    results = train(quick(**{"trainer.max_epochs": 10, "trainer.patience": 2, "trainer.lr": 1e-9, "trainer.monitor": "loss",
+                             "trainer.scheduler": "none"}), tmp_path)
+    assert results["epochs"] < 10
+
+
+@pytest.mark.parametrize("over", [
+    {"trainer.optimizer": "sgd", "trainer.scheduler": "step", "trainer.step_size": 1, "trainer.lr": 0.05},
+    {"trainer.l1": 1e-4, "trainer.grad_clip": 1.0, "trainer.warmup_epochs": 1},
+    {"head.label_smoothing": 0.1, "head.dropout": 0.3, "head.hidden": "[16]"},
+    {"model": "lenet5", "head.pool": "flatten", "head.hidden": "[84]"},
+])
+def test_trainer_options_train(tmp_path, over):
+    results = train(quick(**over) if "model" not in over else small_config(**{"trainer.max_epochs": 1, **over}), tmp_path)
+    assert results["test"]["accuracy"] > 0.1
+
+
+def test_l1_shrinks_weights(tmp_path):
+    plain = train(quick(**{"trainer.max_epochs": 2}), tmp_path / "plain")
+    sparse = train(quick(**{"trainer.max_epochs": 2, "trainer.l1": 1e-3}), tmp_path / "l1")
+    size = lambda d: sum(v.abs().sum() for k, v in torch.load(d / "checkpoints/last.pt", weights_only=True)["model"].items()
+                         if k.endswith("weight") and v.ndim > 1)
+    assert plain and sparse and size(tmp_path / "l1") < size(tmp_path / "plain")
+
+
+def test_schedules():
+    t = {"max_epochs": 10, "warmup_epochs": 1, "scheduler": "cosine", "step_size": 3, "gamma": 0.5}
+    assert lr_factor(0, 10, t) == pytest.approx(0.1)
+    assert lr_factor(10, 10, t) == pytest.approx(1.0)
+    assert lr_factor(99, 10, t) < 0.01
+    t = {**t, "scheduler": "step", "warmup_epochs": 0}
+    assert [lr_factor(e * 10, 10, t) for e in (0, 3, 6)] == [1.0, 0.5, 0.25]
+
+
+def test_bad_monitor_is_a_clear_error(tmp_path):
+    with pytest.raises(ZooError, match="trainer.monitor='acc' is not a validation metric; valid: accuracy"):
+        train(quick(**{"trainer.monitor": "acc"}), tmp_path)
+
+
+def test_checkpoint_round_trip_and_bad_files(tmp_path):
+    train(quick(), tmp_path)
+    model, info = model_from_checkpoint(load_checkpoint(tmp_path))  # a run directory means its best.pt
+    assert info.classes[0] == "0" and not model.training
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ZooError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ZooError, match="is not a zoo checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")

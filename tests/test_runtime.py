@@ -1,0 +1,82 @@
+"""zoo.runtime: no torch, provider choice, input checks before onnxruntime."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from zoo.errors import ZooError
+
+
+def test_runtime_imports_no_torch(digits_export):
+    code = ("import sys; sys.modules['torch'] = None; import zoo.runtime, numpy as np; "
+            f"m = zoo.runtime.Model(r'{digits_export / 'model.onnx'}'); "
+            "r = m.predict(np.zeros((2, 1, 32, 32), np.float32)); "
+            "assert 'torch' not in [k for k, v in sys.modules.items() if v is not None]; print(r[0]['label'], m.providers)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "CPUExecutionProvider" in proc.stdout
+    assert proc.stderr == ""  # no onnxruntime CUDA load errors on a machine without a GPU
+
+
+def test_bare_import_succeeds_without_torch():
+    proc = subprocess.run([sys.executable, "-c", "import sys; sys.modules['torch'] = None; import zoo.runtime"], capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_providers_fall_back_to_cpu_without_a_gpu():
+    from zoo.runtime import gpu_usable, select_providers
+
+    if gpu_usable():
+        pytest.skip("this machine has a GPU")
+    assert select_providers("auto") == ["CPUExecutionProvider"]
+    with pytest.raises(ZooError, match="no usable GPU"):
+        select_providers("cuda")
+    with pytest.raises(ZooError, match="providers='gpu' is not one of"):
+        select_providers("gpu")
+
+
+@pytest.mark.parametrize("batch,message", [
+    (np.zeros((2, 1, 32, 32), np.float64), "must be float32"),
+    (np.zeros((1, 32, 32), np.float32), "must have rank 4"),
+    (np.zeros((2, 3, 32, 32), np.float32), "must have 1 channel"),
+    (np.zeros((2, 1, 28, 28), np.float32), "must be 32x32"),
+    ([[0.0]], "must be a numpy array"),
+])
+def test_inputs_are_checked_before_onnxruntime(digits_export, batch, message):
+    from zoo.runtime import Model
+
+    m = Model(digits_export / "model.onnx", "cpu")
+    with pytest.raises(ZooError, match=message):
+        m.run(batch)
+
+
+def test_preprocess_reads_files_and_arrays(digits_export, tmp_path):
+    from PIL import Image
+
+    from zoo.runtime import Model
+
+    m = Model(digits_export / "model.onnx", "cpu")
+    Image.fromarray(np.full((64, 48, 3), 200, np.uint8)).save(tmp_path / "rgb.png")  # wrong size and colour: converted
+    batch = m.preprocess([tmp_path / "rgb.png", np.zeros((10, 10), np.uint8)])
+    assert batch.shape == (2, 1, 32, 32) and batch.dtype == np.float32
+    assert batch[0].max() == pytest.approx(200 / 255, abs=1e-3) and batch[1].max() == 0.0
+    assert len(m.predict(batch, topk=3)[0]["topk"]) == 3
+    with pytest.raises(ZooError, match="does not exist"):
+        m.preprocess([tmp_path / "missing.png"])
+
+
+def test_a_non_zoo_model_is_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from zoo.runtime import Model
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "plain.onnx")
+    with pytest.raises(ZooError, match="has no zoo metadata"):
+        Model(tmp_path / "plain.onnx")
