@@ -11,8 +11,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_installs_into_a_fresh_venv_and_runs_from_elsewhere(tmp_path):
+    import shutil
+
+    # Build from a copy: setuptools writes build/ and egg-info beside the source, and a stale build/ leaks into wheels.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "outputs", "exports", "build",
+                                                                "*.egg-info", "__pycache__", ".pytest_cache"))
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(source)],
                    check=True, capture_output=True, cwd=tmp_path)
     wheel = next(wheels.glob("zoo-*.whl"))
     env_dir = tmp_path / "venv"

@@ -112,6 +112,6 @@ def test_registration_is_idempotent_and_collisions_name_both_packages():
     from unittest import mock
 
     with mock.patch("zoo.discovery.discover"):
-        with pytest.raises(ZooError, match=r"registered by .* and zoo-acme .*qualified name"):
+        with pytest.raises(ZooError, match=r"registered by package 'tests' .* and by package 'zoo-acme' .*qualified name: 'tests:op' or 'zoo-acme:op'"):
             reg.get("op")
         assert reg.get("zoo-acme:op").factory is other

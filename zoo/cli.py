@@ -20,8 +20,9 @@ commands:
   predict model=PATH input=FILE_OR_DIR [topk=5] [providers=auto|cpu|cuda|tensorrt]
                                      run an exported model with onnxruntime; one JSON line per image
   list    [KIND [NAME]] [--errors]   list plugins (kinds: architecture, head, augmentation, transfer, dataset)
-  bench   inference [model=PATH] [batch=N]
-                                     PyTorch vs onnxruntime latency of an exported model, as ratios
+  bench   inference model=PATH [batch=N] | discovery [packages=50]
+                                     PyTorch vs onnxruntime latency; the cost of plugin discovery
+  new-plugin NAME [output=DIR]       write a plugin package skeleton (zoo-NAME) that passes its own test
 
 example: zoo train data=digits model=lenet5 head.dropout=0.2 trainer.max_epochs=10 hydra.run.dir=runs/lenet
 """
@@ -182,9 +183,17 @@ def cmd_list(argv: list[str]) -> int:
 # ---- bench -----------------------------------------------------------------------------------
 
 def cmd_bench(argv: list[str]) -> int:
-    """zoo bench inference: PyTorch eager vs onnxruntime on the same exported model, as ratios."""
-    if not argv or argv[0] != "inference":
-        raise ZooError("zoo bench needs a benchmark name; available: inference")
+    """zoo bench inference|discovery: side-by-side measurements in one run, reported as ratios."""
+    benches = ("inference", "discovery")
+    if not argv or argv[0] not in benches:
+        raise unknown("benchmark", argv[0] if argv else "", benches) if argv else ZooError(f"zoo bench needs a benchmark: {', '.join(benches)}")
+    if argv[0] == "discovery":
+        kv = parse_kv(argv[1:], {"packages": int, "repeats": int}, "bench discovery")
+        from zoo.bench import discovery
+
+        for line in discovery(kv.get("packages", 50), kv.get("repeats", 5)):
+            print(line)
+        return 0
     kv = parse_kv(argv[1:], {"model": str, "batch": int, "repeats": int}, "bench")
     if "model" not in kv:
         raise ZooError("zoo bench inference needs model=DIR/model.onnx (from zoo export)")
@@ -195,7 +204,20 @@ def cmd_bench(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "export": cmd_export, "predict": cmd_predict, "list": cmd_list, "bench": cmd_bench}
+def cmd_new_plugin(argv: list[str]) -> int:
+    """zoo new-plugin NAME [output=DIR]: write a plugin package skeleton."""
+    if not argv or "=" in argv[0]:
+        raise ZooError("zoo new-plugin needs a NAME, e.g. zoo new-plugin acme")
+    kv = parse_kv(argv[1:], {"output": str}, "new-plugin")
+    from zoo.scaffold import new_plugin
+
+    path = new_plugin(argv[0], kv.get("output"))
+    print(f"wrote {path}/: pip install {path} && zoo list architecture   (its test: cd {path} && pytest)")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "export": cmd_export, "predict": cmd_predict, "list": cmd_list, "bench": cmd_bench,
+            "new-plugin": cmd_new_plugin}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,13 +98,13 @@ def _omegaconf_type(p) -> Any:
     return Optional[t] if p.optional or p.default is None else t
 
 
-def plugin_schema(plugin) -> type:
-    """A dataclass for a plugin's node: `name` plus one typed field per parameter."""
+def plugin_schema(plugin, name: str | None = None) -> type:
+    """A dataclass for a plugin's node: `name` (how it was chosen) plus one typed field per parameter."""
     from omegaconf import MISSING
 
     from zoo.registry import REQUIRED
 
-    fields: list = [("name", str, field(default=plugin.name))]
+    fields: list = [("name", str, field(default=name or plugin.name))]
     for p in plugin.params:
         if p.default is REQUIRED:
             default = field(default=MISSING)
@@ -113,7 +113,7 @@ def plugin_schema(plugin) -> type:
         else:
             default = field(default=p.default)
         fields.append((p.name, _omegaconf_type(p), default))
-    cls_name = re.sub(r"\W", "_", f"{plugin.kind}_{plugin.package}_{plugin.name}")
+    cls_name = re.sub(r"\W", "_", f"{plugin.kind}_{plugin.package}_{name or plugin.name}")
     return dataclasses.make_dataclass(cls_name, fields)
 
 
@@ -129,13 +129,20 @@ def store_configs() -> None:
     from zoo import registry
 
     cs = ConfigStore.instance()
+    stored: set[tuple[str, str]] = set()
     cs.store(name="base_config", node=Config)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="export", name="base_export", node=ExportConfig)
     cs.store(group="aug", name="base_aug", node=AugConfig)
     for group, kind in GROUPS.items():
         for plugin in registry.registries[kind]:
-            cs.store(group=group, name=plugin.name, node=plugin_schema(plugin), provider=plugin.package)
+            # the plain name (a name two third parties share is refused later, when it is resolved), and
+            # every qualified form, `zoo-acme:net` / `acme:net`, which always picks this one
+            if (group, plugin.name) not in stored:
+                stored.add((group, plugin.name))
+                cs.store(group=group, name=plugin.name, node=plugin_schema(plugin), provider=plugin.package)
+            for q in plugin.qualified_names:
+                cs.store(group=group, name=q, node=plugin_schema(plugin, q), provider=plugin.package)
     _stored["done"] = True
 
 
@@ -159,7 +166,7 @@ def group_options(group: str) -> list[str]:
     names = set()
     if group in GROUPS:
         for p in registry.registries[GROUPS[group]]:
-            names.update({p.name, p.qualified_name})
+            names.update({p.name, *p.qualified_names})
     names.discard("")
     for d in search_dirs():
         gd = d / group
@@ -178,9 +185,10 @@ def _parse(overrides: list[str]):
 
 
 def _values(o) -> list:
+    """The raw values of an override (each value of a sweep), unescaped."""
     if o.is_sweep_override():
-        return list(o.sweep_string_iterator())
-    return [o.get_value_element_as_str()] if o.value() is not None else [None]
+        return [str(v) for v in o.sweep_iterator()]
+    return [str(o.value())] if o.value() is not None else [None]
 
 
 def expand(overrides: list[str], limit: int = 256) -> list[list[str]]:
@@ -192,7 +200,7 @@ def expand(overrides: list[str], limit: int = 256) -> list[list[str]]:
     for o in parsed:
         if o.is_sweep_override():
             key = o.get_key_element()
-            choices.append([f"{key}={v}" for v in _values(o)])
+            choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
         else:
             choices.append([o.input_line])
     combos = []

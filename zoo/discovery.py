@@ -77,8 +77,11 @@ def load_package(package: str, target: str) -> None:
     try:
         module = importlib.import_module(target)
         need = getattr(module, "ZOO_PLUGIN_API", None)
-        if need is not None and int(need) != registry.PLUGIN_API_VERSION:
-            raise ImportError(f"it needs zoo plugin API {need}, this zoo provides {registry.PLUGIN_API_VERSION}")
+        accepted = {int(v) for v in (need if isinstance(need, (list, tuple, set)) else [need])} if need is not None else None
+        if accepted is not None and registry.PLUGIN_API_VERSION not in accepted:
+            raise ImportError(f"it needs zoo plugin API {'/'.join(map(str, sorted(accepted)))}, this zoo provides "
+                              f"{registry.PLUGIN_API_VERSION}: install a version of {package} made for plugin API "
+                              f"{registry.PLUGIN_API_VERSION}, or a zoo that provides {'/'.join(map(str, sorted(accepted)))}")
         loaded.append(LoadedPackage(package, target, _config_dir(module)))
     except Exception as e:  # isolate a broken package: one warning, the rest goes on
         for reg in registry.registries.values():

@@ -103,6 +103,17 @@ class Plugin:
         """`package:name`, the unambiguous form used when two packages register one name."""
         return f"{self.package}:{self.name}"
 
+    @property
+    def qualifiers(self) -> set[str]:
+        """Names that select this plugin's package in `package:name`: the distribution
+        (`zoo-acme`), the same without its `zoo-` prefix (`acme`) and the top-level module."""
+        return {self.package, self.package.removeprefix("zoo-"), self.module.split(".")[0]}
+
+    @property
+    def qualified_names(self) -> list[str]:
+        """Every `qualifier:name` form of this plugin."""
+        return sorted(f"{q}:{self.name}" for q in self.qualifiers)
+
     def defaults(self) -> dict[str, Any]:
         """The configurable parameters and their defaults (REQUIRED where there is none)."""
         return {p.name: p.default for p in self.params}
@@ -273,6 +284,14 @@ class Registry:
             if other.package == plugin.package:
                 raise PluginDefinitionError(
                     f"{self.kind} {name!r} is registered twice in package {plugin.package!r}: by {other.module} and by {plugin.module}")
+        from zoo.discovery import STANDARD_PACKAGE
+
+        if any(o.package == STANDARD_PACKAGE for o in entries):
+            import sys
+
+            # A third party never silently replaces a standard plugin: zoo's keeps the plain name.
+            print(f"zoo: warning: package {plugin.package!r} registers {self.kind} {name!r}, which zoo already provides; "
+                  f"{name!r} stays zoo's, theirs is {plugin.qualified_name!r}", file=sys.stderr)
         entries.append(plugin)
         return plugin
 
@@ -284,7 +303,7 @@ class Registry:
         if ":" in name:
             package, _, short = name.partition(":")
             for p in self._plugins.get(short, []):
-                if p.package == package:
+                if package in p.qualifiers:
                     return p
             raise unknown(self.kind, name, [p.qualified_name for ps in self._plugins.values() for p in ps], see=f"zoo list {self.kind}")
         entries = self._plugins.get(name)
@@ -296,8 +315,9 @@ class Registry:
             standard = [p for p in entries if p.package == STANDARD_PACKAGE]
             if standard:  # a third-party package never silently replaces a standard plugin
                 return standard[0]
-            who = " and ".join(f"{p.package} ({p.module})" for p in entries)
-            raise ZooError(f"{self.kind} {name!r} is registered by {who}; choose one with a qualified name, e.g. {entries[0].qualified_name!r}")
+            who = " and by ".join(f"package {p.package!r} ({p.module})" for p in entries)
+            raise ZooError(f"{self.kind} {name!r} is registered by {who}; choose one with a qualified name: "
+                           + " or ".join(repr(p.qualified_name) for p in entries))
         return entries[0]
 
     def names(self) -> list[str]:
@@ -352,8 +372,26 @@ def _check_returns(base_name: str) -> Callable[[Plugin], None]:
             raise PluginDefinitionError(
                 f"{plugin.module}.{getattr(f, '__qualname__', f)}: a {plugin.kind} plugin must be a {base_name} subclass "
                 f"or a function annotated `-> {base_name}` (from zoo.model)")
+        if base_name == "Backbone" and inspect.isclass(f):
+            _check_backbone_class(f, plugin)
 
     return check
+
+
+def _check_backbone_class(cls: type, plugin: Plugin) -> None:
+    """A Backbone class must set feature_info and implement stages(): checked on the class, unbuilt."""
+    import zoo.model as m
+
+    where = f"{plugin.module}.{cls.__qualname__}"
+    chain = [c for c in cls.__mro__ if c is not m.Backbone and issubclass(c, m.Backbone)]
+    sets_info = any("feature_info" in vars(c) or "feature_info" in getattr(vars(c).get("__init__"), "__code__", compile("", "", "exec")).co_names
+                    for c in chain)
+    if not sets_info:
+        raise PluginDefinitionError(f"{where}: a Backbone must report feature_info; set self.feature_info = "
+                                    f"[FeatureInfo(channels, stride), ...] in __init__, one per feature map forward() returns")
+    if not any("stages" in vars(c) for c in chain):
+        raise PluginDefinitionError(f"{where}: a Backbone must implement stages() -> list[nn.Module], its parameter groups "
+                                    f"shallow to deep (used to freeze and to set per-stage learning rates)")
 
 
 registries: dict[str, Registry] = {
