@@ -77,3 +77,19 @@ def test_folder_errors(tmp_path):
     with pytest.raises(ZooError, match="cannot read image .*broken.png"):
         b = build("folder", root=str(bad), size=16, val_fraction=0.25, test_fraction=0.25, stats_samples=100)
         [b.train[i] for i in range(len(b.train))] + [b.val[i] for i in range(len(b.val))] + [b.test[i] for i in range(len(b.test))]
+
+
+def test_random_split_is_seeded_and_leaves_no_split_empty():
+    from zoo_plugins.datasets.formats import check_fractions, random_split
+
+    a = random_split(20, 0.15, 0.25, seed=0)
+    assert [len(x) for x in a] == [12, 3, 5] and sorted(a[0] + a[1] + a[2]) == list(range(20))
+    assert random_split(20, 0.15, 0.25, seed=0) == a and random_split(20, 0.15, 0.25, seed=1) != a
+    assert [len(x) for x in random_split(5, 0.05, 0.05, seed=0)] == [3, 1, 1]  # a small fraction still gets one image
+    assert random_split(10, 0.2, 0.0, seed=0)[2] == []  # zero: an empty split, for splits given separately
+    with pytest.raises(ZooError, match="cannot split 2 images into train/val/test"):
+        random_split(2, 0.3, 0.3, seed=0)
+    with pytest.raises(ZooError, match="data.test_fraction=1.5 must be between 0 and 1"):
+        check_fractions(0.1, 1.5)
+    with pytest.raises(ZooError, match="leaves nothing to train on"):
+        check_fractions(0.5, 0.5)

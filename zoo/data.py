@@ -155,6 +155,9 @@ def build_augmentations(aug_cfg: dict, info: DataInfo) -> tuple[Callable | None,
         (batch if isinstance(t, BatchTransform) else sample).append(t)
     if len(batch) > 1:
         batch = [_RandomChoiceBatch(batch)]
+    if sample and info.task == "detection":
+        # boxes pushed (partly) out of the image: clip them, and drop those left empty with their labels
+        sample += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1.0)]
     return (v2.Compose(sample) if sample else None), (batch[0] if batch else None)
 
 

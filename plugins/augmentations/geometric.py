@@ -1,7 +1,10 @@
 """Geometric augmentations: torchvision transforms.v2, so masks and boxes move with the image."""
 from __future__ import annotations
 
+import torch
+from torchvision import tv_tensors
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 from zoo import register
 from zoo.data import DataInfo
@@ -13,6 +16,43 @@ ALL_TASKS = ("classification", "regression", "segmentation", "detection")
 def _p(p: float, name: str) -> None:
     if not 0.0 <= p <= 1.0:
         raise ZooError(f"aug.ops.{name}.p={p} must be a probability in [0, 1]")
+
+
+class _Resolution(v2.Transform):
+    """Down-sample by a random factor and up-sample back: the image loses detail, keeps its size.
+
+    The image goes down with antialiasing and back up bilinearly. Masks and boxes are unchanged: the
+    geometry is the same, and re-sampling a mask (even nearest) only coarsens the label. On a bar at
+    scale 0.3, the untouched mask disagrees with the degraded image's bright pixels on 0.8% of them,
+    a nearest-exact round trip on 4.3%, torchvision's default nearest (off by half a pixel) on 9%.
+    """
+
+    def __init__(self, min_scale: float, max_scale: float):
+        super().__init__()
+        self.min_scale, self.max_scale = min_scale, max_scale
+
+    def make_params(self, flat_inputs: list) -> dict:
+        u = float(torch.rand(()))
+        return {"scale": self.min_scale + (self.max_scale - self.min_scale) * u}
+
+    def transform(self, inpt, params: dict):
+        if isinstance(inpt, (tv_tensors.Mask, tv_tensors.BoundingBoxes, tv_tensors.KeyPoints)):
+            return inpt
+        h, w = F.get_size(inpt)
+        low = [max(1, round(h * params["scale"])), max(1, round(w * params["scale"]))]
+        if low == [h, w]:
+            return inpt
+        bilinear = v2.InterpolationMode.BILINEAR
+        return F.resize(F.resize(inpt, low, interpolation=bilinear, antialias=True), [h, w], interpolation=bilinear, antialias=True)
+
+
+def _scale_range(name: str, min_scale: float, max_scale: float, upper: float | None) -> None:
+    if min_scale <= 0:
+        raise ZooError(f"aug.ops.{name}.min_scale={min_scale} must be greater than 0")
+    if max_scale < min_scale:
+        raise ZooError(f"aug.ops.{name}.max_scale={max_scale} must be at least min_scale={min_scale}")
+    if upper is not None and max_scale > upper:
+        raise ZooError(f"aug.ops.{name}.max_scale={max_scale} must be at most {upper}")
 
 
 @register.augmentation("hflip", tasks=ALL_TASKS)
@@ -45,3 +85,40 @@ def rotation(info: DataInfo, degrees: float = 15.0, p: float = 1.0) -> v2.Transf
     if degrees < 0:
         raise ZooError(f"aug.ops.rotation.degrees={degrees} must be zero or more")
     return v2.RandomApply([v2.RandomRotation(degrees)], p=p)
+
+
+@register.augmentation("zoom", tasks=ALL_TASKS)
+def zoom(info: DataInfo, min_scale: float = 0.9, max_scale: float = 1.1, p: float = 1.0) -> v2.Transform:
+    """Zoom about the centre by a random factor in [min_scale, max_scale], with probability p."""
+    _p(p, "zoom")
+    _scale_range("zoom", min_scale, max_scale, None)
+    return v2.RandomApply([v2.RandomAffine(degrees=0.0, scale=(min_scale, max_scale))], p=p)
+
+
+@register.augmentation("shear", tasks=ALL_TASKS)
+def shear(info: DataInfo, degrees: float = 10.0, p: float = 1.0) -> v2.Transform:
+    """Shear along x and y by random angles in [-degrees, degrees], with probability p."""
+    _p(p, "shear")
+    if not 0.0 <= degrees < 90.0:
+        raise ZooError(f"aug.ops.shear.degrees={degrees} must be in [0, 90)")
+    return v2.RandomApply([v2.RandomAffine(degrees=0.0, shear=(-degrees, degrees, -degrees, degrees))], p=p)
+
+
+@register.augmentation("resized_crop", tasks=ALL_TASKS)
+def resized_crop(info: DataInfo, min_scale: float = 0.6, max_scale: float = 1.0, max_ratio: float = 1.333,
+                 p: float = 1.0) -> v2.Transform:
+    """Crop min_scale..max_scale of the area (aspect up to max_ratio), resize to the input size."""
+    _p(p, "resized_crop")
+    _scale_range("resized_crop", min_scale, max_scale, 1.0)
+    if max_ratio < 1.0:
+        raise ZooError(f"aug.ops.resized_crop.max_ratio={max_ratio} must be 1 or more")
+    crop = v2.RandomResizedCrop(list(info.size), scale=(min_scale, max_scale), ratio=(1.0 / max_ratio, max_ratio), antialias=True)
+    return v2.RandomApply([crop], p=p)
+
+
+@register.augmentation("resolution", tasks=ALL_TASKS)
+def resolution(info: DataInfo, min_scale: float = 0.25, max_scale: float = 0.75, p: float = 0.5) -> v2.Transform:
+    """Low-resolution camera: down-sample by min_scale..max_scale and back up, probability p."""
+    _p(p, "resolution")
+    _scale_range("resolution", min_scale, max_scale, 1.0)
+    return v2.RandomApply([_Resolution(min_scale, max_scale)], p=p)

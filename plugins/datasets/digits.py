@@ -1,6 +1,7 @@
 """scikit-learn's bundled handwritten digits: 1,797 real 8x8 scans, no download."""
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -24,6 +25,12 @@ def load_digits_images(size: int, channels: int) -> tuple[torch.Tensor, torch.Te
     return x.contiguous(), torch.tensor(d.target, dtype=torch.long)
 
 
+def rotation_fit(size: int, max_angle: float) -> int:
+    """The side the 8x8 scan is upsampled to so that, rotated by up to max_angle degrees, it stays in a size x size frame."""
+    a = math.radians(min(abs(max_angle), 45.0))  # a square's extent grows by |cos| + |sin|, most (sqrt 2) at 45 degrees
+    return int(size / (math.cos(a) + math.sin(a)))
+
+
 @register.dataset("digits")
 def digits(seed: int, size: int = 32, channels: Literal[1, 3] = 1, val_fraction: float = 0.15,
            test_fraction: float = 0.2, split_seed: int = 0) -> DataBundle:
@@ -35,3 +42,33 @@ def digits(seed: int, size: int = 32, channels: Literal[1, 3] = 1, val_fraction:
     mean, std = channel_stats(x[train])
     info = DataInfo("classification", tuple(str(i) for i in range(10)), channels, (size, size), mean, std)
     return DataBundle(info, TensorImages(x[train], y[train]), TensorImages(x[val], y[val]), TensorImages(x[test], y[test]))
+
+
+@register.dataset("digits_rotation")
+def digits_rotation(seed: int, size: int = 32, channels: Literal[1, 3] = 1, max_angle: float = 45.0,
+                    val_fraction: float = 0.15, test_fraction: float = 0.2, split_seed: int = 0,
+                    angle_seed: int = 0) -> DataBundle:
+    """Digits rotated by a known random angle in [-max_angle, max_angle] degrees (counter-clockwise): regress the angle."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    if not 0.0 < max_angle <= 180.0:
+        raise ZooError(f"data.max_angle={max_angle} must be in (0, 180] degrees")
+    inner = rotation_fit(size, max_angle)
+    if inner < 8:
+        need = next(n for n in range(size, 64) if rotation_fit(n, max_angle) >= 8)
+        raise ZooError(f"data.size={size} is too small to rotate the 8x8 scans by up to {max_angle} degrees inside the frame; "
+                       f"use data.size={need} or more")
+    x, y = load_digits_images(inner, channels)
+    pad = size - inner  # the shrunken digit sits in the middle of a black frame, so no rotation cuts it
+    x = F.pad(x, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
+    g = torch.Generator().manual_seed(angle_seed)
+    angles = ((torch.rand(len(x), generator=g, dtype=torch.float64) * 2 - 1) * max_angle).float()
+    x = torch.stack([TF.rotate(img, float(a), interpolation=InterpolationMode.BILINEAR) for img, a in zip(x, angles)])
+    x = x.clamp_(0.0, 1.0).contiguous()
+    targets = angles.unsqueeze(1)
+    train, val, test = stratified_split(y.tolist(), val_fraction, test_fraction, split_seed)  # every digit in every split
+    mean, std = channel_stats(x[train])
+    info = DataInfo("regression", ("angle",), channels, (size, size), mean, std)
+    return DataBundle(info, TensorImages(x[train], targets[train]), TensorImages(x[val], targets[val]),
+                      TensorImages(x[test], targets[test]))

@@ -1,0 +1,135 @@
+"""Photometric augmentations: torchvision transforms.v2 that change pixel values, never geometry.
+
+Masks and boxes pass through them unchanged. Images are float CHW in [0, 1] and stay in [0, 1].
+Saturation and hue need colour: on 1-channel images they are no-ops (torchvision matches PIL there).
+RandAugment and TrivialAugment also shear, translate and rotate, but torchvision applies them to the
+image only and refuses masks and boxes, so they are offered for classification and regression only.
+"""
+from __future__ import annotations
+
+import logging
+
+from torchvision.transforms import v2
+
+from zoo import register
+from zoo.data import DataInfo
+from zoo.errors import ZooError
+
+ALL_TASKS = ("classification", "regression", "segmentation", "detection")
+IMAGE_LEVEL_TASKS = ("classification", "regression")  # the target does not live on the pixel grid
+
+log = logging.getLogger("zoo")
+
+
+def _p(p: float, name: str) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ZooError(f"aug.ops.{name}.p={p} must be a probability in [0, 1]")
+
+
+def _amount(amount: float, name: str, upper: float | None = None) -> None:
+    if amount < 0 or (upper is not None and amount > upper):
+        bound = f"in [0, {upper}]" if upper is not None else "zero or more"
+        raise ZooError(f"aug.ops.{name}.amount={amount} must be {bound}")
+
+
+def _needs_colour(info: DataInfo, name: str) -> None:
+    if info.channels == 1:
+        log.warning("aug.ops.%s has no effect on 1-channel images (data has 1 channel)", name)
+
+
+def _jitter(p: float, **kwargs: float) -> v2.Transform:
+    return v2.RandomApply([v2.ColorJitter(**kwargs)], p=p)
+
+
+@register.augmentation("brightness", tasks=ALL_TASKS)
+def brightness(info: DataInfo, amount: float = 0.2, p: float = 1.0) -> v2.Transform:
+    """Scale brightness by a random factor in [1 - amount, 1 + amount], with probability p."""
+    _p(p, "brightness")
+    _amount(amount, "brightness")
+    return _jitter(p, brightness=amount)
+
+
+@register.augmentation("contrast", tasks=ALL_TASKS)
+def contrast(info: DataInfo, amount: float = 0.2, p: float = 1.0) -> v2.Transform:
+    """Scale contrast by a random factor in [1 - amount, 1 + amount], with probability p."""
+    _p(p, "contrast")
+    _amount(amount, "contrast")
+    return _jitter(p, contrast=amount)
+
+
+@register.augmentation("saturation", tasks=ALL_TASKS)
+def saturation(info: DataInfo, amount: float = 0.2, p: float = 1.0) -> v2.Transform:
+    """Scale saturation by a factor in [1 - amount, 1 + amount], probability p; needs colour."""
+    _p(p, "saturation")
+    _amount(amount, "saturation")
+    _needs_colour(info, "saturation")
+    return _jitter(p, saturation=amount)
+
+
+@register.augmentation("hue", tasks=ALL_TASKS)
+def hue(info: DataInfo, amount: float = 0.05, p: float = 1.0) -> v2.Transform:
+    """Shift hue by a fraction in [-amount, amount] of the wheel, probability p; needs colour."""
+    _p(p, "hue")
+    _amount(amount, "hue", upper=0.5)
+    _needs_colour(info, "hue")
+    return _jitter(p, hue=amount)
+
+
+@register.augmentation("noise", tasks=ALL_TASKS)
+def noise(info: DataInfo, std: float = 0.05, p: float = 0.5) -> v2.Transform:
+    """Add Gaussian pixel noise of standard deviation std, clamped to [0, 1], with probability p."""
+    _p(p, "noise")
+    if not 0.0 <= std <= 1.0:
+        raise ZooError(f"aug.ops.noise.std={std} must be in [0, 1]")
+    return v2.RandomApply([v2.GaussianNoise(mean=0.0, sigma=std, clip=True)], p=p)
+
+
+@register.augmentation("blur", tasks=ALL_TASKS)
+def blur(info: DataInfo, kernel_size: int = 3, min_sigma: float = 0.1, max_sigma: float = 1.0, p: float = 0.5) -> v2.Transform:
+    """Gaussian blur: kernel_size kernel, sigma in [min_sigma, max_sigma], with probability p."""
+    _p(p, "blur")
+    if kernel_size < 1 or kernel_size % 2 == 0 or kernel_size > min(info.size):
+        raise ZooError(f"aug.ops.blur.kernel_size={kernel_size} must be an odd number from 1 to the image size {min(info.size)}")
+    if min_sigma <= 0:
+        raise ZooError(f"aug.ops.blur.min_sigma={min_sigma} must be greater than 0")
+    if max_sigma < min_sigma:
+        raise ZooError(f"aug.ops.blur.max_sigma={max_sigma} must be at least min_sigma={min_sigma}")
+    return v2.RandomApply([v2.GaussianBlur(kernel_size, sigma=(min_sigma, max_sigma))], p=p)
+
+
+@register.augmentation("cutout", tasks=IMAGE_LEVEL_TASKS)
+def cutout(info: DataInfo, min_area: float = 0.02, max_area: float = 0.15, max_ratio: float = 3.3, value: float = 0.0,
+           p: float = 0.5) -> v2.Transform:
+    """Erase a random rectangle (min_area..max_area of the image) to `value`, with probability p.
+
+    Not offered for segmentation or detection: the erased pixels would keep their mask classes and an
+    erased object its box, so the model would be taught to see what is not there.
+    """
+    _p(p, "cutout")
+    if not 0.0 < min_area < 1.0:
+        raise ZooError(f"aug.ops.cutout.min_area={min_area} must be in (0, 1)")
+    if not min_area <= max_area < 1.0:
+        raise ZooError(f"aug.ops.cutout.max_area={max_area} must be at least min_area={min_area} and less than 1")
+    if max_ratio < 1.0:
+        raise ZooError(f"aug.ops.cutout.max_ratio={max_ratio} must be 1 or more")
+    if not 0.0 <= value <= 1.0:
+        raise ZooError(f"aug.ops.cutout.value={value} must be in [0, 1]")
+    return v2.RandomErasing(p=p, scale=(min_area, max_area), ratio=(1.0 / max_ratio, max_ratio), value=value)
+
+
+@register.augmentation("randaugment", tasks=IMAGE_LEVEL_TASKS)
+def randaugment(info: DataInfo, num_ops: int = 2, magnitude: int = 9, p: float = 1.0) -> v2.Transform:
+    """RandAugment: num_ops random operations at magnitude 0-30, with probability p."""
+    _p(p, "randaugment")
+    if num_ops < 1:
+        raise ZooError(f"aug.ops.randaugment.num_ops={num_ops} must be 1 or more")
+    if not 0 <= magnitude <= 30:
+        raise ZooError(f"aug.ops.randaugment.magnitude={magnitude} must be in [0, 30]")
+    return v2.RandomApply([v2.RandAugment(num_ops=num_ops, magnitude=magnitude, num_magnitude_bins=31)], p=p)
+
+
+@register.augmentation("trivialaugment", tasks=IMAGE_LEVEL_TASKS)
+def trivialaugment(info: DataInfo, p: float = 1.0) -> v2.Transform:
+    """TrivialAugment (wide): one random operation at a random magnitude, with probability p."""
+    _p(p, "trivialaugment")
+    return v2.RandomApply([v2.TrivialAugmentWide()], p=p)
