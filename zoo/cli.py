@@ -15,13 +15,16 @@ USAGE = """usage: zoo COMMAND [ARGS]
 
 commands:
   train   [OVERRIDES...]             train an experiment composed by Hydra (zoo train --help)
-  export  checkpoint=PATH [output=DIR] [opset=N] [parity_tolerance=X]
-                                     export a checkpoint to DIR/model.onnx + DIR/model.json
+  export  checkpoint=PATH[,PATH...] [output=DIR] [opset=N] [parity_tolerance=X]
+                                     export a checkpoint (several: one averaging ensemble) to DIR/model.onnx + model.json
   predict model=PATH input=FILE_OR_DIR [topk=5] [providers=auto|cpu|cuda|tensorrt]
                                      run an exported model with onnxruntime; one JSON line per image
   list    [KIND [NAME]] [--errors]   list plugins (kinds: architecture, head, augmentation, transfer, dataset)
   bench   inference model=PATH [batch=N] | discovery [packages=50]
                                      PyTorch vs onnxruntime latency; the cost of plugin discovery
+  report  DIR                        a sweep's metrics, mean ± std over seeds (writes DIR/report.md, report.csv)
+  augment output=FILE.png [samples=8] [variants=7] [OVERRIDES...]
+                                     a grid of augmented training samples: what the model will see
   new-plugin NAME [output=DIR]       write a plugin package skeleton (zoo-NAME) that passes its own test
 
 example: zoo train data=digits model=lenet5 head.dropout=0.2 trainer.max_epochs=10 hydra.run.dir=runs/lenet
@@ -114,12 +117,13 @@ def cmd_export(argv: list[str]) -> int:
     kv = parse_kv(argv, {"checkpoint": str, "output": str, "opset": int, "parity_tolerance": float, "parity_samples": int}, "export")
     if "checkpoint" not in kv:
         raise ZooError("zoo export needs checkpoint=PATH (a .pt file or a run directory)")
-    ckpt = Path(kv.pop("checkpoint"))
+    checkpoints = [c for c in kv.pop("checkpoint").split(",") if c]
+    ckpt = Path(checkpoints[0])
     run_dir = ckpt if ckpt.is_dir() else ckpt.parent.parent
-    output = Path(kv.pop("output", Path("exports") / run_dir.name))
-    from zoo.export import export
+    output = Path(kv.pop("output", Path("exports") / (run_dir.name + ("_ensemble" if len(checkpoints) > 1 else ""))))
+    from zoo.export import export, export_ensemble
 
-    card = export(ckpt, output, kv)
+    card = export(ckpt, output, kv) if len(checkpoints) == 1 else export_ensemble(checkpoints, output, kv)
     worst = max(card["parity"]["max_abs_diff"].values())
     print(json.dumps({"onnx": str(output / "model.onnx"), "card": str(output / "model.json"), "task": card["task"],
                       "opset": card["onnx"]["opset"], "parity_max_abs_diff": worst, "parity_inputs": card["parity"]["inputs"]}))
@@ -204,6 +208,41 @@ def cmd_bench(argv: list[str]) -> int:
     return 0
 
 
+def cmd_report(argv: list[str]) -> int:
+    """zoo report DIR: a sweep's metrics, mean ± std over seeds; writes DIR/report.md and DIR/report.csv."""
+    if len(argv) != 1 or "=" in argv[0]:
+        raise ZooError("zoo report needs one sweep directory, e.g. zoo report runs/multirun/2026-11-24/10-00-00")
+    from zoo.visual import report
+
+    md, table = report(argv[0])
+    root = Path(argv[0])
+    for name, text in (("report.md", md), ("report.csv", table)):
+        tmp = root / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(root / name)
+    print(md, end="")
+    print(f"\nwritten: {root / 'report.md'}, {root / 'report.csv'}")
+    return 0
+
+
+def cmd_augment(argv: list[str]) -> int:
+    """zoo augment output=FILE.png [samples=8] [variants=7] [OVERRIDES...]: a grid of augmented training samples."""
+    own = [a for a in argv if a.split("=")[0] in ("output", "samples", "variants")]
+    kv = parse_kv(own, {"output": str, "samples": int, "variants": int}, "augment")
+    if "output" not in kv or not kv["output"].lower().endswith(".png"):
+        raise ZooError("zoo augment needs output=FILE.png")
+    from zoo.visual import augment_grid
+
+    image = augment_grid([a for a in argv if a not in own], kv.get("samples", 8), kv.get("variants", 7))
+    out = Path(kv["output"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    image.save(tmp)
+    tmp.replace(out)
+    print(f"wrote {out}: {image.size[0]}x{image.size[1]} (each row: the image as loaded, then augmented variants)")
+    return 0
+
+
 def cmd_new_plugin(argv: list[str]) -> int:
     """zoo new-plugin NAME [output=DIR]: write a plugin package skeleton."""
     if not argv or "=" in argv[0]:
@@ -217,7 +256,7 @@ def cmd_new_plugin(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "export": cmd_export, "predict": cmd_predict, "list": cmd_list, "bench": cmd_bench,
-            "new-plugin": cmd_new_plugin}
+            "new-plugin": cmd_new_plugin, "report": cmd_report, "augment": cmd_augment}
 
 
 def main(argv: list[str] | None = None) -> int:

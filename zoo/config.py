@@ -79,9 +79,9 @@ CHOICES = {
     "trainer.scheduler": ("cosine", "step", "none"),
     "trainer.device": ("auto", "cpu", "cuda"),
 }
-POSITIVE = ("trainer.max_epochs", "trainer.batch_size", "trainer.eval_batch_size", "trainer.lr", "trainer.step_size",
+POSITIVE = ("trainer.batch_size", "trainer.eval_batch_size", "trainer.lr", "trainer.step_size",
             "export.parity_samples")
-NON_NEGATIVE = ("trainer.weight_decay", "trainer.l1", "trainer.warmup_epochs", "trainer.grad_clip", "trainer.patience",
+NON_NEGATIVE = ("trainer.max_epochs", "trainer.weight_decay", "trainer.l1", "trainer.warmup_epochs", "trainer.grad_clip", "trainer.patience",
                 "trainer.num_workers", "trainer.momentum", "export.parity_tolerance")
 
 

@@ -20,7 +20,7 @@ import torch
 from zoo import __version__, registry
 from zoo.data import DataInfo, Transformed, build_augmentations, build_data, loader
 from zoo.errors import ZooError
-from zoo.model import ZooModel, build_model
+from zoo.model import ZooModel, build_model, set_train_mode
 
 log = logging.getLogger("zoo")
 CHECKPOINT_FORMAT = "zoo.checkpoint/1"
@@ -141,6 +141,32 @@ def _to(y: Any, device: torch.device) -> Any:
     return y
 
 
+@torch.no_grad()
+def feature_cache(model: ZooModel, data, batch_size: int, device: torch.device) -> tuple[list[torch.Tensor], Any]:
+    """The frozen base's features for every training image (each level stacked), and the targets."""
+    model.eval()
+    levels, targets = None, []
+    for x, y in loader(data, batch_size, False, 0, 0):
+        feats = model.backbone(model.normalize(x.to(device)))
+        levels = [[f] for f in feats] if levels is None else [acc + [f] for acc, f in zip(levels, feats)]
+        targets.append(y)
+    stacked = [torch.cat(level) for level in levels]
+    ys = torch.cat(targets).to(device) if isinstance(targets[0], torch.Tensor) else [t for batch in targets for t in batch]
+    return stacked, ys
+
+
+def cached_batches(cache, batch_size: int, seed: int):
+    """Shuffled batches of cached features: (list of feature levels, targets)."""
+    feats, ys = cache
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(feats[0]), generator=g)
+    for idx in order.split(batch_size):
+        if len(idx) < 2 and len(order) > 1:
+            continue  # batch norm in the head cannot train on a single sample
+        idx = idx.to(feats[0].device)
+        yield [f[idx] for f in feats], (ys[idx] if isinstance(ys, torch.Tensor) else [ys[i] for i in idx.tolist()])
+
+
 def _improved(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value < best if mode == "min" else value > best)
 
@@ -157,7 +183,10 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
     model = build_model(cfg, info)
     tparams = dict(cfg["transfer"])
     transfer = registry.get("transfer", tparams.pop("name")).build({}, tparams, where="transfer")
-    transfer.setup(model)
+    weights_report = transfer.setup(model)
+    if weights_report:
+        log.info("weights from %s: %d tensors loaded, %d skipped, %d new", weights_report["source"], weights_report["loaded"],
+                 len(weights_report["skipped"]), len(weights_report["new"]))
     model.to(device)
     sample_tf, batch_tf = build_augmentations(cfg["aug"], info)
 
@@ -185,23 +214,38 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
     best, best_epoch, stale, step, history = None, -1, 0, 0, []
     show_bar = tcfg["progress"] and sys.stderr.isatty()
     started = time.perf_counter()
+    cache, cache_seconds = None, 0.0
+    if transfer.cache_features and tcfg["max_epochs"] > 0:
+        # cache features once: the frozen base gives the same output every epoch (so no augmentation here)
+        t = time.perf_counter()
+        cache = feature_cache(model, bundle.train, tcfg["eval_batch_size"], device)
+        cache_seconds = time.perf_counter() - t
+        log.info("features of %d training images cached in %.1fs; the head trains on the cache", len(bundle.train), cache_seconds)
+    if tcfg["max_epochs"] == 0:  # use the weights as they are: evaluate, save, export
+        save_checkpoint(ckpt_dir / "best.pt", {**base, "model": model.state_dict(), "epoch": 0, "val": evaluate(model, val_loader, device)})
     for epoch in range(tcfg["max_epochs"]):
         if transfer.on_epoch_start(epoch, model):  # a new phase: new trainable set, new optimizer
             optimizer = make_optimizer(model, transfer, tcfg)
-        model.train()
+            log.info("phase change at epoch %d: %d trainable parameters", epoch + 1,
+                     sum(p.numel() for p in model.parameters() if p.requires_grad))
+        set_train_mode(model)
         epoch_start, total, seen = time.perf_counter(), 0.0, 0
-        batches = train_loader
+        batches = cached_batches(cache, bs, seed + epoch) if cache is not None else train_loader
         if show_bar:
             from tqdm import tqdm
 
-            batches = tqdm(train_loader, desc=f"epoch {epoch + 1}/{tcfg['max_epochs']}", leave=False, file=sys.stderr)
+            batches = tqdm(batches, desc=f"epoch {epoch + 1}/{tcfg['max_epochs']}", leave=False, file=sys.stderr, total=steps_per_epoch)
         for x, y in batches:
             for g in optimizer.param_groups:
                 g["lr"] = g["base_lr"] * lr_factor(step, steps_per_epoch, tcfg)
-            x, y = x.to(device, non_blocking=True), _to(y, device)
-            if batch_tf is not None:
-                x, y = batch_tf(x, y)
-            loss = head.loss(model(x), y)
+            if cache is not None:
+                outputs = head(x)
+            else:
+                x, y = x.to(device, non_blocking=True), _to(y, device)
+                if batch_tf is not None:
+                    x, y = batch_tf(x, y)
+                outputs = model(x)
+            loss = head.loss(outputs, y)
             if l1_params:  # L1 on weights (not biases or norms): pushes them to exactly zero
                 loss = loss + tcfg["l1"] * sum(p.abs().sum() for p in l1_params)
             optimizer.zero_grad(set_to_none=True)
@@ -233,13 +277,17 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
 
     # Report the best epoch's weights, not the last one's.
     model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location=device, weights_only=True)["model"])
+    epoch_times = [h["train_seconds"] for h in history]
     results = {
         "test": evaluate(model, test_loader, device),
         "val": evaluate(model, val_loader, device),
         "train_seconds": round(train_seconds, 3),
+        "epoch_seconds": round(sum(epoch_times) / len(epoch_times), 4) if epoch_times else 0.0,
+        "feature_cache_seconds": round(cache_seconds, 3),
         "epochs": len(history),
         "best_epoch": best_epoch,
         "monitor": monitor,
+        "transfer": {"name": cfg["transfer"]["name"], "weights": weights_report},
         "history": history,
     }
     tmp = run_dir / ".metrics.json.tmp"

@@ -53,7 +53,7 @@ def parity_inputs(cfg: dict, info, n: int) -> tuple[torch.Tensor, str]:
     return torch.rand(n, info.channels, *info.size, generator=g), f"random images ({reason})"
 
 
-def metadata(info, head, cfg: dict, ecfg: dict) -> dict[str, Any]:
+def metadata(info, output_names: list[str], cfg: dict, ecfg: dict) -> dict[str, Any]:
     """What any onnxruntime client needs, as JSON values under `zoo.` keys."""
     return {
         "format": 1,
@@ -67,7 +67,7 @@ def metadata(info, head, cfg: dict, ecfg: dict) -> dict[str, Any]:
                           "mean": list(info.mean), "std": list(info.std), "normalize": "inside the graph",
                           "steps": ["decode", "convert to " + ("grayscale" if info.channels == 1 else "RGB"),
                                     f"resize to {info.size[0]}x{info.size[1]}", "scale pixels to [0, 1]", "HWC -> CHW, add batch axis"]},
-        "outputs": list(head.output_names),
+        "outputs": list(output_names),
         "opset": ecfg["opset"],
         "config": cfg,
     }
@@ -102,18 +102,38 @@ def export(checkpoint: str | Path, output: str | Path, overrides: dict | None = 
                         source={"checkpoint": str(checkpoint), "epoch": ckpt.get("epoch")}, env_keys=ckpt.get("env_keys", []))
 
 
+def export_ensemble(checkpoints: list[str], output: str | Path, overrides: dict | None = None) -> dict:
+    """Export several checkpoints of one task and label set as one ONNX model averaging their outputs."""
+    from zoo.engine import load_checkpoint, model_from_checkpoint
+    from zoo.model import Ensemble
+
+    ckpts = [load_checkpoint(c) for c in checkpoints]
+    models, infos = zip(*(model_from_checkpoint(c) for c in ckpts))
+    first = infos[0]
+    for path, info in zip(checkpoints[1:], infos[1:]):
+        if (info.task, info.classes, info.channels, info.size) != (first.task, first.classes, first.channels, first.size):
+            raise ZooError(f"{path} does not match {checkpoints[0]}: an ensemble needs one task, label set, channel count and "
+                           f"input size ({info.task} {list(info.classes)} {info.channels}x{info.size} vs "
+                           f"{first.task} {list(first.classes)} {first.channels}x{first.size})")
+    cfg = ckpts[0]["config"]
+    ecfg = {**cfg["export"], **(overrides or {})}
+    x, source = parity_inputs(cfg, first, int(ecfg["parity_samples"]))
+    card = export_model(Ensemble(list(models)), first, cfg, output, ecfg, x, source,
+                        source={"ensemble": [str(c) for c in checkpoints]}, env_keys=ckpts[0].get("env_keys", []))
+    return card
+
+
 def export_model(model, info, cfg: dict, output: str | Path, ecfg: dict, x: torch.Tensor, inputs_source: str,
                  metrics: dict | None = None, source: dict | None = None, env_keys: list[str] | None = None) -> dict:
-    """Export an in-memory ZooModel: ONNX + metadata, checker, parity on `x`, model card; atomic."""
+    """Export a ZooModel (or an Ensemble): ONNX + metadata, checker, parity on `x`, model card; atomic."""
     import onnx
 
-    from zoo.model import DeployModel
+    from zoo.model import DeployModel, ZooModel
     from zoo.runtime import Model
 
     if ecfg["opset"] < 17:
         raise ZooError(f"export.opset={ecfg['opset']} is too old; zoo exports opset 17 or newer")
-    deploy = DeployModel(model).eval()
-    head = model.head
+    deploy = (DeployModel(model) if isinstance(model, ZooModel) else model).eval()
     with torch.no_grad():
         expected = deploy(x)
     expected = expected if isinstance(expected, tuple) else (expected,)
@@ -127,14 +147,14 @@ def export_model(model, info, cfg: dict, output: str | Path, ecfg: dict, x: torc
     tmp.mkdir()
     try:
         onnx_path = tmp / "model.onnx"
-        names = list(head.output_names)
+        names = list(deploy.output_names)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
             torch.onnx.export(deploy, (x[:2],), str(onnx_path), dynamo=False, opset_version=ecfg["opset"],
                               input_names=["input"], output_names=names,
                               dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}})
         proto = onnx.load(str(onnx_path))
-        meta = metadata(info, head, redact(cfg, env_keys or []), ecfg)
+        meta = metadata(info, names, redact(cfg, env_keys or []), ecfg)
         del proto.metadata_props[:]
         for k, v in meta.items():
             proto.metadata_props.add(key=f"zoo.{k}", value=json.dumps(v))

@@ -65,10 +65,18 @@ class Head(nn.Module):
 
 
 class Transfer:
-    """A transfer strategy: weights in, what is frozen, parameter groups and learning rates, phases."""
+    """A transfer strategy: weights in, what is frozen, parameter groups and learning rates, phases.
 
-    def setup(self, model: "ZooModel") -> None:
-        """Load weights and freeze what the strategy freezes, before training starts."""
+    Set `cache_features = True` when the whole backbone stays frozen and unaugmented: the engine then
+    computes its features once and trains the head on the cache.
+    """
+
+    cache_features: bool = False
+
+    def setup(self, model: "ZooModel") -> dict | None:
+        """Load weights and freeze what the strategy freezes, before training starts; may return a
+        report (what was loaded) that the run records in metrics.json."""
+        return None
 
     def param_groups(self, model: "ZooModel", lr: float) -> list[dict]:
         """Optimizer parameter groups: dicts with 'params' and 'lr' (trainable parameters only)."""
@@ -110,6 +118,7 @@ class DeployModel(nn.Module):
     def __init__(self, model: ZooModel):
         super().__init__()
         self.model = model
+        self.output_names = tuple(model.head.output_names)
 
     def forward(self, x: torch.Tensor):
         out = self.model.head.postprocess(self.model(x))
@@ -155,3 +164,64 @@ def build_model(cfg: dict, info) -> ZooModel:
     if head.task and head.task != info.task:
         raise ZooError(f"head={head_plugin.name} is a {head.task} head but data={cfg['data']['name']} is a {info.task} dataset")
     return ZooModel(backbone, head, info.mean, info.std)
+
+
+class Ensemble(nn.Module):
+    """Several trained models of one task and label set as one graph that averages their outputs."""
+
+    def __init__(self, models: list[ZooModel]):
+        super().__init__()
+        task = models[0].head.task
+        if task not in ("classification", "regression"):
+            raise ZooError(f"ensembles average probabilities or values: task {task!r} is not supported (classification, regression)")
+        self.members = nn.ModuleList(DeployModel(m) for m in models)
+        self.output_names = self.members[0].output_names
+
+    def forward(self, x: torch.Tensor):
+        outs = [m(x) for m in self.members]
+        return torch.stack(outs).mean(dim=0)
+
+
+def freeze(module: nn.Module, frozen: bool = True) -> None:
+    """Set requires_grad on every parameter of `module`."""
+    for p in module.parameters():
+        p.requires_grad_(not frozen)
+
+
+def set_train_mode(model: ZooModel) -> None:
+    """model.train(), except that fully frozen backbone stages stay in eval mode: their batch-norm
+    statistics stay those of the weights they were loaded with."""
+    model.train()
+    for stage in model.backbone.stages():
+        params = list(stage.parameters())
+        if params and not any(p.requires_grad for p in params):
+            stage.eval()
+
+
+def load_weights(model: ZooModel, source: str, include_head: bool) -> dict:
+    """Load weights from `timm` (the architecture's hub weights), a checkpoint file, or a run directory.
+
+    Across tasks and class counts, every tensor whose name and shape match is loaded (the backbone, the
+    input normalisation it was trained with, and the head when `include_head` and it fits); the rest
+    keeps its fresh initialisation. Returns what was loaded, skipped and new.
+    """
+    if source == "timm":
+        model.backbone.load_pretrained()
+        n = len(model.backbone.state_dict())
+        return {"source": "timm", "loaded": n, "skipped": [], "new": sorted(k for k in model.state_dict() if not k.startswith("backbone."))}
+    from zoo.engine import load_checkpoint
+
+    state = load_checkpoint(source)["model"]
+    own = model.state_dict()
+    keep, skipped = {}, []
+    for k, v in state.items():
+        wanted = k.startswith(("backbone.", "normalize.")) or (include_head and k.startswith("head."))
+        if wanted and k in own and own[k].shape == v.shape:
+            keep[k] = v
+        elif wanted or k.startswith("head."):
+            skipped.append(k if k in own else f"{k} (not in this model)")
+    if not any(k.startswith("backbone.") for k in keep):
+        raise ZooError(f"no backbone weights in {source!r} fit this model (was it trained with another architecture?)")
+    model.load_state_dict(keep, strict=False)
+    new = sorted(k for k in own if k not in keep)
+    return {"source": str(source), "loaded": len(keep), "skipped": sorted(skipped), "new": new}

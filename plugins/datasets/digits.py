@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -33,14 +33,32 @@ def rotation_fit(size: int, max_angle: float) -> int:
 
 @register.dataset("digits")
 def digits(seed: int, size: int = 32, channels: Literal[1, 3] = 1, val_fraction: float = 0.15,
-           test_fraction: float = 0.2, split_seed: int = 0) -> DataBundle:
-    """Handwritten digits 0-9 (scikit-learn, 1,797 images), stratified split fixed by split_seed, upsampled to size."""
+           test_fraction: float = 0.2, split_seed: int = 0, classes: Optional[list[int]] = None,
+           shots: Optional[int] = None) -> DataBundle:
+    """Handwritten digits (scikit-learn, 1,797 images), stratified split, upsampled; a subset of classes, N shots per class."""
     if size < 8:
         raise ZooError(f"data.size={size} must be at least 8 (the scans are 8x8)")
     x, y = load_digits_images(size, channels)
+    keep = list(range(10)) if classes is None else list(classes)
+    if not keep or len(set(keep)) != len(keep) or any(not 0 <= c <= 9 for c in keep):
+        raise ZooError(f"data.classes={classes} must be distinct digits between 0 and 9")
+    if classes is not None:  # relabel the chosen digits 0..k-1, in the order given
+        chosen = torch.isin(y, torch.tensor(keep))
+        remap = torch.full((10,), -1, dtype=torch.long)
+        remap[torch.tensor(keep)] = torch.arange(len(keep))
+        x, y = x[chosen], remap[y[chosen]]
     train, val, test = stratified_split(y.tolist(), val_fraction, test_fraction, split_seed)
+    if shots is not None:  # a few labelled images per class; val and test stay whole
+        if shots < 1:
+            raise ZooError(f"data.shots={shots} must be at least 1")
+        train_t = torch.tensor(train)
+        order = train_t[torch.randperm(len(train_t), generator=torch.Generator().manual_seed(split_seed))]
+        picked = [order[y[order] == c][:shots] for c in range(len(keep))]
+        if min(len(p) for p in picked) < shots:
+            raise ZooError(f"data.shots={shots} is more than the training split has for some class ({min(len(p) for p in picked)})")
+        train = sorted(torch.cat(picked).tolist())
     mean, std = channel_stats(x[train])
-    info = DataInfo("classification", tuple(str(i) for i in range(10)), channels, (size, size), mean, std)
+    info = DataInfo("classification", tuple(str(c) for c in keep), channels, (size, size), mean, std)
     return DataBundle(info, TensorImages(x[train], y[train]), TensorImages(x[val], y[val]), TensorImages(x[test], y[test]))
 
 

@@ -1,15 +1,118 @@
-"""Transfer strategies: where the weights come from, what is frozen, and how fast each part learns."""
+"""Transfer strategies: where the weights come from, what is frozen, and how fast each part learns.
+
+Weight sources (`transfer.weights=`): `timm` (the architecture's hub weights; needs the internet once),
+a checkpoint file, or a previous run's directory (its best checkpoint). Across tasks and class counts
+the matching backbone weights are loaded and the head starts fresh; the run reports what was loaded,
+skipped and new.
+"""
 from __future__ import annotations
 
 from zoo import register
-from zoo.model import Transfer
+from zoo.errors import ZooError
+from zoo.model import Transfer, ZooModel, freeze, load_weights
 
 
 class Scratch(Transfer):
     """Random initialisation; every parameter trains at the base learning rate."""
 
+    def __init__(self, weights: str):
+        self.weights = weights
+
+    def setup(self, model: ZooModel) -> None:
+        if self.weights not in ("none", ""):
+            import logging
+
+            logging.getLogger("zoo").info("transfer=scratch ignores transfer.weights=%s: it starts from random weights", self.weights)
+
+
+class Pretrained(Transfer):
+    """Load every matching weight, head included, and train everything (or nothing: max_epochs=0)."""
+
+    def __init__(self, weights: str):
+        self.weights = weights
+
+    def setup(self, model: ZooModel) -> dict:
+        return load_weights(model, self.weights, include_head=True)
+
+
+class FrozenBase(Transfer):
+    """Load the backbone, freeze it whole, train a new head."""
+
+    def __init__(self, weights: str, cache: bool):
+        self.weights, self.cache_features = weights, cache
+
+    def setup(self, model: ZooModel) -> dict:
+        report = load_weights(model, self.weights, include_head=False)
+        freeze(model.backbone)
+        return report
+
+
+class FineTune(Transfer):
+    """Head only for `head_epochs`, then the deepest `unfreeze_stages` stages at lr * lr_scale, each
+    shallower stage scaled again by `layer_decay`."""
+
+    def __init__(self, weights: str, head_epochs: int, unfreeze_stages: int, lr_scale: float, layer_decay: float):
+        if head_epochs < 0:
+            raise ZooError(f"transfer.head_epochs={head_epochs} must be zero or more")
+        if not 0 < lr_scale <= 1 or not 0 < layer_decay <= 1:
+            raise ZooError(f"transfer.lr_scale={lr_scale} and transfer.layer_decay={layer_decay} must be in (0, 1]")
+        self.weights, self.head_epochs, self.unfreeze_stages = weights, head_epochs, unfreeze_stages
+        self.lr_scale, self.layer_decay = lr_scale, layer_decay
+        self.unfrozen: list = []
+
+    def _deepest(self, model: ZooModel) -> list:
+        stages = model.backbone.stages()
+        k = len(stages) if self.unfreeze_stages < 0 else min(self.unfreeze_stages, len(stages))
+        return stages[len(stages) - k:]
+
+    def setup(self, model: ZooModel) -> dict:
+        report = load_weights(model, self.weights, include_head=False)
+        freeze(model.backbone)
+        if self.head_epochs == 0:
+            self.on_epoch_start(0, model)
+        return report
+
+    def on_epoch_start(self, epoch: int, model: ZooModel) -> bool:
+        if epoch != self.head_epochs or self.unfrozen:
+            return False
+        self.unfrozen = self._deepest(model)
+        for stage in self.unfrozen:
+            freeze(stage, False)
+        return True
+
+    def param_groups(self, model: ZooModel, lr: float) -> list[dict]:
+        groups = [{"params": [p for p in model.head.parameters() if p.requires_grad], "lr": lr}]
+        for depth, stage in enumerate(reversed(self.unfrozen)):  # deepest first
+            groups.append({"params": list(stage.parameters()), "lr": lr * self.lr_scale * self.layer_decay ** depth})
+        return groups
+
 
 @register.transfer("scratch")
-def scratch() -> Transfer:
-    """Train from random initialisation: nothing loaded, nothing frozen."""
-    return Scratch()
+def scratch(weights: str = "none") -> Transfer:
+    """Train from random initialisation: nothing loaded, nothing frozen (weights is ignored, for sweeps over strategies)."""
+    return Scratch(weights)
+
+
+@register.transfer("pretrained")
+def pretrained(weights: str = "timm") -> Transfer:
+    """Use a trained model as it is: load every matching weight (head too); trainer.max_epochs=0 only evaluates."""
+    return Pretrained(weights)
+
+
+@register.transfer("feature_extraction")
+def feature_extraction(weights: str = "timm") -> Transfer:
+    """Frozen base whose features are computed once and cached; a new head trains on the cache (fast, no augmentation)."""
+    return FrozenBase(weights, cache=True)
+
+
+@register.transfer("frozen")
+def frozen(weights: str = "timm") -> Transfer:
+    """A new head on a frozen base, trained on augmented images (the base runs every step, in eval mode)."""
+    return FrozenBase(weights, cache=False)
+
+
+@register.transfer("finetune")
+def finetune(weights: str = "timm", head_epochs: int = 3, unfreeze_stages: int = 2, lr_scale: float = 0.1,
+             layer_decay: float = 1.0) -> Transfer:
+    """Head only for head_epochs, then unfreeze the deepest stages (-1: all) at lr * lr_scale, with layer-wise decay."""
+    return FineTune(weights, head_epochs, unfreeze_stages, lr_scale, layer_decay)
