@@ -17,8 +17,9 @@ commands:
   train   [OVERRIDES...]             train an experiment composed by Hydra (zoo train --help)
   export  checkpoint=PATH[,PATH...] [output=DIR] [opset=N] [parity_tolerance=X]
                                      export a checkpoint (several: one averaging ensemble) to DIR/model.onnx + model.json
-  predict model=PATH input=FILE_OR_DIR [topk=5] [providers=auto|cpu|cuda|tensorrt]
+  predict model=PATH input=FILE_OR_DIR [topk=5] [providers=auto|cpu|cuda|tensorrt] [masks=DIR] [draw=DIR]
                                      run an exported model with onnxruntime; one JSON line per image
+                                     (masks=: segmentation mask PNGs; draw=: images with detected boxes)
   list    [KIND [NAME]] [--errors]   list plugins (kinds: architecture, head, augmentation, transfer, dataset)
   bench   inference model=PATH [batch=N] | discovery [packages=50]
                                      PyTorch vs onnxruntime latency; the cost of plugin discovery
@@ -132,7 +133,8 @@ def cmd_export(argv: list[str]) -> int:
 
 def cmd_predict(argv: list[str]) -> int:
     """zoo predict model=PATH input=FILE_OR_DIR: one JSON line per image, onnxruntime only."""
-    kv = parse_kv(argv, {"model": str, "input": str, "topk": int, "providers": str, "batch": int}, "predict")
+    kv = parse_kv(argv, {"model": str, "input": str, "topk": int, "providers": str, "batch": int, "masks": str, "draw": str},
+                  "predict")
     for need in ("model", "input"):
         if need not in kv:
             raise ZooError(f"zoo predict needs {need}=PATH")
@@ -140,7 +142,12 @@ def cmd_predict(argv: list[str]) -> int:
 
     model = Model(kv["model"], kv.get("providers", "auto"))
     files = list_images(kv["input"])
-    for r in model.predict_files(files, topk=kv.get("topk", 5), batch_size=kv.get("batch", 32)):
+    if "masks" in kv and model.task != "segmentation":
+        raise ZooError(f"masks=DIR writes segmentation masks, but this is a {model.task} model")
+    if "draw" in kv and model.task != "detection":
+        raise ZooError(f"draw=DIR draws detected boxes, but this is a {model.task} model")
+    for r in model.predict_files(files, topk=kv.get("topk", 5), batch_size=kv.get("batch", 32),
+                                 masks_dir=kv.get("masks"), draw_dir=kv.get("draw")):
         print(json.dumps(r))
     return 0
 

@@ -181,6 +181,7 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
     bundle = build_data(cfg, seed)
     info = bundle.info
     model = build_model(cfg, info)
+    model.head.prepare(bundle)
     tparams = dict(cfg["transfer"])
     transfer = registry.get("transfer", tparams.pop("name")).build({}, tparams, where="transfer")
     weights_report = transfer.setup(model)

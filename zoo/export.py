@@ -53,7 +53,7 @@ def parity_inputs(cfg: dict, info, n: int) -> tuple[torch.Tensor, str]:
     return torch.rand(n, info.channels, *info.size, generator=g), f"random images ({reason})"
 
 
-def metadata(info, output_names: list[str], cfg: dict, ecfg: dict) -> dict[str, Any]:
+def metadata(info, output_names: list[str], cfg: dict, ecfg: dict, dynamic_size: bool = False) -> dict[str, Any]:
     """What any onnxruntime client needs, as JSON values under `zoo.` keys."""
     return {
         "format": 1,
@@ -62,10 +62,11 @@ def metadata(info, output_names: list[str], cfg: dict, ecfg: dict) -> dict[str, 
         "labels": list(info.classes),
         "input": {"name": "input", "layout": "NCHW", "dtype": "float32", "channels": info.channels,
                   "size": list(info.size), "range": [0.0, 1.0], "color": "grayscale" if info.channels == 1 else "rgb",
-                  "dynamic": ["batch"]},
-        "preprocessing": {"resize": list(info.size), "interpolation": "bilinear", "scale": 1 / 255,
+                  "dynamic": ["batch", "height", "width"] if dynamic_size else ["batch"]},
+        "preprocessing": {"resize": None if dynamic_size else list(info.size), "interpolation": "bilinear", "scale": 1 / 255,
                           "mean": list(info.mean), "std": list(info.std), "normalize": "inside the graph",
                           "steps": ["decode", "convert to " + ("grayscale" if info.channels == 1 else "RGB"),
+                                    "keep the image's size (any height and width >= 32)" if dynamic_size else
                                     f"resize to {info.size[0]}x{info.size[1]}", "scale pixels to [0, 1]", "HWC -> CHW, add batch axis"]},
         "outputs": list(output_names),
         "opset": ecfg["opset"],
@@ -150,11 +151,12 @@ def export_model(model, info, cfg: dict, output: str | Path, ecfg: dict, x: torc
         names = list(deploy.output_names)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+            input_axes = {0: "batch", 2: "height", 3: "width"} if deploy.dynamic_size else {0: "batch"}
             torch.onnx.export(deploy, (x[:2],), str(onnx_path), dynamo=False, opset_version=ecfg["opset"],
                               input_names=["input"], output_names=names,
-                              dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}})
+                              dynamic_axes={"input": input_axes, **deploy.output_axes})
         proto = onnx.load(str(onnx_path))
-        meta = metadata(info, names, redact(cfg, env_keys or []), ecfg)
+        meta = metadata(info, names, redact(cfg, env_keys or []), ecfg, deploy.dynamic_size)
         del proto.metadata_props[:]
         for k, v in meta.items():
             proto.metadata_props.add(key=f"zoo.{k}", value=json.dumps(v))

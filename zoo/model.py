@@ -47,6 +47,12 @@ class Head(nn.Module):
 
     task: str = ""
     output_names: tuple[str, ...] = ()
+    dynamic_size: bool = False  # True: the exported model takes any height and width (segmentation)
+    output_axes: dict[str, dict[int, str]] = {}  # ONNX dynamic axes per output; default: the batch axis only
+
+    def prepare(self, data) -> None:
+        """Look at the training data (a zoo.data.DataBundle) once before training, e.g. for target
+        statistics kept as buffers; called by the engine, not on export (buffers travel in checkpoints)."""
 
     def loss(self, outputs: Any, targets: Any) -> torch.Tensor:
         """The training loss for a batch."""
@@ -119,6 +125,8 @@ class DeployModel(nn.Module):
         super().__init__()
         self.model = model
         self.output_names = tuple(model.head.output_names)
+        self.dynamic_size = model.head.dynamic_size
+        self.output_axes = {n: dict(model.head.output_axes.get(n, {0: "batch"})) for n in self.output_names}
 
     def forward(self, x: torch.Tensor):
         out = self.model.head.postprocess(self.model(x))
@@ -176,6 +184,8 @@ class Ensemble(nn.Module):
             raise ZooError(f"ensembles average probabilities or values: task {task!r} is not supported (classification, regression)")
         self.members = nn.ModuleList(DeployModel(m) for m in models)
         self.output_names = self.members[0].output_names
+        self.dynamic_size = self.members[0].dynamic_size
+        self.output_axes = self.members[0].output_axes
 
     def forward(self, x: torch.Tensor):
         outs = [m(x) for m in self.members]

@@ -84,21 +84,30 @@ def read_metadata(props: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def load_image(path: str | Path, channels: int, size: Sequence[int]) -> np.ndarray:
-    """Decode an image to float32 CHW in [0, 1] at (height, width), as the exported model expects."""
+def load_image(path: str | Path, channels: int, size: Sequence[int] | None) -> np.ndarray:
+    """Decode an image to float32 CHW in [0, 1], resized to (height, width) unless size is None."""
+    return _load(path, channels, size)[0]
+
+
+def _load(path: str | Path, channels: int, size: Sequence[int] | None) -> tuple[np.ndarray, tuple[int, int]]:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
+            original = (im.size[1], im.size[0])
             im = im.convert("L" if channels == 1 else "RGB")
-            if im.size != (size[1], size[0]):
+            if size is not None and im.size != (size[1], size[0]):
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
             arr = np.asarray(im, dtype=np.float32) / 255.0
     except FileNotFoundError:
         raise ZooError(f"input image {str(path)!r} does not exist") from None
     except (OSError, UnidentifiedImageError) as e:
         raise ZooError(f"cannot read image {str(path)!r}: {e}") from None
-    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+    return (arr[None] if channels == 1 else arr.transpose(2, 0, 1)), original
+
+
+PALETTE = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180), (70, 240, 240),
+           (245, 130, 48), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128)]
 
 
 def list_images(path: str | Path) -> list[Path]:
@@ -147,6 +156,7 @@ class Model:
         self.input_shape = inp.shape
         self.channels = int(self.metadata["input"]["channels"])
         self.size = tuple(self.metadata["input"]["size"])
+        self.dynamic_size = "height" in self.metadata["input"].get("dynamic", [])
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def check_input(self, batch: np.ndarray) -> None:
@@ -160,6 +170,8 @@ class Model:
             raise ZooError(f"input {self.input_name!r} must have rank 4 {expected}, got shape {list(batch.shape)}")
         if batch.shape[1] != self.channels:
             raise ZooError(f"input {self.input_name!r} must have {self.channels} channel(s), got shape {list(batch.shape)}; expected {expected}")
+        if self.dynamic_size and min(batch.shape[2:]) < 32:
+            raise ZooError(f"input {self.input_name!r} must be at least 32x32, got shape {list(batch.shape)}")
         for axis, dim in ((2, self.input_shape[2]), (3, self.input_shape[3])):
             if isinstance(dim, int) and batch.shape[axis] != dim:
                 raise ZooError(f"input {self.input_name!r} must be {self.size[0]}x{self.size[1]}, got shape {list(batch.shape)}")
@@ -184,9 +196,11 @@ class Model:
                 arrays.append(load_image(im, self.channels, self.size))
         return np.stack(arrays).astype(np.float32)
 
-    def predict(self, batch: np.ndarray, topk: int = 5) -> list[dict]:
-        """Per-image predictions for a preprocessed batch, in the task's JSON form."""
+    def predict(self, batch: np.ndarray, topk: int = 5, original_sizes: Sequence[tuple[int, int]] | None = None) -> list[dict]:
+        """Per-image predictions for a preprocessed batch, in the task's JSON form (segmentation masks
+        come back as arrays under "mask"; detection boxes in `original_sizes` pixels when given)."""
         out = self.run(batch)
+        n = len(batch)
         if self.task == "classification":
             probs = out[self.output_names[0]]
             k = max(1, min(topk, probs.shape[1]))
@@ -196,16 +210,74 @@ class Model:
                 top = [{"label": self._label(i), "score": round(float(row[i]), 6)} for i in order]
                 results.append({"label": top[0]["label"], "index": int(order[0]), "score": top[0]["score"], "topk": top})
             return results
-        return [{name: out[name][i].tolist() for name in self.output_names} for i in range(len(batch))]
+        if self.task == "regression":
+            values = out["values"]
+            return [{"values": {self._label(j): round(float(values[i, j]), 6) for j in range(values.shape[1])}} for i in range(n)]
+        if self.task == "segmentation":
+            results = []
+            for mask in out["mask"]:
+                counts = np.bincount(mask.ravel(), minlength=len(self.labels))
+                fractions = {self._label(c): round(float(counts[c]) / mask.size, 6) for c in np.nonzero(counts)[0]}
+                results.append({"size": list(mask.shape), "pixels": fractions, "mask": mask})
+            return results
+        if self.task == "detection":
+            results = []
+            for i in range(n):
+                k = int(out["num_detections"][i])
+                sy, sx = (1.0, 1.0)
+                if original_sizes is not None:
+                    sy, sx = original_sizes[i][0] / batch.shape[2], original_sizes[i][1] / batch.shape[3]
+                dets = []
+                for box, score, label in zip(out["boxes"][i][:k], out["scores"][i][:k], out["labels"][i][:k]):
+                    x0, y0, x1, y1 = (float(v) for v in box)
+                    dets.append({"label": self._label(int(label)), "index": int(label), "score": round(float(score), 6),
+                                 "box": [round(x0 * sx, 2), round(y0 * sy, 2), round(x1 * sx, 2), round(y1 * sy, 2)]})
+                results.append({"detections": dets})
+            return results
+        return [{name: out[name][i].tolist() for name in self.output_names} for i in range(n)]
 
     def _label(self, i: int) -> str:
-        return self.labels[i] if i < len(self.labels) else str(i)
+        return self.labels[i] if 0 <= i < len(self.labels) else str(i)
 
-    def predict_files(self, paths: Sequence[str | Path], topk: int = 5, batch_size: int = 32) -> list[dict]:
-        """Predict image files, batched; each result carries its file name."""
+    def predict_files(self, paths: Sequence[str | Path], topk: int = 5, batch_size: int = 32,
+                      masks_dir: str | Path | None = None, draw_dir: str | Path | None = None) -> list[dict]:
+        """Predict image files, batched (one at a time, at its own size, for size-agnostic models);
+        optionally write mask PNGs (segmentation) or the images with their boxes drawn (detection)."""
         results = []
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start:start + batch_size]
-            for p, r in zip(chunk, self.predict(self.preprocess(chunk), topk)):
+        step = 1 if self.dynamic_size else batch_size
+        for start in range(0, len(paths), step):
+            chunk = paths[start:start + step]
+            loaded = [_load(p, self.channels, None if self.dynamic_size else self.size) for p in chunk]
+            batch = np.stack([a for a, _ in loaded]).astype(np.float32)
+            for p, (_, original), r in zip(chunk, loaded, self.predict(batch, topk, [o for _, o in loaded])):
+                if "mask" in r:
+                    mask = r.pop("mask")
+                    if masks_dir is not None:
+                        r["mask_file"] = str(self._write_mask(mask, Path(masks_dir) / (Path(p).stem + "_mask.png")))
+                if draw_dir is not None and "detections" in r:
+                    r["drawn_file"] = str(self._draw(p, r["detections"], Path(draw_dir) / (Path(p).stem + "_boxes.png")))
                 results.append({"file": str(p), **r})
         return results
+
+    def _write_mask(self, mask: np.ndarray, path: Path) -> Path:
+        from PIL import Image
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(mask.astype(np.uint8), mode="P")
+        image.putpalette([c for rgb in PALETTE for c in rgb] + [255, 255, 255] * (256 - len(PALETTE)))
+        image.save(path)  # pixel value = class index; the palette only makes it visible
+        return path
+
+    def _draw(self, source: str | Path, detections: list[dict], path: Path) -> Path:
+        from PIL import Image, ImageDraw
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(source) as im:
+            im = im.convert("RGB")
+            draw = ImageDraw.Draw(im)
+            for d in detections:
+                colour = PALETTE[1 + d["index"] % (len(PALETTE) - 1)]
+                draw.rectangle(d["box"], outline=colour, width=max(1, round(min(im.size) / 100)))
+                draw.text((d["box"][0] + 2, d["box"][1] + 1), f"{d['label']} {d['score']:.2f}", fill=colour)
+            im.save(path)
+        return path
