@@ -89,3 +89,10 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(ZooError, match="is not a zoo checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path):
+    train(quick(**{"trainer.max_epochs": 1}), tmp_path)
+    results = train(quick(**{"trainer.max_epochs": 3, "trainer.resume": "true"}), tmp_path)
+    assert results["epochs"] == 3 and [h["epoch"] for h in results["history"]] == [1, 2, 3]
+    assert torch.load(tmp_path / "checkpoints/last.pt", weights_only=True)["epoch"] == 3

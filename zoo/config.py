@@ -42,6 +42,7 @@ class TrainerConfig:
     num_workers: int = 0
     device: str = "auto"  # auto | cpu | cuda
     progress: bool = True
+    resume: bool = False  # continue from checkpoints/last.pt in the run directory, if there is one
 
 
 @dataclass

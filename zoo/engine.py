@@ -222,9 +222,20 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
         cache = feature_cache(model, bundle.train, tcfg["eval_batch_size"], device)
         cache_seconds = time.perf_counter() - t
         log.info("features of %d training images cached in %.1fs; the head trains on the cache", len(bundle.train), cache_seconds)
+    start = 0
+    if tcfg["resume"] and (ckpt_dir / "last.pt").is_file():
+        last = torch.load(ckpt_dir / "last.pt", map_location=device, weights_only=True)
+        for e in range(last["epoch"]):  # replay phase changes so the optimizer's groups match the saved ones
+            if transfer.on_epoch_start(e, model):
+                optimizer = make_optimizer(model, transfer, tcfg)
+        model.load_state_dict(last["model"])
+        optimizer.load_state_dict(last["optimizer"])
+        start, best, best_epoch, stale, history = last["epoch"], last["best"], last["best_epoch"], last["stale"], last["history"]
+        step = start * steps_per_epoch
+        log.info("resumed from %s at epoch %d (best val %s %.4f at epoch %d)", ckpt_dir / "last.pt", start, monitor, best, best_epoch)
     if tcfg["max_epochs"] == 0:  # use the weights as they are: evaluate, save, export
         save_checkpoint(ckpt_dir / "best.pt", {**base, "model": model.state_dict(), "epoch": 0, "val": evaluate(model, val_loader, device)})
-    for epoch in range(tcfg["max_epochs"]):
+    for epoch in range(start, tcfg["max_epochs"]):
         if transfer.on_epoch_start(epoch, model):  # a new phase: new trainable set, new optimizer
             optimizer = make_optimizer(model, transfer, tcfg)
             log.info("phase change at epoch %d: %d trainable parameters", epoch + 1,
@@ -270,7 +281,8 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
             save_checkpoint(ckpt_dir / "best.pt", state)
         else:
             stale += 1
-        save_checkpoint(ckpt_dir / "last.pt", {**state, "optimizer": optimizer.state_dict()})
+        save_checkpoint(ckpt_dir / "last.pt", {**state, "optimizer": optimizer.state_dict(), "best": best, "best_epoch": best_epoch,
+                                               "stale": stale, "history": history})
         if tcfg["patience"] and stale >= tcfg["patience"]:
             log.info("early stop: val %s has not improved for %d epochs (best %.4f at epoch %d)", monitor, stale, best, best_epoch)
             break
@@ -278,6 +290,8 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
 
     # Report the best epoch's weights, not the last one's.
     model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location=device, weights_only=True)["model"])
+    if not (ckpt_dir / "best.pt").is_file():
+        raise ZooError(f"nothing was trained: {ckpt_dir / 'last.pt'} is already at trainer.max_epochs={tcfg['max_epochs']}")
     epoch_times = [h["train_seconds"] for h in history]
     results = {
         "test": evaluate(model, test_loader, device),
