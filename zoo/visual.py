@@ -54,7 +54,9 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def report(root: str | Path) -> tuple[str, str]:
     """A sweep's runs grouped by the settings that vary (seeds pooled): markdown and CSV, mean ± std."""
     runs = collect_runs(root)
-    keys = sorted({k for r in runs for k in r["config"]})
+    # Keys every run has and that differ between them; a plugin's own parameters (present only where that
+    # plugin was chosen) follow from the plugin's name, which is itself a column.
+    keys = sorted(set.intersection(*(set(r["config"]) for r in runs)))
     varying = [k for k in keys if k not in SKIP_KEYS and len({json.dumps(r["config"].get(k), sort_keys=True) for r in runs}) > 1]
     metric_names = sorted({k for r in runs for k, v in r["metrics"].get("test", {}).items() if isinstance(v, (int, float))})
     groups: dict[tuple, list[dict]] = {}
