@@ -2,5 +2,5 @@
 from zoo_plugins.architectures import classic, timm_backbones  # noqa: F401
 from zoo_plugins.augmentations import geometric, mixing, photometric  # noqa: F401
 from zoo_plugins.datasets import digits, folder, formats, shapes  # noqa: F401
-from zoo_plugins.heads import classification  # noqa: F401
+from zoo_plugins.heads import classification, detection, regression, segmentation  # noqa: F401
 from zoo_plugins.transfer import strategies  # noqa: F401

@@ -48,6 +48,7 @@ class Head(nn.Module):
     task: str = ""
     output_names: tuple[str, ...] = ()
     dynamic_size: bool = False  # True: the exported model takes any height and width (segmentation)
+    wants_input_size: bool = False  # True: forward(features, size) also gets the input's (h, w) (dense outputs)
     output_axes: dict[str, dict[int, str]] = {}  # ONNX dynamic axes per output; default: the batch axis only
 
     def prepare(self, data) -> None:
@@ -115,7 +116,10 @@ class ZooModel(nn.Module):
         self.head = head
 
     def forward(self, x: torch.Tensor) -> Any:
-        return self.head(self.backbone(self.normalize(x)))
+        features = self.backbone(self.normalize(x))
+        if self.head.wants_input_size:  # dense heads: outputs at the input's size, which features cannot always tell
+            return self.head(features, x.shape[-2:])
+        return self.head(features)
 
 
 class DeployModel(nn.Module):

@@ -1,0 +1,203 @@
+"""Semantic segmentation: encoder-decoder heads over every feature level of the backbone.
+
+`unet` decodes deep to shallow, concatenating each level (a U-Net decoder); `fpn` adds the levels top-down
+in one width and merges them (a feature pyramid with a semantic branch, as in Panoptic FPN). Both resize
+to each skip's size and finally to the input's, so any height and width >= 32 works, whatever the
+backbone's strides, and the exported model takes any height and width.
+
+Metrics, over all pixels of the split (not averaged per image): `miou` is the mean over every class,
+background included (the PASCAL VOC convention), of intersection / union; `dice` the mean per-class Dice
+(F1) score, background included; `pixel_accuracy` the fraction of pixels labelled right.
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo import register
+from zoo.data import DataInfo
+from zoo.errors import ZooError
+from zoo.model import FeatureInfo, Head
+from zoo_plugins.architectures.classic import norm_layer
+
+Norm = Literal["batch", "group", "none"]
+
+
+# ---- building blocks -------------------------------------------------------------------------
+
+def conv_norm_act(cin: int, cout: int, norm: str, kernel: int = 3) -> nn.Sequential:
+    """conv (same padding) -> norm -> ReLU; no conv bias when a norm follows."""
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=norm == "none"), norm_layer(norm, cout),
+                         nn.ReLU(inplace=True))
+
+
+def resize(x: torch.Tensor, size: Sequence) -> torch.Tensor:
+    """Bilinear resize to `size` (h, w); a no-op when the size already matches."""
+    if not torch.jit.is_tracing() and tuple(x.shape[-2:]) == tuple(int(s) for s in size):
+        return x
+    return F.interpolate(x, size=(size[0], size[1]), mode="bilinear", align_corners=False)
+
+
+def _scale(n, ratio: float):
+    """round(n * ratio) for a Python int, or for a traced size (a tensor while exporting: the graph stays dynamic)."""
+    if isinstance(n, torch.Tensor):
+        return (n.to(torch.float64) * ratio).round().to(torch.int64)
+    return int(round(n * ratio))
+
+
+def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_classes: int, eps: float = 1.0) -> torch.Tensor:
+    """1 - the mean over classes of the soft Dice score of the softmax against the one-hot mask (over the batch)."""
+    probs = logits.float().softmax(dim=1)
+    onehot = F.one_hot(targets, num_classes).permute(0, 3, 1, 2).to(probs.dtype)
+    inter = (probs * onehot).sum(dim=(0, 2, 3))
+    total = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
+    return 1.0 - ((2 * inter + eps) / (total + eps)).mean()
+
+
+class SegmentationHead(Head):
+    """Shared by the decoders: logits (N, C, H, W) at the input size in training; the argmax class mask
+    (and, when asked, the per-pixel class probabilities) in the deployed model."""
+
+    task = "segmentation"
+    monitor, monitor_mode = "miou", "max"
+    dynamic_size = True
+    output_axes = {"mask": {0: "batch", 1: "height", 2: "width"}, "probabilities": {0: "batch", 2: "height", 3: "width"}}
+    wants_input_size = True  # forward(features, size): the input's (h, w), which the features cannot always tell
+
+    def __init__(self, feature_info: list[FeatureInfo], info: DataInfo, dropout: float, probabilities: bool,
+                 ce_weight: float, dice_weight: float, class_weights: Optional[list[float]]):
+        super().__init__()
+        where = type(self).__name__
+        if not feature_info:
+            raise ZooError(f"{where}: the backbone returns no feature maps")
+        if not 0 <= dropout < 1:
+            raise ZooError(f"head.dropout={dropout} must be in [0, 1)")
+        if ce_weight < 0 or dice_weight < 0 or ce_weight + dice_weight == 0:
+            raise ZooError(f"head.ce_weight={ce_weight} and head.dice_weight={dice_weight} must be >= 0, and not both 0")
+        self.num_classes = info.num_classes
+        if class_weights is not None:
+            if len(class_weights) != self.num_classes or any(w < 0 for w in class_weights):
+                raise ZooError(f"head.class_weights={list(class_weights)} needs one weight >= 0 per class "
+                               f"({self.num_classes}: {', '.join(info.classes)})")
+            self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
+        else:
+            self.class_weights = None
+        self.ce_weight, self.dice_weight = ce_weight, dice_weight
+        self.output_names = ("mask", "probabilities") if probabilities else ("mask",)
+        first = feature_info[0]
+        sizes = first.size or tuple(s // first.stride for s in info.size)
+        self.level_ratio = tuple(s / max(1, n) for s, n in zip(info.size, sizes))  # input size / shallowest level's size
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+
+    def output_size(self, features: list[torch.Tensor], size: Optional[Sequence] = None) -> Sequence:
+        """The input's (h, w): as the model gives it (`wants_input_size`); else estimated from the shallowest level,
+        scaled by input size / level size at the training size (exact at the training size and wherever the input
+        is a multiple of the backbone's stride)."""
+        if size is not None:
+            return size
+        return tuple(_scale(n, r) for n, r in zip(features[0].shape[-2:], self.level_ratio))
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        targets = targets.as_subclass(torch.Tensor).long()
+        loss = outputs.new_zeros(())
+        if self.ce_weight > 0:
+            loss = loss + self.ce_weight * F.cross_entropy(outputs.float(), targets, weight=self.class_weights)
+        if self.dice_weight > 0:
+            loss = loss + self.dice_weight * soft_dice_loss(outputs, targets, self.num_classes)
+        return loss
+
+    def metrics(self):
+        from torchmetrics import MetricCollection
+        from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
+
+        c = self.num_classes
+        return MetricCollection({
+            "miou": MulticlassJaccardIndex(num_classes=c, average="macro"),
+            "dice": MulticlassF1Score(num_classes=c, average="macro", multidim_average="global"),
+            "pixel_accuracy": MulticlassAccuracy(num_classes=c, average="micro", multidim_average="global"),
+        }, compute_groups=False)
+
+    def postprocess(self, outputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        mask = outputs.argmax(dim=1)
+        if len(self.output_names) == 2:
+            return mask, outputs.softmax(dim=1)
+        return (mask,)
+
+
+class UNetDecoder(SegmentationHead):
+    """Deep to shallow: resize to the next level's size, concatenate it, conv-norm-ReLU blocks; classify, resize."""
+
+    def __init__(self, feature_info: list[FeatureInfo], info: DataInfo, channels: list[int], convs: int, norm: str,
+                 dropout: float, probabilities: bool, ce_weight: float, dice_weight: float, class_weights: Optional[list[float]]):
+        super().__init__(feature_info, info, dropout, probabilities, ce_weight, dice_weight, class_weights)
+        if convs < 1:
+            raise ZooError(f"head.convs={convs} must be at least 1")
+        if not channels or any(c < 1 for c in channels):
+            raise ZooError(f"head.channels={list(channels)} needs one or more widths >= 1 (deepest level first)")
+        # the k-th block from the deepest level up has width channels[k]; the last width repeats for further levels
+        blocks, cin = [], 0
+        for k, level in enumerate(reversed(feature_info)):
+            cin, cout = cin + level.channels, channels[min(k, len(channels) - 1)]
+            blocks.append(nn.Sequential(*[conv_norm_act(cin if j == 0 else cout, cout, norm) for j in range(convs)]))
+            cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.classifier = nn.Conv2d(cin, self.num_classes, 1)
+
+    def forward(self, features: list[torch.Tensor], size: Optional[Sequence] = None) -> torch.Tensor:
+        out_size = self.output_size(features, size)
+        x = None
+        for block, skip in zip(self.blocks, reversed(features)):
+            x = skip if x is None else torch.cat([resize(x, skip.shape[-2:]), skip], dim=1)
+            x = block(x)
+        return resize(self.classifier(self.dropout(x)), out_size)
+
+
+class FPNDecoder(SegmentationHead):
+    """Lateral 1x1 convs to one width, top-down sum, a conv per level, levels resized to the finest and summed."""
+
+    def __init__(self, feature_info: list[FeatureInfo], info: DataInfo, channels: int, segment_channels: int, norm: str,
+                 dropout: float, probabilities: bool, ce_weight: float, dice_weight: float, class_weights: Optional[list[float]]):
+        super().__init__(feature_info, info, dropout, probabilities, ce_weight, dice_weight, class_weights)
+        if channels < 1 or segment_channels < 1:
+            raise ZooError(f"head.channels={channels} and head.segment_channels={segment_channels} must be at least 1")
+        self.lateral = nn.ModuleList(nn.Conv2d(f.channels, channels, 1) for f in feature_info)
+        self.smooth = nn.ModuleList(conv_norm_act(channels, segment_channels, norm) for _ in feature_info)
+        self.fuse = conv_norm_act(segment_channels, segment_channels, norm)
+        self.classifier = nn.Conv2d(segment_channels, self.num_classes, 1)
+
+    def forward(self, features: list[torch.Tensor], size: Optional[Sequence] = None) -> torch.Tensor:
+        out_size = self.output_size(features, size)
+        finest = features[0].shape[-2:]
+        top, merged = None, None
+        for i in reversed(range(len(features))):
+            p = self.lateral[i](features[i])
+            top = p if top is None else p + resize(top, p.shape[-2:])
+            s = resize(self.smooth[i](top), finest)
+            merged = s if merged is None else merged + s
+        return resize(self.classifier(self.dropout(self.fuse(merged))), out_size)
+
+
+# ---- the registered heads -------------------------------------------------------------------------
+
+@register.head("unet", tasks=("segmentation",))
+def unet(feature_info: list, info: DataInfo, channels: list[int] = (64, 32, 32, 16), convs: int = 2,
+         norm: Norm = "batch", dropout: float = 0.0, probabilities: bool = False, ce_weight: float = 1.0,
+         dice_weight: float = 0.0, class_weights: Optional[list[float]] = None) -> Head:
+    """U-Net decoder over every feature level (deepest first: resize, concatenate the skip, convs); cross-entropy (+ Dice).
+
+    channels: the width of each decoder block from the deepest level up; the last one repeats for further levels.
+    """
+    return UNetDecoder(feature_info, info, list(channels), convs, norm, dropout, probabilities, ce_weight, dice_weight,
+                       None if class_weights is None else list(class_weights))
+
+
+@register.head("fpn", tasks=("segmentation",))
+def fpn(feature_info: list, info: DataInfo, channels: int = 64, segment_channels: int = 32, norm: Norm = "batch",
+        dropout: float = 0.0, probabilities: bool = False, ce_weight: float = 1.0, dice_weight: float = 0.0,
+        class_weights: Optional[list[float]] = None) -> Head:
+    """Feature pyramid (lateral 1x1, top-down sum) with a semantic branch merging every level; cross-entropy (+ Dice)."""
+    return FPNDecoder(feature_info, info, channels, segment_channels, norm, dropout, probabilities, ce_weight, dice_weight,
+                      None if class_weights is None else list(class_weights))
