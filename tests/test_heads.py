@@ -13,7 +13,7 @@ from zoo.data import DataBundle, DataInfo, TensorImages
 from zoo.engine import load_checkpoint, model_from_checkpoint, train
 from zoo.errors import ZooError
 from zoo.export import export_model
-from zoo.model import DeployModel, Head, build_model
+from zoo.model import DeployModel, build_model
 from zoo.runtime import Model
 
 BACKBONES = [("cnn", {"width": 8}), ("timm", {"model_name": "test_resnet"})]
@@ -120,14 +120,15 @@ def test_segmentation_onnx_takes_another_height_and_width(head, model, mparams, 
     m = build_model(c, seg_info()).eval()
     x, _ = seg_batch(3)
     export_model(m, seg_info(), c, tmp_path / "x", ECFG, x, "random")
-    other, _ = seg_batch(2, size=(48, 40))
-    got = run_onnx(tmp_path / "x" / "model.onnx", other)
-    with torch.no_grad():
-        mask, probs = DeployModel(m)(other)
-    assert got["mask"].shape == (2, 48, 40) and got["probabilities"].shape == (2, 3, 48, 40)
-    np.testing.assert_allclose(got["probabilities"], probs.numpy(), atol=1e-4)
-    assert (got["mask"] == mask.numpy()).mean() > 0.999  # argmax may flip only at float-level ties
-    np.testing.assert_allclose(got["probabilities"].sum(axis=1), 1.0, atol=1e-5)
+    for h, w in ((48, 40), (45, 37)):  # a larger size, and one that is no multiple of the backbone's stride
+        other, _ = seg_batch(2, size=(h, w))
+        got = run_onnx(tmp_path / "x" / "model.onnx", other)
+        with torch.no_grad():
+            mask, probs = DeployModel(m)(other)
+        assert got["mask"].shape == (2, h, w) and got["probabilities"].shape == (2, 3, h, w)
+        np.testing.assert_allclose(got["probabilities"], probs.numpy(), atol=1e-4)
+        assert (got["mask"] == mask.numpy()).mean() > 0.999  # argmax may flip only at float-level ties
+        np.testing.assert_allclose(got["probabilities"].sum(axis=1), 1.0, atol=1e-5)
 
 
 @pytest.mark.parametrize("head", SEG_HEADS)
@@ -138,22 +139,20 @@ def test_segmentation_logits_at_the_training_size_and_at_multiples_of_the_stride
     m = build_model(cfg("shapes", model, mparams, head), seg_info()).eval()
     with torch.no_grad():
         assert m(torch.rand(2, 3, 32, 32)).shape == (2, 3, 32, 32)
-        if model != "lenet5":  # lenet5's valid convolutions crop: only the input-size hook gives other sizes exactly
-            assert m(torch.rand(1, 3, 64, 96)).shape == (1, 3, 64, 96)
+        assert m(torch.rand(1, 3, 64, 96)).shape == (1, 3, 64, 96)
 
 
-HOOK = getattr(Head, "wants_input_size", None) is not None
-
-
-@pytest.mark.xfail(not HOOK, strict=True, reason="needs the core hook: ZooModel.forward passes the input's (h, w) to heads "
-                                                 "with wants_input_size = True")
 @pytest.mark.parametrize("model,mparams", [("cnn", {"width": 8}), ("lenet5", {}), ("timm", {"model_name": "test_resnet"})],
                          ids=["cnn", "lenet5", "timm"])
-def test_segmentation_logits_at_any_input_size(model, mparams, tmp_path):
+def test_segmentation_logits_at_any_input_size(model, mparams):
+    # 45x37 is no multiple of any stride, and lenet5's valid convolutions crop: the model gives the head the input's size
     for head in SEG_HEADS:
         m = build_model(cfg("shapes", model, mparams, head), seg_info()).eval()
+        assert m.head.wants_input_size
         with torch.no_grad():
             assert m(torch.rand(1, 3, 45, 37)).shape == (1, 3, 45, 37)
+            features = m.backbone(m.normalize(torch.rand(2, 3, 32, 32)))
+            assert m.head(features).shape == (2, 3, 32, 32)  # no size given (cached features): the training size
 
 
 @pytest.mark.parametrize("head", SEG_HEADS)
@@ -176,7 +175,7 @@ def test_segmentation_parameters():
     assert torch.isfinite(m.head.loss(m(x), y))
     m = build_model(cfg("shapes", "cnn", {"width": 8}, "fpn", channels=16, segment_channels=8, ce_weight=0.0, dice_weight=1.0),
                     info)
-    assert 0 <= float(m.head.loss(m(x), y)) <= 1  # Dice loss alone
+    assert 0 <= m.head.loss(m(x), y).item() <= 1  # Dice loss alone
     with pytest.raises(ZooError, match="class_weights"):
         build_model(cfg("shapes", "cnn", {"width": 8}, "unet", class_weights=[1.0, 2.0]), info)
     with pytest.raises(ZooError, match="ce_weight"):
