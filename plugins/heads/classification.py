@@ -13,6 +13,25 @@ from zoo.errors import ZooError
 from zoo.model import FeatureInfo, Head
 
 
+def pooled_mlp(last: FeatureInfo, pool: str, hidden: list[int], dropout: float, outputs: int) -> tuple[nn.Module, nn.Sequential]:
+    """Pool (avg, max, or flatten at the probed size) the deepest features, then dropout-linear-ReLU
+    hidden layers and a final linear layer: the shared body of the vector-output heads."""
+    if any(h < 1 for h in hidden):
+        raise ZooError(f"head.hidden={list(hidden)}: every hidden layer needs at least one unit")
+    if pool == "flatten":
+        h, w = last.size
+        pooling, width = nn.Flatten(), last.channels * h * w
+    else:
+        pooling = nn.Sequential(nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        width = last.channels
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Dropout(dropout), nn.Linear(width, h), nn.ReLU(inplace=True)]
+        width = h
+    layers += [nn.Dropout(dropout), nn.Linear(width, outputs)]
+    return pooling, nn.Sequential(*layers)
+
+
 class ClassificationHead(Head):
     """Logits in training; class probabilities in the deployed model."""
 
@@ -27,20 +46,8 @@ class ClassificationHead(Head):
             raise ZooError(f"head.dropout={dropout} must be in [0, 1)")
         if not 0 <= label_smoothing < 1:
             raise ZooError(f"head.label_smoothing={label_smoothing} must be in [0, 1)")
-        last = feature_info[-1]
         self.num_classes, self.label_smoothing, self.topk = info.num_classes, label_smoothing, topk
-        if pool == "flatten":
-            h, w = last.size
-            self.pool, width = nn.Flatten(), last.channels * h * w
-        else:
-            self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1), nn.Flatten())
-            width = last.channels
-        layers: list[nn.Module] = []
-        for h in hidden:
-            layers += [nn.Dropout(dropout), nn.Linear(width, h), nn.ReLU(inplace=True)]
-            width = h
-        layers += [nn.Dropout(dropout), nn.Linear(width, self.num_classes)]
-        self.classifier = nn.Sequential(*layers)
+        self.pool, self.classifier = pooled_mlp(feature_info[-1], pool, hidden, dropout, self.num_classes)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         return self.classifier(self.pool(features[-1]))

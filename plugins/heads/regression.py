@@ -9,12 +9,12 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from zoo import register
 from zoo.data import DataInfo
 from zoo.errors import ZooError
 from zoo.model import FeatureInfo, Head
+from zoo_plugins.heads.classification import pooled_mlp
 
 
 # ---- building blocks -------------------------------------------------------------------------
@@ -65,26 +65,12 @@ class RegressionHead(Head):
             raise ZooError(f"head.dropout={dropout} must be in [0, 1)")
         if huber_delta <= 0:
             raise ZooError(f"head.huber_delta={huber_delta} must be positive")
-        if any(h < 1 for h in hidden):
-            raise ZooError(f"head.hidden={list(hidden)}: every hidden layer needs at least one unit")
         self.num_outputs, self.loss_kind, self.huber_delta, self.standardize = info.num_classes, loss, huber_delta, standardize
         # Target statistics: identity until prepare() / fit_targets() sees the training targets; buffers, so they
         # travel in checkpoints and are constants in the exported graph.
         self.register_buffer("target_mean", torch.zeros(self.num_outputs))
         self.register_buffer("target_std", torch.ones(self.num_outputs))
-        last = feature_info[-1]
-        if pool == "flatten":
-            h, w = last.size
-            self.pool, width = nn.Flatten(), last.channels * h * w
-        else:
-            self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1), nn.Flatten())
-            width = last.channels
-        layers: list[nn.Module] = []
-        for h in hidden:
-            layers += [nn.Dropout(dropout), nn.Linear(width, h), nn.ReLU(inplace=True)]
-            width = h
-        layers += [nn.Dropout(dropout), nn.Linear(width, self.num_outputs)]
-        self.regressor = nn.Sequential(*layers)
+        self.pool, self.regressor = pooled_mlp(feature_info[-1], pool, hidden, dropout, self.num_outputs)
 
     def prepare(self, data) -> None:
         """Standardise with the statistics of the training split's targets."""
