@@ -94,4 +94,5 @@ def test_timm_pretrained_weights_fail_clearly_offline():
             "m = build_model(cfg('timm', {'model_name': 'resnet18'}), info(3)); m.backbone.load_pretrained()")
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
     assert proc.returncode != 0
-    assert "ZooError: cannot load timm's pretrained weights for 'resnet18' (is this machine online?" in proc.stderr
+    assert ("ZooError: cannot load timm's pretrained weights for 'resnet18': HF_HUB_OFFLINE is set and they are not in "
+            "the local cache; copy the weight file to this machine and give transfer.weights=timm:FILE") in proc.stderr

@@ -72,6 +72,22 @@ def _preflight(overrides: list[str], multirun: bool, build: bool) -> None:
             build_model(plain, bundle.info)
 
 
+def _remove_untrained_run(run_dir: Path) -> None:
+    """Delete what this run wrote (its config, log and .hydra folder) when it saved no checkpoint."""
+    import shutil
+
+    if any((run_dir / "checkpoints").glob("*.pt")):
+        return
+    for name in ("config.yaml", "train.log", "metrics.json"):
+        (run_dir / name).unlink(missing_ok=True)
+    for name in (".hydra", "checkpoints"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    try:
+        run_dir.rmdir()  # only when nothing else is left in it
+    except OSError:
+        pass
+
+
 def cmd_train(argv: list[str]) -> int:
     """Run Hydra with zoo's config, after validating everything it will run."""
     import logging
@@ -92,13 +108,14 @@ def cmd_train(argv: list[str]) -> int:
     def task(cfg) -> float | None:
         from zoo.engine import train
 
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
         try:
             plain = check(cfg)
-            run_dir = Path(HydraConfig.get().runtime.output_dir)
             (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(plain)))
             results = train(plain, run_dir, env_keys=env_keys(cfg))
-        except ZooError as e:
+        except ZooError as e:  # a late failure (weights that do not load, say): leave no run that never trained
             print(f"zoo: error: {e}", file=sys.stderr)
+            _remove_untrained_run(run_dir)
             raise SystemExit(2)
         logging.getLogger("zoo").info("run directory: %s", run_dir)
         value = results["test"].get(results["monitor"])

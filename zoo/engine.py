@@ -20,7 +20,7 @@ import torch
 from zoo import __version__, registry
 from zoo.data import DataInfo, Transformed, build_augmentations, build_data, loader
 from zoo.errors import ZooError
-from zoo.model import ZooModel, build_model, set_train_mode
+from zoo.model import ZooModel, build_model, deployed_info, set_train_mode
 
 log = logging.getLogger("zoo")
 CHECKPOINT_FORMAT = "zoo.checkpoint/1"
@@ -205,7 +205,7 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
     optimizer = make_optimizer(model, transfer, tcfg)
     l1_params = [p for p in model.parameters() if p.ndim > 1] if tcfg["l1"] > 0 else []
     ckpt_dir = run_dir / "checkpoints"
-    base = {"format": CHECKPOINT_FORMAT, "zoo_version": __version__, "config": cfg, "info": info.to_dict(),
+    base = {"format": CHECKPOINT_FORMAT, "zoo_version": __version__, "config": cfg, "info": deployed_info(model, info).to_dict(),
             "env_keys": list(env_keys or [])}
     n_params = sum(p.numel() for p in model.parameters())
     log.info("data=%s (%d train / %d val / %d test) model=%s head=%s: %.2fM parameters, %s",
@@ -289,9 +289,9 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
     train_seconds = time.perf_counter() - started
 
     # Report the best epoch's weights, not the last one's.
-    model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location=device, weights_only=True)["model"])
     if not (ckpt_dir / "best.pt").is_file():
         raise ZooError(f"nothing was trained: {ckpt_dir / 'last.pt'} is already at trainer.max_epochs={tcfg['max_epochs']}")
+    model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location=device, weights_only=True)["model"])
     epoch_times = [h["train_seconds"] for h in history]
     results = {
         "test": evaluate(model, test_loader, device),

@@ -172,10 +172,18 @@ def build_model(cfg: dict, info) -> ZooModel:
     head_plugin = registry.get("head", hcfg.pop("name"))
     if not head_plugin.supports(info.task):
         raise ZooError(f"head={head_plugin.name} does not serve task {info.task!r} of data={cfg['data']['name']}")
-    head = head_plugin.build({"feature_info": list(backbone.feature_info), "info": info}, hcfg, where="head")
+    head = head_plugin.build({"feature_info": list(backbone.feature_info), "info": info, "backbone": backbone}, hcfg, where="head")
     if head.task and head.task != info.task:
         raise ZooError(f"head={head_plugin.name} is a {head.task} head but data={cfg['data']['name']} is a {info.task} dataset")
     return ZooModel(backbone, head, info.mean, info.std)
+
+
+def deployed_info(model: ZooModel, info):
+    """The DataInfo a trained model carries into checkpoints and exports: its head's own labels when it
+    has them (a pretrained classifier), and the input statistics of the weights it holds."""
+    labels = getattr(model.head, "labels", None)
+    stats = [tuple(round(v, 6) for v in t.flatten().tolist()) for t in (model.normalize.mean, model.normalize.std)]
+    return replace(info, classes=tuple(labels) if labels else info.classes, mean=stats[0], std=stats[1])
 
 
 class Ensemble(nn.Module):
@@ -213,16 +221,26 @@ def set_train_mode(model: ZooModel) -> None:
 
 
 def load_weights(model: ZooModel, source: str, include_head: bool) -> dict:
-    """Load weights from `timm` (the architecture's hub weights), a checkpoint file, or a run directory.
+    """Load weights from `timm` (the architecture's hub weights), `timm:FILE` (a local copy of them), a
+    checkpoint file, or a run directory.
 
     Across tasks and class counts, every tensor whose name and shape match is loaded (the backbone, the
     input normalisation it was trained with, and the head when `include_head` and it fits); the rest
     keeps its fresh initialisation. Returns what was loaded, skipped and new.
     """
-    if source == "timm":
-        model.backbone.load_pretrained()
-        n = len(model.backbone.state_dict())
-        return {"source": "timm", "loaded": n, "skipped": [], "new": sorted(k for k in model.state_dict() if not k.startswith("backbone."))}
+    if source == "timm" or source.startswith("timm:"):
+        file = source[len("timm:"):] or None
+        stats = model.backbone.load_pretrained(file) if file else model.backbone.load_pretrained()
+        loaded = [f"backbone.{k}" for k in model.backbone.state_dict()]
+        if stats:  # the pretrained weights expect their own input statistics
+            model.normalize.mean.copy_(torch.tensor(stats["mean"]).view_as(model.normalize.mean))
+            model.normalize.std.copy_(torch.tensor(stats["std"]).view_as(model.normalize.std))
+            loaded += ["normalize.mean", "normalize.std"]
+        if include_head and hasattr(model.head, "load_pretrained"):  # a head that is the backbone's own classifier
+            model.head.load_pretrained(file)
+            loaded += [f"head.{k}" for k in model.head.state_dict()]
+        new = sorted(k for k in model.state_dict() if k not in set(loaded))
+        return {"source": source, "loaded": len(loaded), "skipped": [], "new": new}
     from zoo.engine import load_checkpoint
 
     state = load_checkpoint(source)["model"]

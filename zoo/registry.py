@@ -6,7 +6,7 @@ parameter schema read from its signature, so it is selectable and tunable by Hyd
 YAML file. What each kind's factory must return:
 
 - architecture -> zoo.model.Backbone           (context: in_channels)
-- head         -> zoo.model.Head               (context: feature_info, info)
+- head         -> zoo.model.Head               (context: feature_info, info; backbone if asked for)
 - augmentation -> a torchvision transforms.v2 transform, or a zoo.data.BatchTransform (context: info)
 - transfer     -> zoo.model.Transfer
 - dataset      -> zoo.data.DataBundle          (context: seed)
@@ -36,6 +36,10 @@ CONTEXT = {
     "transfer": (),
     "dataset": ("seed",),
 }
+
+# Context a factory gets only when its signature names it: a head that reuses the backbone's own
+# layers (timm's pretrained classifier) asks for `backbone`; other heads never see it.
+OPTIONAL_CONTEXT = {"head": ("backbone",)}
 
 RETURNS = {
     "architecture": "Backbone",
@@ -272,8 +276,10 @@ class Registry:
         if not summary:
             raise PluginDefinitionError(f"{factory.__module__}.{factory.__qualname__}: a plugin needs a docstring; its first line is the summary `zoo list` shows")
         package = current_package.get() or factory.__module__.split(".")[0]
+        asked = inspect.signature(factory).parameters
+        context = CONTEXT[self.kind] + tuple(c for c in OPTIONAL_CONTEXT.get(self.kind, ()) if c in asked)
         plugin = Plugin(self.kind, name, factory, summary, package, factory.__module__,
-                        read_params(factory, CONTEXT[self.kind]), CONTEXT[self.kind],
+                        read_params(factory, context), context,
                         tuple(tasks) if tasks is not None else None, dict(extra))
         if self._check:
             self._check(plugin)

@@ -2,9 +2,15 @@
 
 Weights are not a parameter of the architecture: a transfer strategy asks for them
 (`Backbone.load_pretrained`), so rebuilding a model from a checkpoint never downloads anything.
+They come from the hub (`transfer.weights=timm`) or from a local copy of timm's weight file
+(`transfer.weights=timm:FILE`, for machines that cannot reach the hub).
 """
 from __future__ import annotations
 
+import socket
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Optional
 
 from torch import nn
@@ -19,6 +25,65 @@ def _check_name(model_name: str) -> None:
 
     if not timm.is_model(model_name.split(".")[0]):
         raise unknown("timm model", model_name, timm.list_models(), see="python -c \"import timm; print(timm.list_models('*resnet*'))\"")
+
+
+HUB_HOST = "huggingface.co"
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Can this machine open a connection to the weight hub? (A few seconds at most, not a minute.)"""
+    try:
+        socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def _hub_access():
+    """Download when the hub answers; otherwise only look in the local cache, at once, instead of
+    waiting out huggingface_hub's retries. Yields why the hub is off, or None."""
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE
+    why = "HF_HUB_OFFLINE is set" if saved else (None if hub_reachable() else f"{HUB_HOST} cannot be reached")
+    constants.HF_HUB_OFFLINE = why is not None
+    try:
+        yield why
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
+def create_pretrained(model_name: str, file: Optional[str] = None, **kwargs) -> nn.Module:
+    """timm's model with its pretrained weights, from `file` (a local copy of the hub's weight file)
+    or from the hub; one clear line when neither works."""
+    import timm
+
+    if file is not None:
+        if not Path(file).expanduser().is_file():
+            raise ZooError(f"transfer.weights=timm:{file}: no such file (a copy of timm's weight file for {model_name!r})")
+        try:
+            return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay={"file": str(Path(file).expanduser())}, **kwargs)
+        except Exception as e:  # wrong model's file, not a weight file
+            raise ZooError(f"transfer.weights=timm:{file} does not hold {model_name!r} weights: {str(e).splitlines()[0]}") from None
+    with _hub_access() as offline:
+        try:
+            return timm.create_model(model_name, pretrained=True, **kwargs)
+        except Exception as e:  # offline, unknown tag, hub refused
+            why = (f"{offline} and they are not in the local cache; copy the weight file to this machine and give "
+                   f"transfer.weights=timm:FILE" if offline else str(e).splitlines()[0])
+            raise ZooError(f"cannot load timm's pretrained weights for {model_name!r}: {why}") from None
+
+
+def pretrained_stats(model: nn.Module, channels: int) -> Optional[dict]:
+    """The mean and std the pretrained weights expect, for `channels` input channels."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if "mean" not in cfg or "std" not in cfg:
+        return None
+    mean, std = list(cfg["mean"]), list(cfg["std"])
+    if len(mean) != channels:  # timm folds RGB first-layer weights into in_chans channels; so fold the stats
+        mean, std = [sum(mean) / len(mean)] * channels, [sum(std) / len(std)] * channels
+    return {"mean": mean, "std": std}
 
 
 class TimmBackbone(Backbone):
@@ -58,16 +123,42 @@ class TimmBackbone(Backbone):
             stages.append(nn.ModuleList(current))
         return stages
 
-    def load_pretrained(self) -> None:
-        """Download timm's pretrained weights for this model (needs the internet once)."""
-        import timm
-
-        try:
-            pretrained = timm.create_model(self.model_name, pretrained=True, **self._kwargs)
-        except Exception as e:  # offline, unknown tag, hub refused
-            raise ZooError(f"cannot load timm's pretrained weights for {self.model_name!r} "
-                           f"(is this machine online? hub weights need a download): {str(e).splitlines()[0]}") from None
+    def load_pretrained(self, file: Optional[str] = None) -> Optional[dict]:
+        """Load timm's pretrained weights (the hub, once, or `file`); returns the mean/std they expect."""
+        pretrained = create_pretrained(self.model_name, file, **self._kwargs)
         self.body.load_state_dict(pretrained.state_dict())
+        return pretrained_stats(pretrained, self.in_channels)
+
+    def classifier(self) -> tuple[nn.Module, list[str], list[str]]:
+        """timm's own classifier for this model: the layers after the deepest feature level (final
+        convs and norms, pooling, the linear layer) as one module on that level; its label names and
+        their synset ids."""
+        import timm
+        from timm.data import ImageNetInfo, infer_imagenet_subset
+        from timm.models import FeatureListNet
+
+        if not isinstance(self.body, FeatureListNet):  # e.g. vision transformers: their head pools tokens
+            raise ZooError(f"{self.model_name!r} has no classifier that follows its feature levels; use head=classification")
+        full = timm.create_model(self.model_name, pretrained=False, in_chans=self.in_channels)
+        modules = [m["module"] for m in full.feature_info]
+        if self._kwargs.get("out_indices") is not None and max(self._kwargs["out_indices"]) != len(modules) - 1:
+            raise ZooError(f"timm's classifier needs the deepest feature level: drop model.out_indices or include {len(modules) - 1}")
+        names = [name for name, _ in full.named_children()]
+        last = modules[-1].split(".")[0]
+        if last not in names:
+            raise ZooError(f"{self.model_name!r} has no classifier that follows its feature levels; use head=classification")
+        tail = nn.Sequential(OrderedDict((n, getattr(full, n)) for n in names[names.index(last) + 1:]))
+        subset = infer_imagenet_subset(full)
+        if subset is None:
+            raise ZooError(f"{self.model_name!r} was not trained on an ImageNet label set that zoo knows; use head=classification")
+        names = ImageNetInfo(subset)
+        return tail, list(names.label_descriptions()), list(names.label_names())
+
+    def load_pretrained_classifier(self, tail: nn.Module, file: Optional[str] = None) -> None:
+        """Load timm's pretrained weights into a module made by `classifier()`."""
+        full = create_pretrained(self.model_name, file, in_chans=self.in_channels)
+        keep = {k: v for k, v in full.state_dict().items() if k.split(".")[0] in dict(tail.named_children())}
+        tail.load_state_dict(keep)
 
 
 @register.architecture("timm")

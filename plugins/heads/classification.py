@@ -1,7 +1,8 @@
-"""Image classification: pool the deepest features, optional hidden layers, a linear classifier."""
+"""Image classification: pool the deepest features, optional hidden layers, a linear classifier; or the
+backbone's own pretrained classifier (timm's ImageNet head) with its own labels."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -9,8 +10,8 @@ from torch import nn
 
 from zoo import register
 from zoo.data import DataInfo
-from zoo.errors import ZooError
-from zoo.model import FeatureInfo, Head
+from zoo.errors import ZooError, unknown
+from zoo.model import Backbone, FeatureInfo, Head
 
 
 def pooled_mlp(last: FeatureInfo, pool: str, hidden: list[int], dropout: float, outputs: int) -> tuple[nn.Module, nn.Sequential]:
@@ -82,3 +83,79 @@ def classification(feature_info: list, info: DataInfo, dropout: float = 0.0, lab
                    pool: Literal["avg", "max", "flatten"] = "avg", hidden: list[int] = (), topk: int = 5) -> Head:
     """Global pooling (or flatten), optional hidden layers, dropout and a linear classifier; label smoothing."""
     return ClassificationHead(feature_info, info, dropout, label_smoothing, pool, list(hidden), topk)
+
+
+def _words(name: str) -> str:
+    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
+
+
+def label_columns(classes: tuple[str, ...], labels: tuple[str, ...], synsets: tuple[str, ...]) -> list[int]:
+    """Each dataset class's column among a pretrained classifier's labels: by synset id (n01443537), or by
+    any of a label's comma-separated names ('tabby', 'tabby cat'), case and '_' aside."""
+    if tuple(classes) == tuple(labels):
+        return list(range(len(labels)))
+    index: dict[str, int] = {}
+    for i, (label, synset) in enumerate(zip(labels, synsets)):
+        for key in [synset, *label.split(",")]:
+            index.setdefault(_words(key), i)
+    columns = []
+    for c in classes:
+        if _words(c) not in index:
+            raise unknown("pretrained label", c, sorted(index),
+                          see="class folders must be named as the pretrained labels (or their synset ids); for new labels use head=classification")
+        columns.append(index[_words(c)])
+    return columns
+
+
+class _OnColumns(nn.Module):
+    """A MetricCollection updated on the dataset's columns of wider outputs."""
+
+    def __init__(self, metrics, columns: torch.Tensor):
+        super().__init__()
+        self.inner, self.columns = metrics, columns
+
+    def update(self, outputs, targets):
+        self.inner.update(outputs[:, self.columns.to(outputs.device)], targets)
+
+    def compute(self):
+        return self.inner.compute()
+
+
+class PretrainedClassifierHead(ClassificationHead):
+    """The backbone's own classifier and labels (e.g. timm's 1000 ImageNet classes). The deployed model
+    gives probabilities over all its labels; loss and metrics use the columns of the dataset's classes
+    (the convention of ImageNet subsets such as ImageNet-R), so class folders name labels it knows."""
+
+    def __init__(self, backbone: Backbone, info: DataInfo, label_smoothing: float, topk: int):
+        Head.__init__(self)
+        if not 0 <= label_smoothing < 1:
+            raise ZooError(f"head.label_smoothing={label_smoothing} must be in [0, 1)")
+        if not hasattr(backbone, "classifier"):
+            raise ZooError(f"head=pretrained_classifier needs a backbone with a classifier of its own (model=timm); "
+                           f"{type(backbone).__name__} has none: use head=classification")
+        self.tail, labels, synsets = backbone.classifier()
+        self.labels = tuple(labels)
+        self._backbone = [backbone]  # not a submodule: the model owns it
+        columns = label_columns(info.classes, self.labels, tuple(synsets))
+        self.register_buffer("columns", torch.tensor(columns), persistent=False)
+        self.num_classes, self.label_smoothing, self.topk = len(columns), label_smoothing, topk
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.tail(features[-1])
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return super().loss(outputs[:, self.columns], targets)
+
+    def metrics(self):
+        return _OnColumns(super().metrics(), self.columns)
+
+    def load_pretrained(self, file: Optional[str] = None) -> None:
+        """The classifier's pretrained weights, from where the backbone gets its own."""
+        self._backbone[0].load_pretrained_classifier(self.tail, file)
+
+
+@register.head("pretrained_classifier", tasks=("classification",))
+def pretrained_classifier(feature_info: list, info: DataInfo, backbone: Backbone, label_smoothing: float = 0.0,
+                          topk: int = 5) -> Head:
+    """The backbone's own classifier with its own labels (timm's ImageNet classes); data classes name labels it has."""
+    return PretrainedClassifierHead(backbone, info, label_smoothing, topk)
