@@ -57,6 +57,7 @@ def test_augmentation_ops_are_added_and_removed_by_one_override():
     (["model.padding_mode=reflct"], "did you mean 'reflect'"),
     (["trainer.optimizer=adam"], "trainer.optimizer='adam' is not one of: adamw, sgd"),
     (["trainer.batch_size=0"], "trainer.batch_size=0 must be positive"),
+    (["trainer.threads=-1"], "trainer.threads=-1 must be zero or more"),
     (["+aug.ops.blurr={}"], "unknown augmentation 'blurr'"),
     (["aug.ops.shift.fractoin=0.1"], "did you mean 'fraction'"),
     (["data=folder"], "data.root"),

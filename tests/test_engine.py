@@ -96,3 +96,12 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     results = train(quick(**{"trainer.max_epochs": 3, "trainer.resume": "true"}), tmp_path)
     assert results["epochs"] == 3 and [h["epoch"] for h in results["history"]] == [1, 2, 3]
     assert torch.load(tmp_path / "checkpoints/last.pt", weights_only=True)["epoch"] == 3
+
+
+def test_threads_setting_limits_torch(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        train(quick(**{"trainer.threads": 1}), tmp_path)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

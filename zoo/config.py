@@ -40,6 +40,7 @@ class TrainerConfig:
     monitor: str = "auto"  # a validation metric name, or auto (the head's own choice)
     patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
     num_workers: int = 0
+    threads: int = 0  # CPU threads for torch's ops; 0 = torch's default (one per core). 1 per job for parallel sweeps
     device: str = "auto"  # auto | cpu | cuda
     progress: bool = True
     resume: bool = False  # continue from checkpoints/last.pt in the run directory, if there is one
@@ -83,7 +84,7 @@ CHOICES = {
 POSITIVE = ("trainer.batch_size", "trainer.eval_batch_size", "trainer.lr", "trainer.step_size",
             "export.parity_samples")
 NON_NEGATIVE = ("trainer.max_epochs", "trainer.weight_decay", "trainer.l1", "trainer.warmup_epochs", "trainer.grad_clip", "trainer.patience",
-                "trainer.num_workers", "trainer.momentum", "export.parity_tolerance")
+                "trainer.num_workers", "trainer.threads", "trainer.momentum", "export.parity_tolerance")
 
 
 def conf_dir() -> Path:

@@ -175,6 +175,8 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
     """Train the experiment `cfg` (a plain, validated config dict); return what metrics.json holds."""
     run_dir = Path(run_dir)
     tcfg, seed = cfg["trainer"], int(cfg["seed"])
+    if tcfg["threads"]:  # several jobs on one machine: torch's default of a thread per core oversubscribes it
+        torch.set_num_threads(tcfg["threads"])
     seed_everything(seed)
     device = pick_device(tcfg["device"])
 
