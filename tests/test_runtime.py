@@ -80,3 +80,20 @@ def test_a_non_zoo_model_is_refused(tmp_path):
     onnx.save(helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "plain.onnx")
     with pytest.raises(ZooError, match="has no zoo metadata"):
         Model(tmp_path / "plain.onnx")
+
+
+def test_parity_compares_floats_by_value_and_integers_by_mismatch_fraction():
+    from zoo.export import compare_outputs
+
+    ecfg = {"parity_tolerance": 1e-4, "parity_mismatch": 0.01}
+    mask = np.zeros((1, 10, 10), dtype=np.int64)
+    flipped = mask.copy()
+    flipped[0, 0, 0] = 2  # one pixel of 100 at a near-tie: within 1%
+    big = np.array([[12345.0]], dtype=np.float32)
+    diffs, mismatch, failure = compare_outputs({"mask": flipped, "values": big + 0.5}, {"mask": mask, "values": big}, ecfg)
+    assert failure is None and mismatch == {"mask": 0.01} and diffs["values"] == 0.5  # 0.5 in 12345 is 4e-5 relative
+    flipped[0, 0, 1] = 1
+    _, _, failure = compare_outputs({"mask": flipped}, {"mask": mask}, ecfg)
+    assert failure == "ONNX output 'mask' differs from PyTorch in 2.000% of its elements (> export.parity_mismatch=0.01)"
+    _, _, failure = compare_outputs({"p": np.array([0.5002])}, {"p": np.array([0.5])}, ecfg)
+    assert failure.startswith("ONNX output 'p' differs from PyTorch by 0.0002")

@@ -15,7 +15,7 @@ USAGE = """usage: zoo COMMAND [ARGS]
 
 commands:
   train   [OVERRIDES...]             train an experiment composed by Hydra (zoo train --help)
-  export  checkpoint=PATH[,PATH...] [output=DIR] [opset=N] [parity_tolerance=X]
+  export  checkpoint=PATH[,PATH...] [output=DIR] [opset=N] [parity_tolerance=X] [parity_mismatch=F]
                                      export a checkpoint (several: one averaging ensemble) to DIR/model.onnx + model.json
   predict model=PATH input=FILE_OR_DIR [topk=5] [providers=auto|cpu|cuda|tensorrt] [masks=DIR] [draw=DIR]
                                      run an exported model with onnxruntime; one JSON line per image
@@ -132,7 +132,7 @@ def cmd_train(argv: list[str]) -> int:
 
 def cmd_export(argv: list[str]) -> int:
     """zoo export checkpoint=PATH output=DIR."""
-    kv = parse_kv(argv, {"checkpoint": str, "output": str, "opset": int, "parity_tolerance": float, "parity_samples": int}, "export")
+    kv = parse_kv(argv, {"checkpoint": str, "output": str, "opset": int, "parity_tolerance": float, "parity_mismatch": float, "parity_samples": int}, "export")
     if "checkpoint" not in kv:
         raise ZooError("zoo export needs checkpoint=PATH (a .pt file or a run directory)")
     checkpoints = [c for c in kv.pop("checkpoint").split(",") if c]

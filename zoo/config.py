@@ -51,7 +51,8 @@ class ExportConfig:
     """ONNX export settings."""
 
     opset: int = 17
-    parity_tolerance: float = 1e-4
+    parity_tolerance: float = 1e-4  # float outputs: max |ONNX - PyTorch| (relative above 1)
+    parity_mismatch: float = 0.001  # integer outputs (masks, labels): the fraction of elements allowed to differ
     parity_samples: int = 64
 
 
@@ -84,7 +85,7 @@ CHOICES = {
 POSITIVE = ("trainer.batch_size", "trainer.eval_batch_size", "trainer.lr", "trainer.step_size",
             "export.parity_samples")
 NON_NEGATIVE = ("trainer.max_epochs", "trainer.weight_decay", "trainer.l1", "trainer.warmup_epochs", "trainer.grad_clip", "trainer.patience",
-                "trainer.num_workers", "trainer.threads", "trainer.momentum", "export.parity_tolerance")
+                "trainer.num_workers", "trainer.threads", "trainer.momentum", "export.parity_tolerance", "export.parity_mismatch")
 
 
 def conf_dir() -> Path:
