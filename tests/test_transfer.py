@@ -171,6 +171,18 @@ def test_report_tabulates_a_sweep(tmp_path):
     assert_one_line_error(run_zoo("report", str(tmp_path / "nothing")), "is not a folder")
 
 
+def test_report_rows_follow_the_sweeps_job_order(tmp_path):
+    from zoo.visual import report
+
+    for job in range(12):  # jobs 0..11: "10" must not sort before "2"
+        d = tmp_path / str(job)
+        d.mkdir()
+        (d / "config.yaml").write_text(f"seed: {job % 2}\ntransfer:\n  name: s{job // 2}\n")
+        (d / "metrics.json").write_text(json.dumps({"test": {"accuracy": job / 12}}))
+    md, _ = report(tmp_path)
+    assert [line.split(" | ")[0].strip("| ") for line in md.splitlines()[2:]] == [f"s{i}" for i in range(6)]
+
+
 def test_augment_writes_a_png(tmp_path):
     from PIL import Image
 

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,10 @@ def collect_runs(root: str | Path) -> list[dict]:
     if not root.is_dir():
         raise ZooError(f"{str(root)!r} is not a folder (give a sweep directory, e.g. runs/multirun/DATE/TIME)")
     runs = []
-    for metrics_file in sorted(root.rglob("metrics.json")):
+    # Natural order (2 before 10): Hydra numbers a sweep's jobs in the order of its overrides, so the
+    # table's rows come out in the order the sweep was written.
+    natural = lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p.relative_to(root)))]
+    for metrics_file in sorted(root.rglob("metrics.json"), key=natural):
         cfg_file = metrics_file.parent / "config.yaml"
         if not cfg_file.is_file():
             continue
