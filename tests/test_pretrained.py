@@ -102,7 +102,7 @@ def test_finetuning_the_classifier_trains_on_its_dataset_columns(photos, weights
 
 
 def test_labels_match_by_any_name_or_synset_and_refuse_unknown_ones(weights):
-    from plugins.heads.classification import label_columns
+    from zoo_plugins.heads.classification import label_columns
 
     labels = ("tench, Tinca tinca", "goldfish, Carassius auratus", "tabby, tabby cat")
     synsets = ("n01440764", "n01443537", "n02123045")
@@ -136,7 +136,7 @@ def test_missing_weight_file_is_one_line_and_leaves_no_run(photos, tmp_path):
 def test_unreachable_hub_fails_at_once_naming_the_offline_route(monkeypatch, tmp_path):
     from huggingface_hub import constants
 
-    from plugins.architectures import timm_backbones
+    from zoo_plugins.architectures import timm_backbones
 
     monkeypatch.setattr(timm_backbones, "hub_reachable", lambda timeout=3.0: False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # not in a local cache either
