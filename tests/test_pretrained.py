@@ -142,3 +142,16 @@ def test_unreachable_hub_fails_at_once_naming_the_offline_route(monkeypatch, tmp
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # not in a local cache either
     with pytest.raises(ZooError, match="huggingface.co cannot be reached .* transfer.weights=timm:FILE"):
         timm_backbones.create_pretrained("test_resnet")
+
+
+def test_pretrained_with_a_new_head_says_what_starts_fresh(weights, caplog):
+    from zoo import registry
+
+    model = build_model({"data": {"name": "digits"}, "model": {"name": "timm", "model_name": "test_resnet"},
+                         "head": {"name": "classification"}}, DataInfo("classification", tuple("0123"), 1, (32, 32), (0.5,), (0.25,)))
+    strategy = registry.get("transfer", "pretrained").build({}, {"weights": f"timm:{weights}"}, where="transfer")
+    with caplog.at_level("WARNING", logger="zoo"):
+        report = strategy.setup(model)
+    assert report["new"] == ["head.classifier.1.bias", "head.classifier.1.weight"]
+    assert "2 head tensors have no pretrained value" in caplog.text and "head=pretrained_classifier" in caplog.text
+    assert model.normalize.mean.flatten().tolist() == [0.5]  # timm's RGB statistics folded to one channel

@@ -32,7 +32,15 @@ class Pretrained(Transfer):
         self.weights = weights
 
     def setup(self, model: ZooModel) -> dict:
-        return load_weights(model, self.weights, include_head=True)
+        report = load_weights(model, self.weights, include_head=True)
+        fresh = [k for k in report["new"] if k.startswith("head.")]
+        if fresh:  # "as it is" only holds for what was loaded: say so, and how to keep a hub classifier whole
+            import logging
+
+            hint = "; head=pretrained_classifier keeps timm's own classifier and labels" if self.weights.startswith("timm") else ""
+            logging.getLogger("zoo").warning("transfer=pretrained: %d head tensors have no pretrained value and start "
+                                             "fresh (train them: trainer.max_epochs>0)%s", len(fresh), hint)
+        return report
 
 
 class FrozenBase(Transfer):
