@@ -85,6 +85,22 @@ def test_frozen_base_never_changes(source, name):
     assert any(not torch.equal(v, model.head.state_dict()[k]) for k, v in before_head.items())
 
 
+def test_frozen_drops_out_base_features_only_while_training(source):
+    model, bundle, _ = target_model()
+    strategy("frozen", weights=str(source), dropout=0.5).setup(model)
+    x = torch.stack([bundle.train[i][0] for i in range(4)])
+    set_train_mode(model)
+    assert not torch.allclose(model(x), model(x))  # features dropped at random going into the head
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    plain, _, _ = target_model()
+    strategy("frozen", weights=str(source), dropout=0.0).setup(plain)
+    set_train_mode(plain)
+    assert torch.equal(plain(x), plain(x))
+    with pytest.raises(ZooError, match="transfer.dropout=1.0 must be in"):
+        strategy("frozen", weights=str(source), dropout=1.0)
+
+
 def test_scratch_trains_everything():
     model, bundle, _ = target_model()
     strategy("scratch").setup(model)

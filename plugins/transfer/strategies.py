@@ -7,6 +7,8 @@ skipped and new.
 """
 from __future__ import annotations
 
+import torch.nn.functional as F
+
 from zoo import register
 from zoo.errors import ZooError
 from zoo.model import Transfer, ZooModel, freeze, load_weights
@@ -44,15 +46,26 @@ class Pretrained(Transfer):
 
 
 class FrozenBase(Transfer):
-    """Load the backbone, freeze it whole, train a new head."""
+    """Load the backbone, freeze it whole, train a new head; optionally drop out the frozen features
+    on their way into the head while training."""
 
-    def __init__(self, weights: str, cache: bool):
-        self.weights, self.cache_features = weights, cache
+    def __init__(self, weights: str, cache: bool, dropout: float = 0.0):
+        if not 0 <= dropout < 1:
+            raise ZooError(f"transfer.dropout={dropout} must be in [0, 1)")
+        self.weights, self.cache_features, self.dropout = weights, cache, dropout
 
     def setup(self, model: ZooModel) -> dict:
         report = load_weights(model, self.weights, include_head=False)
         freeze(model.backbone)
+        if self.dropout > 0:
+            model.head.register_forward_pre_hook(self._drop_features)
         return report
+
+    def _drop_features(self, head, args):
+        if not head.training:  # evaluation and export see the features whole
+            return None
+        features = [F.dropout(f, self.dropout, training=True) for f in args[0]]
+        return (features, *args[1:])
 
 
 class FineTune(Transfer):
@@ -114,9 +127,9 @@ def feature_extraction(weights: str = "timm") -> Transfer:
 
 
 @register.transfer("frozen")
-def frozen(weights: str = "timm") -> Transfer:
-    """A new head on a frozen base, trained on augmented images (the base runs every step, in eval mode)."""
-    return FrozenBase(weights, cache=False)
+def frozen(weights: str = "timm", dropout: float = 0.2) -> Transfer:
+    """A new head on a frozen base, trained on augmented images with dropout on the base's features (base in eval mode)."""
+    return FrozenBase(weights, cache=False, dropout=dropout)
 
 
 @register.transfer("finetune")
