@@ -187,6 +187,17 @@ def test_report_tabulates_a_sweep(tmp_path):
     assert_one_line_error(run_zoo("report", str(tmp_path / "nothing")), "is not a folder")
 
 
+def test_bench_transfer_compares_head_epochs_side_by_side(source):
+    proc = run_zoo("bench", "transfer", "repeats=1", "data.classes=[5,6,7,8,9]", "data.shots=10", "model.width=8",
+                   f"transfer.weights={source}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert "data=digits (50 training images)" in lines[0] and "median of 1 interleaved" in lines[0]
+    assert "frozen" in lines[1] and "x1.00" in lines[1]
+    assert "feature_extraction" in lines[2] and "vs frozen" in lines[2] and "pays for itself after" in lines[3]
+    assert_one_line_error(run_zoo("bench", "transfer", "repeats=1"), "zoo bench transfer needs transfer.weights=SOURCE")
+
+
 def test_report_rows_follow_the_sweeps_job_order(tmp_path):
     from zoo.visual import report
 

@@ -48,6 +48,69 @@ def inference(model_path: str, batch: int, repeats: int) -> Iterator[str]:
         yield f"  {name:<42} {t * 1000:9.2f} ms   {batch / t:10.0f} img/s   x{base / t:.2f} vs pytorch"
 
 
+def transfer(overrides: list[str], repeats: int) -> Iterator[str]:
+    """Head epochs of transfer=frozen (the base runs every step) against transfer=feature_extraction (the
+    base ran once, into a cache), on one experiment's data, interleaved; the cache's one-off cost."""
+    import torch
+
+    from zoo import registry
+    from zoo.config import compose, to_plain
+    from zoo.data import Transformed, build_augmentations, build_data, loader
+    from zoo.engine import cached_batches, feature_cache, make_optimizer, pick_device, train_step
+    from zoo.model import build_model, set_train_mode
+
+    cfg = to_plain(compose(overrides))
+    weights = cfg["transfer"].get("weights")
+    if weights in (None, "", "none"):
+        raise ZooError("zoo bench transfer needs transfer.weights=SOURCE (timm, timm:FILE, a checkpoint or a run directory)")
+    tcfg, seed = cfg["trainer"], int(cfg["seed"])
+    if tcfg["threads"]:
+        torch.set_num_threads(tcfg["threads"])
+    device = pick_device(tcfg["device"])
+    bundle = build_data(cfg, seed)
+    sample_tf, batch_tf = build_augmentations(cfg["aug"], bundle.info)
+    bs = tcfg["batch_size"]
+    epochs = {}
+    for name in ("frozen", "feature_extraction"):
+        torch.manual_seed(seed)
+        model = build_model(cfg, bundle.info)
+        model.head.prepare(bundle)
+        strategy = registry.get("transfer", name).build({}, {"weights": weights}, where="transfer")
+        strategy.setup(model)
+        model.to(device)
+        optimizer = make_optimizer(model, strategy, tcfg)
+        l1 = [p for p in model.parameters() if p.ndim > 1 and p.requires_grad] if tcfg["l1"] > 0 else []
+        if name == "frozen":
+            batches = lambda: loader(Transformed(bundle.train, sample_tf), bs, True, tcfg["num_workers"], seed, drop_last=True)
+            cached, tf = False, batch_tf
+        else:
+            start = time.perf_counter()
+            cache = feature_cache(model, bundle.train, tcfg["eval_batch_size"], device)
+            cache_seconds = time.perf_counter() - start
+            batches = lambda cache=cache: cached_batches(cache, bs, seed)
+            cached, tf = True, None
+
+        def epoch(model=model, optimizer=optimizer, l1=l1, batches=batches, cached=cached, tf=tf):
+            set_train_mode(model)
+            for x, y in batches():
+                train_step(model, x, y, optimizer, tcfg, l1, cached, tf, device)
+        epoch()  # warm-up
+        epochs[name] = epoch
+    times: dict[str, list[float]] = {name: [] for name in epochs}
+    for _ in range(repeats):  # interleaved, so a change in the machine's load hits both alike
+        for name, epoch in epochs.items():
+            t = time.perf_counter()
+            epoch()
+            times[name].append(time.perf_counter() - t)
+    frozen, cached = (float(np.median(times[n])) for n in ("frozen", "feature_extraction"))
+    yield (f"transfer head epochs: data={cfg['data']['name']} ({len(bundle.train)} training images), model={cfg['model']['name']}, "
+           f"head={cfg['head']['name']}, batch {bs}, median of {repeats} interleaved (threads: torch {torch.get_num_threads()})")
+    yield f"  {'frozen (base runs every step)':<42} {frozen * 1000:9.2f} ms/epoch   x1.00"
+    yield f"  {'feature_extraction (cached features)':<42} {cached * 1000:9.2f} ms/epoch   x{frozen / cached:.1f} vs frozen"
+    pays = cache_seconds / (frozen - cached) if frozen > cached else float("inf")
+    yield f"  {'feature cache, filled once':<42} {cache_seconds * 1000:9.2f} ms         pays for itself after {pays:.1f} epochs"
+
+
 def write_fake_package(site: Path, dist: str, module: str, source: str, entry_name: str | None = None) -> None:
     """Install a one-module plugin package into `site` by hand: the module plus a dist-info with its
     `zoo.plugins` entry point (what pip would write), so discovery sees it once `site` is on sys.path."""

@@ -21,8 +21,9 @@ commands:
                                      run an exported model with onnxruntime; one JSON line per image
                                      (masks=: segmentation mask PNGs; draw=: images with detected boxes)
   list    [KIND [NAME]] [--errors]   list plugins (kinds: architecture, head, augmentation, transfer, dataset)
-  bench   inference model=PATH [batch=N] | discovery [packages=50]
-                                     PyTorch vs onnxruntime latency; the cost of plugin discovery
+  bench   inference model=PATH [batch=N] | discovery [packages=50] | transfer [repeats=5] OVERRIDES...
+                                     PyTorch vs onnxruntime latency; the cost of plugin discovery;
+                                     head epochs of transfer=frozen vs feature_extraction
   report  DIR                        a sweep's metrics, mean ± std over seeds (writes DIR/report.md, report.csv)
   augment output=FILE.png [samples=8] [variants=7] [OVERRIDES...]
                                      a grid of augmented training samples: what the model will see
@@ -211,8 +212,8 @@ def cmd_list(argv: list[str]) -> int:
 # ---- bench -----------------------------------------------------------------------------------
 
 def cmd_bench(argv: list[str]) -> int:
-    """zoo bench inference|discovery: side-by-side measurements in one run, reported as ratios."""
-    benches = ("inference", "discovery")
+    """zoo bench inference|discovery|transfer: side-by-side measurements in one run, reported as ratios."""
+    benches = ("inference", "discovery", "transfer")
     if not argv or argv[0] not in benches:
         raise unknown("benchmark", argv[0] if argv else "", benches) if argv else ZooError(f"zoo bench needs a benchmark: {', '.join(benches)}")
     if argv[0] == "discovery":
@@ -220,6 +221,14 @@ def cmd_bench(argv: list[str]) -> int:
         from zoo.bench import discovery
 
         for line in discovery(kv.get("packages", 50), kv.get("repeats", 5)):
+            print(line)
+        return 0
+    if argv[0] == "transfer":
+        own = [a for a in argv[1:] if a.split("=")[0] == "repeats"]
+        kv = parse_kv(own, {"repeats": int}, "bench transfer")
+        from zoo.bench import transfer
+
+        for line in transfer([a for a in argv[1:] if a not in own], kv.get("repeats", 5)):
             print(line)
         return 0
     kv = parse_kv(argv[1:], {"model": str, "batch": int, "repeats": int}, "bench")

@@ -167,6 +167,27 @@ def cached_batches(cache, batch_size: int, seed: int):
         yield [f[idx] for f in feats], (ys[idx] if isinstance(ys, torch.Tensor) else [ys[i] for i in idx.tolist()])
 
 
+def train_step(model: ZooModel, x: Any, y: Any, optimizer, tcfg: dict, l1_params: list, cached: bool, batch_tf,
+               device: torch.device) -> float:
+    """One optimizer step on a batch of images (or, `cached`, of cached backbone features); the loss."""
+    if cached:
+        outputs = model.head(x)
+    else:
+        x, y = x.to(device, non_blocking=True), _to(y, device)
+        if batch_tf is not None:
+            x, y = batch_tf(x, y)
+        outputs = model(x)
+    loss = model.head.loss(outputs, y)
+    if l1_params:  # L1 on weights (not biases or norms): pushes them to exactly zero
+        loss = loss + tcfg["l1"] * sum(p.abs().sum() for p in l1_params)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if tcfg["grad_clip"] > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
+    optimizer.step()
+    return loss.item()
+
+
 def _improved(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value < best if mode == "min" else value > best)
 
@@ -252,22 +273,8 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
         for x, y in batches:
             for g in optimizer.param_groups:
                 g["lr"] = g["base_lr"] * lr_factor(step, steps_per_epoch, tcfg)
-            if cache is not None:
-                outputs = head(x)
-            else:
-                x, y = x.to(device, non_blocking=True), _to(y, device)
-                if batch_tf is not None:
-                    x, y = batch_tf(x, y)
-                outputs = model(x)
-            loss = head.loss(outputs, y)
-            if l1_params:  # L1 on weights (not biases or norms): pushes them to exactly zero
-                loss = loss + tcfg["l1"] * sum(p.abs().sum() for p in l1_params)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tcfg["grad_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
-            optimizer.step()
-            total, seen, step = total + loss.item() * len(x), seen + len(x), step + 1
+            loss = train_step(model, x, y, optimizer, tcfg, l1_params, cache is not None, batch_tf, device)
+            total, seen, step = total + loss * len(x), seen + len(x), step + 1
         train_time = time.perf_counter() - epoch_start
         val = evaluate(model, val_loader, device)
         if monitor not in val:
