@@ -155,3 +155,16 @@ def test_pretrained_with_a_new_head_says_what_starts_fresh(weights, caplog):
     assert report["new"] == ["head.classifier.1.bias", "head.classifier.1.weight"]
     assert "2 head tensors have no pretrained value" in caplog.text and "head=pretrained_classifier" in caplog.text
     assert model.normalize.mean.flatten().tolist() == [0.5]  # timm's RGB statistics folded to one channel
+
+
+def test_a_backbone_whose_hub_loader_takes_no_file_refuses_timm_file():
+    from types import SimpleNamespace
+
+    from zoo.model import load_weights
+
+    class HubOnly:
+        def load_pretrained(self):
+            raise AssertionError("not called")
+
+    with pytest.raises(ZooError, match="transfer.weights=timm:w.pth: HubOnly loads its pretrained weights only from its hub"):
+        load_weights(SimpleNamespace(backbone=HubOnly()), "timm:w.pth", include_head=False)

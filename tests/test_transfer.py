@@ -151,6 +151,8 @@ def test_weight_source_errors(tmp_path):
         strategy("finetune", weights="/no/such/run").setup(model)
     with pytest.raises(ZooError, match="has no pretrained weights of its own; give a checkpoint"):
         strategy("frozen", weights="timm").setup(model)
+    with pytest.raises(ZooError, match="has no pretrained weights of its own"):
+        strategy("frozen", weights="timm:/some/file.pth").setup(model)
 
 
 def test_ensemble_export_is_the_average_of_its_members(source, tmp_path):

@@ -1,6 +1,7 @@
 """The Backbone / Head / Transfer contracts, and ZooModel = normalisation + backbone + head."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
@@ -33,9 +34,11 @@ class Backbone(nn.Module):
         """Modules whose parameters form each stage, shallow to deep."""
         raise NotImplementedError
 
-    def load_pretrained(self) -> None:
-        """Load the architecture's own pretrained weights (from a hub); not all backbones have them."""
-        raise ZooError(f"{type(self).__name__} has no pretrained weights of its own; give a checkpoint as the weight source")
+    def load_pretrained(self, file: str | None = None) -> dict | None:
+        """Load the architecture's own pretrained weights (from a hub, or `file`, a local copy of them);
+        may return the {"mean", "std"} they expect. Not all backbones have them."""
+        raise ZooError(f"transfer.weights=timm, but {type(self).__name__} has no pretrained weights of its own; give a checkpoint "
+                       f"or run directory instead (transfer.weights=PATH), or a model=timm architecture")
 
 
 class Head(nn.Module):
@@ -230,6 +233,9 @@ def load_weights(model: ZooModel, source: str, include_head: bool) -> dict:
     """
     if source == "timm" or source.startswith("timm:"):
         file = source[len("timm:"):] or None
+        if file and len(inspect.signature(model.backbone.load_pretrained).parameters) == 0:
+            raise ZooError(f"transfer.weights={source}: {type(model.backbone).__name__} loads its pretrained weights only "
+                           f"from its hub (transfer.weights=timm), not from a file")
         stats = model.backbone.load_pretrained(file) if file else model.backbone.load_pretrained()
         loaded = [f"backbone.{k}" for k in model.backbone.state_dict()]
         if stats:  # the pretrained weights expect their own input statistics
