@@ -200,6 +200,16 @@ def test_bench_transfer_compares_head_epochs_side_by_side(source):
     assert_one_line_error(run_zoo("bench", "transfer", "repeats=1"), "zoo bench transfer needs transfer.weights=SOURCE")
 
 
+def test_the_transfer_experiments_compose_and_run(source, tmp_path):
+    pre = small_config(experiment="digits_pretrain")
+    assert pre["data"]["classes"] == [0, 1, 2, 3, 4] and pre["data"]["shots"] is None
+    cfg = small_config(**{"experiment": "digits_transfer", "transfer.weights": str(source), "model.width": 8,
+                          "trainer.max_epochs": 1, "trainer.progress": "false"})
+    assert (cfg["transfer"]["name"], cfg["data"]["classes"], cfg["data"]["shots"]) == ("finetune", [5, 6, 7, 8, 9], 20)
+    results = train(cfg, tmp_path)
+    assert results["transfer"]["weights"]["source"] == str(source) and len(results["test"]["confusion_matrix"]) == 5
+
+
 def test_report_rows_follow_the_sweeps_job_order(tmp_path):
     from zoo.visual import report
 
