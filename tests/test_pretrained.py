@@ -131,6 +131,14 @@ def test_missing_weight_file_is_one_line_and_leaves_no_run(photos, tmp_path):
                    "trainer.max_epochs=0", f"hydra.run.dir={run}")
     assert_one_line_error(proc, "transfer.weights=timm:/no/such.pth: no such file")
     assert not run.exists()
+    mine = tmp_path / "mine"  # a folder that holds something of the user's keeps it all
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    proc = run_zoo("train", "data=folder", f"data.root={photos}", "model=timm", "model.model_name=test_resnet",
+                   "head=pretrained_classifier", "transfer=pretrained", "transfer.weights=timm:/no/such.pth",
+                   "trainer.max_epochs=0", f"hydra.run.dir={mine}")
+    assert_one_line_error(proc, "no such file")
+    assert (mine / "notes.txt").read_text() == "keep"
 
 
 def test_unreachable_hub_fails_at_once_naming_the_offline_route(monkeypatch, tmp_path):

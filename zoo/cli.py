@@ -74,19 +74,15 @@ def _preflight(overrides: list[str], multirun: bool, build: bool) -> None:
 
 
 def _remove_untrained_run(run_dir: Path) -> None:
-    """Delete what this run wrote (its config, log and .hydra folder) when it saved no checkpoint."""
+    """Delete a failed run's folder when it holds only what this run wrote (its config, Hydra's log and
+    .hydra folder, an empty checkpoints folder); a folder with anything else in it is left as it is."""
     import shutil
 
-    if any((run_dir / "checkpoints").glob("*.pt")):
+    ours = {"config.yaml", "train.log", ".hydra", "checkpoints"}
+    entries = list(run_dir.iterdir()) if run_dir.is_dir() else []
+    if any(e.name not in ours for e in entries) or any((run_dir / "checkpoints").glob("*")):
         return
-    for name in ("config.yaml", "train.log", "metrics.json"):
-        (run_dir / name).unlink(missing_ok=True)
-    for name in (".hydra", "checkpoints"):
-        shutil.rmtree(run_dir / name, ignore_errors=True)
-    try:
-        run_dir.rmdir()  # only when nothing else is left in it
-    except OSError:
-        pass
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def cmd_train(argv: list[str]) -> int:
