@@ -151,8 +151,8 @@ class TimmBackbone(Backbone):
         subset = infer_imagenet_subset(full)
         if subset is None:
             raise ZooError(f"{self.model_name!r} was not trained on an ImageNet label set that zoo knows; use head=classification")
-        names = ImageNetInfo(subset)
-        return tail, list(names.label_descriptions()), list(names.label_names())
+        label_set = ImageNetInfo(subset)
+        return tail, list(label_set.label_descriptions()), list(label_set.label_names())
 
     def load_pretrained_classifier(self, tail: nn.Module, file: Optional[str] = None) -> None:
         """Load timm's pretrained weights into a module made by `classifier()`."""

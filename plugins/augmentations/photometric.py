@@ -37,42 +37,38 @@ def _needs_colour(info: DataInfo, name: str) -> None:
         log.warning("aug.ops.%s has no effect on 1-channel images (data has 1 channel)", name)
 
 
-def _jitter(p: float, **kwargs: float) -> v2.Transform:
-    return v2.RandomApply([v2.ColorJitter(**kwargs)], p=p)
+def _jitter(info: DataInfo, name: str, amount: float, p: float, upper: float | None = None,
+            colour: bool = False) -> v2.Transform:
+    """One ColorJitter property (`name`) by up to `amount`, with probability p, its arguments checked."""
+    _p(p, name)
+    _amount(amount, name, upper)
+    if colour:
+        _needs_colour(info, name)
+    return v2.RandomApply([v2.ColorJitter(**{name: amount})], p=p)
 
 
 @register.augmentation("brightness", tasks=ALL_TASKS)
 def brightness(info: DataInfo, amount: float = 0.2, p: float = 1.0) -> v2.Transform:
     """Scale brightness by a random factor in [1 - amount, 1 + amount], with probability p."""
-    _p(p, "brightness")
-    _amount(amount, "brightness")
-    return _jitter(p, brightness=amount)
+    return _jitter(info, "brightness", amount, p)
 
 
 @register.augmentation("contrast", tasks=ALL_TASKS)
 def contrast(info: DataInfo, amount: float = 0.2, p: float = 1.0) -> v2.Transform:
     """Scale contrast by a random factor in [1 - amount, 1 + amount], with probability p."""
-    _p(p, "contrast")
-    _amount(amount, "contrast")
-    return _jitter(p, contrast=amount)
+    return _jitter(info, "contrast", amount, p)
 
 
 @register.augmentation("saturation", tasks=ALL_TASKS)
 def saturation(info: DataInfo, amount: float = 0.2, p: float = 1.0) -> v2.Transform:
     """Scale saturation by a factor in [1 - amount, 1 + amount], probability p; needs colour."""
-    _p(p, "saturation")
-    _amount(amount, "saturation")
-    _needs_colour(info, "saturation")
-    return _jitter(p, saturation=amount)
+    return _jitter(info, "saturation", amount, p, colour=True)
 
 
 @register.augmentation("hue", tasks=ALL_TASKS)
 def hue(info: DataInfo, amount: float = 0.05, p: float = 1.0) -> v2.Transform:
     """Shift hue by a fraction in [-amount, amount] of the wheel, probability p; needs colour."""
-    _p(p, "hue")
-    _amount(amount, "hue", upper=0.5)
-    _needs_colour(info, "hue")
-    return _jitter(p, hue=amount)
+    return _jitter(info, "hue", amount, p, upper=0.5, colour=True)
 
 
 @register.augmentation("noise", tasks=ALL_TASKS)

@@ -45,10 +45,14 @@ class ClassificationHead(Head):
         super().__init__()
         if not 0 <= dropout < 1:
             raise ZooError(f"head.dropout={dropout} must be in [0, 1)")
+        self._scoring(info.num_classes, label_smoothing, topk)
+        self.pool, self.classifier = pooled_mlp(feature_info[-1], pool, hidden, dropout, self.num_classes)
+
+    def _scoring(self, num_classes: int, label_smoothing: float, topk: int) -> None:
+        """What the loss and the metrics need: the class count they score, label smoothing, top-k."""
         if not 0 <= label_smoothing < 1:
             raise ZooError(f"head.label_smoothing={label_smoothing} must be in [0, 1)")
-        self.num_classes, self.label_smoothing, self.topk = info.num_classes, label_smoothing, topk
-        self.pool, self.classifier = pooled_mlp(feature_info[-1], pool, hidden, dropout, self.num_classes)
+        self.num_classes, self.label_smoothing, self.topk = num_classes, label_smoothing, topk
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         return self.classifier(self.pool(features[-1]))
@@ -128,8 +132,6 @@ class PretrainedClassifierHead(ClassificationHead):
 
     def __init__(self, backbone: Backbone, info: DataInfo, label_smoothing: float, topk: int):
         Head.__init__(self)
-        if not 0 <= label_smoothing < 1:
-            raise ZooError(f"head.label_smoothing={label_smoothing} must be in [0, 1)")
         if not hasattr(backbone, "classifier"):
             raise ZooError(f"head=pretrained_classifier needs a backbone with a classifier of its own (model=timm); "
                            f"{type(backbone).__name__} has none: use head=classification")
@@ -138,7 +140,7 @@ class PretrainedClassifierHead(ClassificationHead):
         self._backbone = [backbone]  # not a submodule: the model owns it
         columns = label_columns(info.classes, self.labels, tuple(synsets))
         self.register_buffer("columns", torch.tensor(columns), persistent=False)
-        self.num_classes, self.label_smoothing, self.topk = len(columns), label_smoothing, topk
+        self._scoring(len(columns), label_smoothing, topk)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         return self.tail(features[-1])

@@ -7,11 +7,15 @@ skipped and new.
 """
 from __future__ import annotations
 
+import logging
+
 import torch.nn.functional as F
 
 from zoo import register
 from zoo.errors import ZooError
 from zoo.model import Transfer, ZooModel, freeze, load_weights
+
+log = logging.getLogger("zoo")
 
 
 class Scratch(Transfer):
@@ -22,9 +26,7 @@ class Scratch(Transfer):
 
     def setup(self, model: ZooModel) -> None:
         if self.weights not in ("none", ""):
-            import logging
-
-            logging.getLogger("zoo").info("transfer=scratch ignores transfer.weights=%s: it starts from random weights", self.weights)
+            log.info("transfer=scratch ignores transfer.weights=%s: it starts from random weights", self.weights)
 
 
 class Pretrained(Transfer):
@@ -37,10 +39,8 @@ class Pretrained(Transfer):
         report = load_weights(model, self.weights, include_head=True)
         fresh = [k for k in report["new"] if k.startswith("head.")]
         if fresh:  # "as it is" only holds for what was loaded: say so, and how to keep a hub classifier whole
-            import logging
-
             hint = "; head=pretrained_classifier keeps timm's own classifier and labels" if self.weights.startswith("timm") else ""
-            logging.getLogger("zoo").warning("transfer=pretrained: %d head tensors have no pretrained value and start "
+            log.warning("transfer=pretrained: %d head tensors have no pretrained value and start "
                                              "fresh (train them: trainer.max_epochs>0)%s", len(fresh), hint)
         return report
 
