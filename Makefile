@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# pytest-xdist: one worker per core (both of CI's two); ZOO_TEST_WORKERS=0 runs in one process
+ZOO_TEST_WORKERS ?= auto
 
-.PHONY: demo test install clean
+.PHONY: demo test lint format install clean
 
 install: $(STAMP)
 
@@ -12,14 +14,23 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=23"
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' 'ruff==0.17.6'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m zoo.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(ZOO_TEST_WORKERS)
+
+# ruff's lint rules and formatter, configured in pyproject.toml; CI runs this before the tests
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 clean:
 	rm -rf $(VENV) runs outputs exports/* .pytest_cache

@@ -1,4 +1,5 @@
 """zoo's standard plugins, registered through the `zoo.plugins` entry point like any third party's."""
+
 from zoo_plugins.architectures import classic, timm_backbones  # noqa: F401
 from zoo_plugins.augmentations import geometric, mixing, photometric  # noqa: F401
 from zoo_plugins.datasets import digits, folder, formats, shapes  # noqa: F401

@@ -1,4 +1,5 @@
 """Shared helpers: run the real CLI, small experiment configs, a trained-and-exported digits run."""
+
 from __future__ import annotations
 
 import os
@@ -11,11 +12,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_zoo(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_zoo(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
     """The zoo CLI in a subprocess, as a user runs it."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], cwd=cwd or ROOT, env=full_env, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "zoo.cli", *args],
+        cwd=cwd or ROOT,
+        env=full_env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:

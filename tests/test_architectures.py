@@ -1,4 +1,5 @@
 """Every registered architecture builds on 1 and 3 channels, takes a training step, and exports with parity."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,11 +18,16 @@ SMALL = {
     "timm": {"model_name": "test_resnet"},
 }
 # More timm families (tiny test models shipped with timm: no download).
-EXTRA = [("timm", {"model_name": "test_efficientnet"}), ("timm", {"model_name": "test_convnext"}),
-         ("cnn", {"padding_mode": "reflect", "norm": "group"}), ("cnn", {"padding_mode": "circular", "norm": "none", "pool": "stride"}),
-         ("cnn", {"padding_mode": "replicate", "dropout": 0.2, "pool": "avg", "kernel_size": 5}),
-         ("vgg", {"depth": 16, "width": 0.0625, "norm": "group"}), ("alexnet", {"stem": "imagenet", "width": 0.125}),
-         ("lenet5", {"activation": "relu", "pool": "max"})]
+EXTRA = [
+    ("timm", {"model_name": "test_efficientnet"}),
+    ("timm", {"model_name": "test_convnext"}),
+    ("cnn", {"padding_mode": "reflect", "norm": "group"}),
+    ("cnn", {"padding_mode": "circular", "norm": "none", "pool": "stride"}),
+    ("cnn", {"padding_mode": "replicate", "dropout": 0.2, "pool": "avg", "kernel_size": 5}),
+    ("vgg", {"depth": 16, "width": 0.0625, "norm": "group"}),
+    ("alexnet", {"stem": "imagenet", "width": 0.125}),
+    ("lenet5", {"activation": "relu", "pool": "max"}),
+]
 CASES = [(name, SMALL.get(name, {})) for name in registry.registries["architecture"].names()] + EXTRA
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in p.items())}" for n, p in CASES]
 
@@ -64,7 +70,9 @@ def test_exports_with_parity(name, params, tmp_path):
     i = info(3 if name == "timm" else 1)
     model = build_model(cfg(name, params), i).eval()
     x = torch.rand(6, i.channels, 32, 32)
-    card = export_model(model, i, cfg(name, params), tmp_path / "out", {"opset": 17, "parity_tolerance": 1e-4}, x, "random")
+    card = export_model(
+        model, i, cfg(name, params), tmp_path / "out", {"opset": 17, "parity_tolerance": 1e-4}, x, "random"
+    )
     assert max(card["parity"]["max_abs_diff"].values()) <= 1e-4
     assert (tmp_path / "out" / "model.onnx").is_file()
 
@@ -90,9 +98,15 @@ def test_timm_pretrained_weights_fail_clearly_offline():
     import subprocess
     import sys
 
-    code = ("from tests.test_architectures import cfg, info; from zoo.model import build_model; "
-            "m = build_model(cfg('timm', {'model_name': 'resnet18'}), info(3)); m.backbone.load_pretrained()")
-    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    code = (
+        "from tests.test_architectures import cfg, info; from zoo.model import build_model; "
+        "m = build_model(cfg('timm', {'model_name': 'resnet18'}), info(3)); m.backbone.load_pretrained()"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True
+    )
     assert proc.returncode != 0
-    assert ("ZooError: cannot load timm's pretrained weights for 'resnet18': HF_HUB_OFFLINE is set and they are not in "
-            "the local cache; copy the weight file to this machine and give transfer.weights=timm:FILE") in proc.stderr
+    assert (
+        "ZooError: cannot load timm's pretrained weights for 'resnet18': HF_HUB_OFFLINE is set and they are not in "
+        "the local cache; copy the weight file to this machine and give transfer.weights=timm:FILE"
+    ) in proc.stderr

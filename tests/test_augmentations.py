@@ -1,4 +1,5 @@
 """Augmentations: each op on an image, and on boxes and masks where it claims support."""
+
 from __future__ import annotations
 
 import math
@@ -16,13 +17,27 @@ from zoo.model import FeatureInfo
 INFO = DataInfo("classification", ("a", "b"), 1, (32, 32), (0.5,), (0.25,))
 INFO3 = DataInfo("classification", ("a", "b"), 3, (32, 32), (0.5,) * 3, (0.25,) * 3)
 # Parameters that make each op certain to act, so the test can see it did.
-SURE = {"hflip": {"p": 1.0}, "vflip": {"p": 1.0}, "shift": {"fraction": 0.25}, "rotation": {"degrees": 45.0},
-        "zoom": {"min_scale": 1.5, "max_scale": 2.0}, "shear": {"degrees": 30.0},
-        "resized_crop": {"min_scale": 0.4, "max_scale": 0.6}, "resolution": {"min_scale": 0.25, "max_scale": 0.3, "p": 1.0},
-        "brightness": {"amount": 0.5}, "contrast": {"amount": 0.5}, "saturation": {"amount": 0.9}, "hue": {"amount": 0.3},
-        "noise": {"std": 0.1, "p": 1.0}, "blur": {"kernel_size": 5, "min_sigma": 2.0, "max_sigma": 3.0, "p": 1.0},
-        "cutout": {"min_area": 0.2, "max_area": 0.3, "p": 1.0}, "randaugment": {"num_ops": 3, "magnitude": 15},
-        "trivialaugment": {}, "mixup": {"alpha": 1.0}, "cutmix": {"alpha": 1.0}}
+SURE = {
+    "hflip": {"p": 1.0},
+    "vflip": {"p": 1.0},
+    "shift": {"fraction": 0.25},
+    "rotation": {"degrees": 45.0},
+    "zoom": {"min_scale": 1.5, "max_scale": 2.0},
+    "shear": {"degrees": 30.0},
+    "resized_crop": {"min_scale": 0.4, "max_scale": 0.6},
+    "resolution": {"min_scale": 0.25, "max_scale": 0.3, "p": 1.0},
+    "brightness": {"amount": 0.5},
+    "contrast": {"amount": 0.5},
+    "saturation": {"amount": 0.9},
+    "hue": {"amount": 0.3},
+    "noise": {"std": 0.1, "p": 1.0},
+    "blur": {"kernel_size": 5, "min_sigma": 2.0, "max_sigma": 3.0, "p": 1.0},
+    "cutout": {"min_area": 0.2, "max_area": 0.3, "p": 1.0},
+    "randaugment": {"num_ops": 3, "magnitude": 15},
+    "trivialaugment": {},
+    "mixup": {"alpha": 1.0},
+    "cutmix": {"alpha": 1.0},
+}
 # Colour-only ops: no-ops on 1-channel images (torchvision matches PIL there).
 NEEDS_COLOUR = {"saturation", "hue"}
 NAMES = registry.registries["augmentation"].names()
@@ -115,7 +130,9 @@ def test_ops_without_pixel_level_support_are_refused_for_those_tasks(name):
         if plugin.supports(task):
             continue
         info = DataInfo(task, ("a", "b"), 1, (32, 32), (0.5,), (0.25,))
-        with pytest.raises(ZooError, match=rf"augmentation '{name}' does not support task '{task}'; it supports: classification"):
+        with pytest.raises(
+            ZooError, match=rf"augmentation '{name}' does not support task '{task}'; it supports: classification"
+        ):
             build_augmentations({"ops": {name: {}}}, info)
 
 
@@ -127,24 +144,27 @@ def test_pipeline_from_config_and_bad_parameters():
         build_augmentations({"ops": {"hflip": {"p": 1.5}}}, INFO)
 
 
-@pytest.mark.parametrize("name,params,message", [
-    ("zoom", {"min_scale": 0.0}, "aug.ops.zoom.min_scale=0.0 must be greater than 0"),
-    ("zoom", {"min_scale": 1.2, "max_scale": 1.1}, "aug.ops.zoom.max_scale=1.1 must be at least min_scale=1.2"),
-    ("shear", {"degrees": 90.0}, "aug.ops.shear.degrees=90.0 must be in [0, 90)"),
-    ("resized_crop", {"max_scale": 1.5}, "aug.ops.resized_crop.max_scale=1.5 must be at most 1.0"),
-    ("resized_crop", {"max_ratio": 0.5}, "aug.ops.resized_crop.max_ratio=0.5 must be 1 or more"),
-    ("resolution", {"p": -0.1}, "aug.ops.resolution.p=-0.1 must be a probability"),
-    ("brightness", {"amount": -0.1}, "aug.ops.brightness.amount=-0.1 must be zero or more"),
-    ("hue", {"amount": 0.6}, "aug.ops.hue.amount=0.6 must be in [0, 0.5]"),
-    ("noise", {"std": 2.0}, "aug.ops.noise.std=2.0 must be in [0, 1]"),
-    ("blur", {"kernel_size": 4}, "aug.ops.blur.kernel_size=4 must be an odd number"),
-    ("blur", {"min_sigma": 2.0, "max_sigma": 1.0}, "aug.ops.blur.max_sigma=1.0 must be at least min_sigma=2.0"),
-    ("cutout", {"min_area": 0.0}, "aug.ops.cutout.min_area=0.0 must be in (0, 1)"),
-    ("cutout", {"value": 2.0}, "aug.ops.cutout.value=2.0 must be in [0, 1]"),
-    ("randaugment", {"magnitude": 31}, "aug.ops.randaugment.magnitude=31 must be in [0, 30]"),
-    ("mixup", {"alpha": 0.0}, "aug.ops.mixup.alpha=0.0 must be greater than 0"),
-    ("cutmix", {"p": 2.0}, "aug.ops.cutmix.p=2.0 must be a probability"),
-])
+@pytest.mark.parametrize(
+    "name,params,message",
+    [
+        ("zoom", {"min_scale": 0.0}, "aug.ops.zoom.min_scale=0.0 must be greater than 0"),
+        ("zoom", {"min_scale": 1.2, "max_scale": 1.1}, "aug.ops.zoom.max_scale=1.1 must be at least min_scale=1.2"),
+        ("shear", {"degrees": 90.0}, "aug.ops.shear.degrees=90.0 must be in [0, 90)"),
+        ("resized_crop", {"max_scale": 1.5}, "aug.ops.resized_crop.max_scale=1.5 must be at most 1.0"),
+        ("resized_crop", {"max_ratio": 0.5}, "aug.ops.resized_crop.max_ratio=0.5 must be 1 or more"),
+        ("resolution", {"p": -0.1}, "aug.ops.resolution.p=-0.1 must be a probability"),
+        ("brightness", {"amount": -0.1}, "aug.ops.brightness.amount=-0.1 must be zero or more"),
+        ("hue", {"amount": 0.6}, "aug.ops.hue.amount=0.6 must be in [0, 0.5]"),
+        ("noise", {"std": 2.0}, "aug.ops.noise.std=2.0 must be in [0, 1]"),
+        ("blur", {"kernel_size": 4}, "aug.ops.blur.kernel_size=4 must be an odd number"),
+        ("blur", {"min_sigma": 2.0, "max_sigma": 1.0}, "aug.ops.blur.max_sigma=1.0 must be at least min_sigma=2.0"),
+        ("cutout", {"min_area": 0.0}, "aug.ops.cutout.min_area=0.0 must be in (0, 1)"),
+        ("cutout", {"value": 2.0}, "aug.ops.cutout.value=2.0 must be in [0, 1]"),
+        ("randaugment", {"magnitude": 31}, "aug.ops.randaugment.magnitude=31 must be in [0, 30]"),
+        ("mixup", {"alpha": 0.0}, "aug.ops.mixup.alpha=0.0 must be greater than 0"),
+        ("cutmix", {"p": 2.0}, "aug.ops.cutmix.p=2.0 must be a probability"),
+    ],
+)
 def test_bad_parameters_are_one_line_errors_naming_the_key(name, params, message):
     with pytest.raises(ZooError) as e:
         build_augmentations({"ops": {name: params}}, INFO)
@@ -229,7 +249,9 @@ def test_mixing_accepts_soft_targets_and_the_classification_head_learns_from_the
     out, soft = t(x, smooth)
     assert soft.shape == (N, N) and torch.allclose(soft.sum(1), torch.ones(N))
     _, hard_mixed = t(x, y)
-    head = registry.get("head", "classification").build({"feature_info": [FeatureInfo(8, 4, (4, 4))], "info": INFO6}, {})
+    head = registry.get("head", "classification").build(
+        {"feature_info": [FeatureInfo(8, 4, (4, 4))], "info": INFO6}, {}
+    )
     features = [torch.randn(N, 8, 4, 4, requires_grad=True)]
     for targets in (soft, hard_mixed, y):
         loss = head.loss(head(features), targets)

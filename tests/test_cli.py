@@ -1,4 +1,5 @@
 """The CLI end to end: train, export, predict, list; bad input is one line, exit 2, nothing written."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,11 @@ def test_export_passes_the_checker_and_carries_metadata(digits_export):
     proto = onnx.load(str(path))
     meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
     assert meta["zoo.task"] == "classification" and meta["zoo.labels"] == [str(i) for i in range(10)]
-    assert meta["zoo.input"]["channels"] == 1 and meta["zoo.input"]["size"] == [32, 32] and meta["zoo.input"]["layout"] == "NCHW"
+    assert (
+        meta["zoo.input"]["channels"] == 1
+        and meta["zoo.input"]["size"] == [32, 32]
+        and meta["zoo.input"]["layout"] == "NCHW"
+    )
     assert len(meta["zoo.preprocessing"]["mean"]) == 1 and meta["zoo.version"]
     assert proto.opset_import[0].version >= 17
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
@@ -69,22 +74,28 @@ def test_list_shows_every_kind():
     assert "padding_mode" in one.stdout and "zeros|reflect|replicate|circular" in one.stdout
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["train", "model=lenet"], ["unknown model 'lenet'", "did you mean 'lenet5'"]),
-    (["train", "model.widht=3"], ["unknown config key 'model.widht'", "'model.width'"]),
-    (["train", "trainer.max_epochs=ten"], ["trainer.max_epochs=ten"]),
-    (["train", "data=folder", "data.root=/no/such/folder"], ["data.root='/no/such/folder': folder does not exist"]),
-    (["train", "-m", "model=cnn,lenett"], ["unknown model 'lenett'"]),
-    (["export", "checkpoint=/no/such.pt"], ["checkpoint '/no/such.pt' does not exist"]),
-    (["export", "checkpoit=x"], ["did you mean 'checkpoint'"]),
-    (["predict", "model=/no/such.onnx", "input=."], ["model='/no/such.onnx' does not exist"]),
-    (["list", "modle"], ["unknown plugin kind 'modle'"]),
-    (["trian"], ["unknown command 'trian'; did you mean 'train'"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["train", "model=lenet"], ["unknown model 'lenet'", "did you mean 'lenet5'"]),
+        (["train", "model.widht=3"], ["unknown config key 'model.widht'", "'model.width'"]),
+        (["train", "trainer.max_epochs=ten"], ["trainer.max_epochs=ten"]),
+        (["train", "data=folder", "data.root=/no/such/folder"], ["data.root='/no/such/folder': folder does not exist"]),
+        (["train", "-m", "model=cnn,lenett"], ["unknown model 'lenett'"]),
+        (["export", "checkpoint=/no/such.pt"], ["checkpoint '/no/such.pt' does not exist"]),
+        (["export", "checkpoit=x"], ["did you mean 'checkpoint'"]),
+        (["predict", "model=/no/such.onnx", "input=."], ["model='/no/such.onnx' does not exist"]),
+        (["list", "modle"], ["unknown plugin kind 'modle'"]),
+        (["trian"], ["unknown command 'trian'; did you mean 'train'"]),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(args, fragments, tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_zoo(*args, f"hydra.run.dir={run_dir}" if args[0] == "train" else "", cwd=tmp_path) if args[0] == "train" \
+    proc = (
+        run_zoo(*args, f"hydra.run.dir={run_dir}" if args[0] == "train" else "", cwd=tmp_path)
+        if args[0] == "train"
         else run_zoo(*args, cwd=tmp_path)
+    )
     assert_one_line_error(proc, *fragments)
     assert not run_dir.exists() and list(tmp_path.iterdir()) == []
 
@@ -96,8 +107,15 @@ def test_hydra_flags_work():
 
 
 def test_sweep_runs_every_combination(tmp_path):
-    proc = run_zoo("train", "-m", "model.width=4,8", "trainer.max_epochs=1", "trainer.progress=false",
-                   f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=${hydra.job.num}")
+    proc = run_zoo(
+        "train",
+        "-m",
+        "model.width=4,8",
+        "trainer.max_epochs=1",
+        "trainer.progress=false",
+        f"hydra.sweep.dir={tmp_path}",
+        "hydra.sweep.subdir=${hydra.job.num}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.parent.name for p in tmp_path.glob("*/metrics.json")) == ["0", "1"]
 

@@ -1,4 +1,5 @@
 """Hydra composition: every preset composes, every plugin is an option, bad input is one clear error."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,7 +30,11 @@ def test_every_plugin_is_a_config_option_with_no_yaml(group, kind):
 
 def test_defaults_are_digits_classification():
     cfg = to_plain(compose([]))
-    assert (cfg["data"]["name"], cfg["head"]["name"], cfg["transfer"]["name"]) == ("digits", "classification", "scratch")
+    assert (cfg["data"]["name"], cfg["head"]["name"], cfg["transfer"]["name"]) == (
+        "digits",
+        "classification",
+        "scratch",
+    )
 
 
 def test_plugin_parameters_override_and_presets_extend_plugins():
@@ -46,23 +51,26 @@ def test_augmentation_ops_are_added_and_removed_by_one_override():
     assert to_plain(compose(["aug=none"]))["aug"]["ops"] == {}
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["model=lenet"], "unknown model 'lenet'; did you mean 'lenet5'"),
-    (["head=clasification"], "did you mean 'classification'"),
-    (["model.widht=3"], "unknown config key 'model.widht'; did you mean 'model.width'"),
-    (["foo=1"], "unknown config key 'foo'"),
-    (["model.width=abc"], "model.width=abc"),
-    (["trainer.lr=fast"], "could not be converted to Float"),
-    (["seed=abc"], "seed=abc"),
-    (["model.padding_mode=reflct"], "did you mean 'reflect'"),
-    (["trainer.optimizer=adam"], "trainer.optimizer='adam' is not one of: adamw, sgd"),
-    (["trainer.batch_size=0"], "trainer.batch_size=0 must be positive"),
-    (["trainer.threads=-1"], "trainer.threads=-1 must be zero or more"),
-    (["+aug.ops.blurr={}"], "unknown augmentation 'blurr'"),
-    (["aug.ops.shift.fractoin=0.1"], "did you mean 'fraction'"),
-    (["data=folder"], "data.root"),
-    (["aug=heavyy"], "unknown aug 'heavyy'"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["model=lenet"], "unknown model 'lenet'; did you mean 'lenet5'"),
+        (["head=clasification"], "did you mean 'classification'"),
+        (["model.widht=3"], "unknown config key 'model.widht'; did you mean 'model.width'"),
+        (["foo=1"], "unknown config key 'foo'"),
+        (["model.width=abc"], "model.width=abc"),
+        (["trainer.lr=fast"], "could not be converted to Float"),
+        (["seed=abc"], "seed=abc"),
+        (["model.padding_mode=reflct"], "did you mean 'reflect'"),
+        (["trainer.optimizer=adam"], "trainer.optimizer='adam' is not one of: adamw, sgd"),
+        (["trainer.batch_size=0"], "trainer.batch_size=0 must be positive"),
+        (["trainer.threads=-1"], "trainer.threads=-1 must be zero or more"),
+        (["+aug.ops.blurr={}"], "unknown augmentation 'blurr'"),
+        (["aug.ops.shift.fractoin=0.1"], "did you mean 'fraction'"),
+        (["data=folder"], "data.root"),
+        (["aug=heavyy"], "unknown aug 'heavyy'"),
+    ],
+)
 def test_bad_overrides_are_one_line_errors(overrides, message):
     with pytest.raises(ZooError) as e:
         compose(overrides)

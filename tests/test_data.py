@@ -1,4 +1,5 @@
 """Datasets: digits split and scaling, image folders in both layouts, and their errors."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -24,7 +25,7 @@ def test_digits_split_is_stratified_fixed_and_scaled():
     total = Counter(a.train.targets.tolist()) + Counter(a.val.targets.tolist()) + counts
     assert all(abs(counts[c] - 0.2 * total[c]) <= 1 for c in total)  # stratified: each class in proportion
     assert a.info.size == (32, 32) and a.info.channels == 1 and a.info.classes == tuple("0123456789")
-    assert 0.0 <= float(a.train.images.min()) and float(a.train.images.max()) <= 1.0
+    assert float(a.train.images.min()) >= 0.0 and float(a.train.images.max()) <= 1.0
     other = build("digits", split_seed=1)
     assert not torch.equal(a.test.images, other.test.images)
     rgb = build("digits", size=48, channels=3)
@@ -76,7 +77,11 @@ def test_folder_errors(tmp_path):
     (bad / "cat" / "broken.png").write_bytes(b"not an image")
     with pytest.raises(ZooError, match="cannot read image .*broken.png"):
         b = build("folder", root=str(bad), size=16, val_fraction=0.25, test_fraction=0.25, stats_samples=100)
-        [b.train[i] for i in range(len(b.train))] + [b.val[i] for i in range(len(b.val))] + [b.test[i] for i in range(len(b.test))]
+        (
+            [b.train[i] for i in range(len(b.train))]
+            + [b.val[i] for i in range(len(b.val))]
+            + [b.test[i] for i in range(len(b.test))]
+        )
 
 
 def test_random_split_is_seeded_and_leaves_no_split_empty():

@@ -1,5 +1,6 @@
 """Datasets for regression, segmentation and detection: generated shapes, rotated digits, and the COCO json,
 mask-folder and CSV loaders, with their target formats, determinism and errors."""
+
 from __future__ import annotations
 
 import json
@@ -45,14 +46,20 @@ def _all_images(bundle):
 def shapes3():
     """The same scenes as segmentation, detection and regression data (all five numeric targets)."""
     targets = ["count", "count_circle", "count_square", "count_triangle", "mean_size"]
-    return {task: build("shapes", task=task, regression_targets=targets, **SMALL)
-            for task in ("segmentation", "detection", "regression")}
+    return {
+        task: build("shapes", task=task, regression_targets=targets, **SMALL)
+        for task in ("segmentation", "detection", "regression")
+    }
 
 
 def test_shapes_is_deterministic_by_generator_seed(shapes3):
     for task, bundle in shapes3.items():
-        again = build("shapes", task=task, regression_targets=["count", "count_circle", "count_square", "count_triangle",
-                                                               "mean_size"], **SMALL)
+        again = build(
+            "shapes",
+            task=task,
+            regression_targets=["count", "count_circle", "count_square", "count_triangle", "mean_size"],
+            **SMALL,
+        )
         assert torch.equal(_all_images(bundle), _all_images(again))
         for a, b in zip(_all_targets(bundle), _all_targets(again)):
             if isinstance(a, dict):
@@ -75,10 +82,10 @@ def test_shapes_targets_follow_the_contract(shapes3):
         assert bundle.info.size == (48, 48) and bundle.info.channels == 3 and len(bundle.info.mean) == 3
         images = _all_images(bundle)
         assert images.dtype == torch.float32 and images.shape[1:] == (3, 48, 48)
-        assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+        assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
     for mask in _all_targets(seg):
         assert isinstance(mask, tv_tensors.Mask) and mask.shape == (48, 48) and mask.dtype == torch.int64
-        assert 0 <= int(mask.min()) and int(mask.max()) <= 3
+        assert int(mask.min()) >= 0 and int(mask.max()) <= 3
     for t in _all_targets(det):
         boxes, labels = t["boxes"], t["labels"]
         assert isinstance(boxes, tv_tensors.BoundingBoxes) and boxes.format == tv_tensors.BoundingBoxFormat.XYXY
@@ -139,15 +146,18 @@ def test_shapes_regression_default_targets():
     assert b.train[0][1].shape == (4,)
 
 
-@pytest.mark.parametrize("params,message", [
-    ({"min_size": 30, "max_size": 20}, "data.min_size=30 and data.max_size=20"),
-    ({"max_size": 100}, "max_size <= data.size (64)"),
-    ({"min_objects": 5, "max_objects": 2}, "data.min_objects=5 and data.max_objects=2"),
-    ({"num_images": 2}, "data.num_images=2"),
-    ({"val_fraction": 0.0}, "data.val_fraction=0.0 must be between 0 and 1"),
-    ({"regression_targets": ["count", "area"]}, "data.regression_targets='area' is not one of"),
-    ({"task": "detecton"}, "did you mean 'detection'"),
-])
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"min_size": 30, "max_size": 20}, "data.min_size=30 and data.max_size=20"),
+        ({"max_size": 100}, "max_size <= data.size (64)"),
+        ({"min_objects": 5, "max_objects": 2}, "data.min_objects=5 and data.max_objects=2"),
+        ({"num_images": 2}, "data.num_images=2"),
+        ({"val_fraction": 0.0}, "data.val_fraction=0.0 must be between 0 and 1"),
+        ({"regression_targets": ["count", "area"]}, "data.regression_targets='area' is not one of"),
+        ({"task": "detecton"}, "did you mean 'detection'"),
+    ],
+)
 def test_shapes_errors(params, message):
     with pytest.raises(ZooError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
         build("shapes", **params)
@@ -212,7 +222,7 @@ def test_digits_rotation_is_a_real_rotation_by_the_target_angle(rotated):
     pad = 32 - inner
     upright = F.pad(x, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
     _, _, test = stratified_split(y.tolist(), 0.15, 0.2, 0)
-    assert float(upright[:, :, :pad // 2].abs().max()) == 0.0  # the digit sits inside a black border
+    assert float(upright[:, :, : pad // 2].abs().max()) == 0.0  # the digit sits inside a black border
     checked = 0
     for k, i in enumerate(test[:40]):
         image, angle = rotated.test[k]
@@ -281,8 +291,15 @@ def test_coco_given_val_and_test_files(tmp_path):
     ann = _coco(tmp_path)
     val = _coco(tmp_path / "v", n=2)
     test = _coco(tmp_path / "t", n=3)
-    b = build("coco", images=str(tmp_path / "img"), annotations=str(ann), val_annotations=str(val),
-              val_images=str(tmp_path / "v" / "img"), test_annotations=str(test), test_images=str(tmp_path / "t" / "img"))
+    b = build(
+        "coco",
+        images=str(tmp_path / "img"),
+        annotations=str(ann),
+        val_annotations=str(val),
+        val_images=str(tmp_path / "v" / "img"),
+        test_annotations=str(test),
+        test_images=str(tmp_path / "t" / "img"),
+    )
     assert (len(b.train), len(b.val), len(b.test)) == (6, 2, 3)
     assert b.val[0][0].shape == (3, 128, 128)
 
@@ -291,18 +308,25 @@ def _set_bbox(box):
     def change(annotations):
         annotations[3]["bbox"] = box
         return annotations
+
     return change
 
 
-@pytest.mark.parametrize("case,fragment", [
-    ("missing_json", "file does not exist"),
-    ("bad_json", "is not valid JSON: Expecting"),
-    ("unknown_image_id", "annotation id 4 has image_id 99, which is not in the file's 'images'"),
-    ("missing_image", "image '3.png' (id 4) is missing"),
-    ("bbox_outside", "annotation id 4 has bbox [30, 10, 20, 20] (x, y, width, height) outside its image '1.png', which is 40x30"),
-    ("bbox_empty", "annotation id 4 (image '1.png') has bbox [20, 10, 0, 20] with non-positive width or height"),
-    ("unknown_category", "annotation id 4 has unknown category_id 5; the categories are 2, 7"),
-])
+@pytest.mark.parametrize(
+    "case,fragment",
+    [
+        ("missing_json", "file does not exist"),
+        ("bad_json", "is not valid JSON: Expecting"),
+        ("unknown_image_id", "annotation id 4 has image_id 99, which is not in the file's 'images'"),
+        ("missing_image", "image '3.png' (id 4) is missing"),
+        (
+            "bbox_outside",
+            "annotation id 4 has bbox [30, 10, 20, 20] (x, y, width, height) outside its image '1.png', which is 40x30",
+        ),
+        ("bbox_empty", "annotation id 4 (image '1.png') has bbox [20, 10, 0, 20] with non-positive width or height"),
+        ("unknown_category", "annotation id 4 has unknown category_id 5; the categories are 2, 7"),
+    ],
+)
 def test_coco_errors_name_the_file(tmp_path, case, fragment):
     changes = {}
     if case == "unknown_image_id":
@@ -351,15 +375,23 @@ def _mask_pairs(tmp_path, n=6, size=(30, 20)):
         _png(tmp_path / "images" / f"im{i}{'.jpg' if i % 2 else '.png'}", w, h, colour=(10 * i, 100, 50))
         m = np.zeros((h, w), dtype=np.uint8)
         m[:, : w // 3] = 1
-        m[:, 2 * w // 3:] = 2
+        m[:, 2 * w // 3 :] = 2
         (tmp_path / "masks").mkdir(exist_ok=True)
         Image.fromarray(m).save(tmp_path / "masks" / f"im{i}.png")
 
 
 def test_masks_load_pairs(tmp_path):
     _mask_pairs(tmp_path)
-    b = build("masks", images=str(tmp_path / "images"), masks=str(tmp_path / "masks"),
-              classes=["background", "road", "car"], size=24, channels=1, val_fraction=0.2, test_fraction=0.2)
+    b = build(
+        "masks",
+        images=str(tmp_path / "images"),
+        masks=str(tmp_path / "masks"),
+        classes=["background", "road", "car"],
+        size=24,
+        channels=1,
+        val_fraction=0.2,
+        test_fraction=0.2,
+    )
     assert b.info.task == "segmentation" and b.info.classes == ("background", "road", "car")
     assert (len(b.train), len(b.val), len(b.test)) == (4, 1, 1)
     image, mask = b.train[0]
@@ -418,10 +450,19 @@ def test_csv_loads_images_and_targets(tmp_path):
     assert image.shape == (3, 20, 20) and target.dtype == torch.float32 and target.shape == (2,)
     targets = sorted(tuple(t.tolist()) for t in _all_targets(b))
     assert targets == [(i * 1.5, float(i)) for i in range(8)]
-    again = build("csv", file=str(path), target_columns=["angle", "count"], size=20, val_fraction=0.25, test_fraction=0.25)
+    again = build(
+        "csv", file=str(path), target_columns=["angle", "count"], size=20, val_fraction=0.25, test_fraction=0.25
+    )
     assert torch.equal(torch.stack(_all_targets(again)), torch.stack(_all_targets(b)))  # a seeded split
-    other = build("csv", file=str(path), target_columns=["angle", "count"], size=20, val_fraction=0.25,
-                  test_fraction=0.25, split_seed=1)
+    other = build(
+        "csv",
+        file=str(path),
+        target_columns=["angle", "count"],
+        size=20,
+        val_fraction=0.25,
+        test_fraction=0.25,
+        split_seed=1,
+    )
     assert not torch.equal(torch.stack(_all_targets(other)), torch.stack(_all_targets(b)))
     # image paths relative to another root
     (tmp_path / "elsewhere").mkdir()
@@ -432,7 +473,9 @@ def test_csv_loads_images_and_targets(tmp_path):
 
 def test_csv_errors_name_the_problem(tmp_path):
     path = _table(tmp_path)
-    with pytest.raises(ZooError, match=r"labels.csv has no column 'angel'; did you mean 'angle'\? \(columns: image, angle, count\)"):
+    with pytest.raises(
+        ZooError, match=r"labels.csv has no column 'angel'; did you mean 'angle'\? \(columns: image, angle, count\)"
+    ):
         build("csv", file=str(path), target_columns=["angel"])
     with pytest.raises(ZooError, match=r"has no column 'img'.*columns: image, angle, count"):
         build("csv", file=str(path), image_column="img", target_columns=["angle"])
@@ -440,7 +483,9 @@ def test_csv_errors_name_the_problem(tmp_path):
         build("csv", file="/no/such.csv", target_columns=["angle"])
     rows = [(f"pics/{i}.png", str(i), "1") for i in range(4)] + [("pics/0.png", "abc", "1")]
     path = _table(tmp_path, rows)
-    with pytest.raises(ZooError, match=r"labels.csv: row 5 \(line 6\), column 'angle' has 'abc', which is not a number"):
+    with pytest.raises(
+        ZooError, match=r"labels.csv: row 5 \(line 6\), column 'angle' has 'abc', which is not a number"
+    ):
         build("csv", file=str(path), target_columns=["angle"])
     rows = [(f"pics/{i}.png", str(i), "1") for i in range(4)] + [("pics/missing.png", "1", "1")]
     path = _table(tmp_path, rows)
@@ -453,5 +498,7 @@ def test_new_datasets_are_registered_with_summaries():
         plugin = registry.get("dataset", name)
         assert plugin.summary and plugin.module.startswith("zoo_plugins.datasets.")
     params = {p.name: p for p in registry.get("dataset", "shapes").params}
-    assert params["task"].choices == ("segmentation", "detection", "regression") and params["generator_seed"].default == 0
+    assert (
+        params["task"].choices == ("segmentation", "detection", "regression") and params["generator_seed"].default == 0
+    )
     assert math.isclose(registry.get("dataset", "digits_rotation").defaults()["max_angle"], 45.0)

@@ -1,6 +1,7 @@
 """The detection head: builds on classic and timm backbones, trains (images without boxes too), decodes to the
 deployed contract, suppresses duplicates exactly as ONNX NonMaxSuppression does, exports with NMS inside the graph,
 and gives the same detections in onnxruntime as in PyTorch after a little training on shapes."""
+
 from __future__ import annotations
 
 import warnings
@@ -28,8 +29,10 @@ EXPORT = {"opset": 17, "parity_tolerance": 1e-4}
 def shapes():
     """A few generated 32x32 scenes with boxes (3 channels, so timm and classic backbones both take them)."""
     return registry.get("dataset", "shapes").build(
-        {"seed": 0}, {"task": "detection", "size": SIZE, "num_images": 48, "min_size": 6, "max_size": 14, "max_objects": 4},
-        where="data")
+        {"seed": 0},
+        {"task": "detection", "size": SIZE, "num_images": 48, "min_size": 6, "max_size": 14, "max_objects": 4},
+        where="data",
+    )
 
 
 def cfg(name: str, params: dict, **head) -> dict:
@@ -60,6 +63,7 @@ def train_steps(model, ds, steps: int, bs: int = 16, lr: float = 3e-3):
 
 
 # ---- building and training ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name,params", BACKBONES, ids=IDS)
 def test_builds_and_trains_a_step_with_an_image_without_boxes(shapes, name, params):
@@ -94,13 +98,20 @@ def test_every_object_gets_locations_of_its_class(shapes):
     for i, t in enumerate(y):
         for box, label in zip(t["boxes"], t["labels"]):
             taken = (boxes[i] == box).all(dim=1) & (labels[i] == label)
-            assert taken.any(), (i, box, label)  # every object is learned somewhere (unless fully covered by a smaller one)
+            assert taken.any(), (
+                i,
+                box,
+                label,
+            )  # every object is learned somewhere (unless fully covered by a smaller one)
     labels, _ = model.head.assign([empty(t) for t in y])
     assert (labels == 3).all()  # all background
 
 
-@pytest.mark.parametrize("name,params", [("lenet5", {}), ("alexnet", {"width": 0.125}), ("vgg", {"width": 0.0625})],
-                         ids=["lenet5", "alexnet", "vgg"])
+@pytest.mark.parametrize(
+    "name,params",
+    [("lenet5", {}), ("alexnet", {"width": 0.125}), ("vgg", {"width": 0.0625})],
+    ids=["lenet5", "alexnet", "vgg"],
+)
 def test_classic_backbones(shapes, name, params):
     model = build_model(cfg(name, params), shapes.info)
     x, y = batch(shapes.train, 2)
@@ -118,6 +129,7 @@ def test_bad_parameters_are_clear_errors(shapes):
 
 
 # ---- decoding and NMS --------------------------------------------------------------------------
+
 
 def perfect_outputs(head, targets):
     """Raw outputs that decode to exactly the targets: at each object's nearest location, its class and box."""
@@ -160,7 +172,11 @@ def test_decoding_follows_the_contract(shapes):
     metric = head.metrics()
     metric.update(perfect_outputs(head, y), y)
     result = metric.compute()
-    assert {"map", "map_50"} <= set(result) and float(result["map_50"]) == pytest.approx(1.0) and float(result["map"]) == pytest.approx(1.0)
+    assert (
+        {"map", "map_50"} <= set(result)
+        and float(result["map_50"]) == pytest.approx(1.0)
+        and float(result["map"]) == pytest.approx(1.0)
+    )
 
 
 def test_more_rows_than_candidates_is_padding(shapes):
@@ -171,8 +187,14 @@ def test_more_rows_than_candidates_is_padding(shapes):
 
 def test_nms_removes_a_duplicate_and_keeps_separate_boxes():
     boxes = torch.tensor([[[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 10]]], dtype=torch.float32)
-    scores = torch.tensor([[[0.9, 0.8, 0.7, 0.0],  # class 0: box 1 duplicates box 0 (IoU 0.82); box 2 is elsewhere
-                            [0.0, 0.0, 0.0, 0.3]]])  # class 1: where class 0's best box is, but another class: kept
+    scores = torch.tensor(
+        [
+            [
+                [0.9, 0.8, 0.7, 0.0],  # class 0: box 1 duplicates box 0 (IoU 0.82); box 2 is elsewhere
+                [0.0, 0.0, 0.0, 0.3],
+            ]
+        ]
+    )  # class 1: where class 0's best box is, but another class: kept
     keep = nms_mask(boxes, scores, 100, 0.5, 0.05)
     assert keep.tolist() == [[[1, 0, 1, 0], [0, 0, 0, 1]]]
     assert nms_mask(boxes, scores, 100, 0.9, 0.05)[0, 0].tolist() == [1, 1, 1, 0]  # under the IoU threshold: both kept
@@ -196,17 +218,27 @@ def test_nms_selects_as_onnxruntime_does(tmp_path):
     path = tmp_path / "nms.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on the PyTorch side of the function
-        torch.onnx.export(_NMSOnly(), (boxes[:2], scores[:2]), str(path), dynamo=False, opset_version=17,
-                          input_names=["boxes", "scores"], output_names=["keep"],
-                          dynamic_axes={"boxes": {0: "n"}, "scores": {0: "n"}, "keep": {0: "n"}})
+        torch.onnx.export(
+            _NMSOnly(),
+            (boxes[:2], scores[:2]),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["boxes", "scores"],
+            output_names=["keep"],
+            dynamic_axes={"boxes": {0: "n"}, "scores": {0: "n"}, "keep": {0: "n"}},
+        )
     assert "NonMaxSuppression" in {node.op_type for node in onnx.load(str(path)).graph.node}
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"boxes": boxes.numpy(), "scores": scores.numpy()})[0]
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"boxes": boxes.numpy(), "scores": scores.numpy()}
+    )[0]
     want = _NMSOnly()(boxes, scores).numpy()
     assert want.sum() > 20 and want[0, 0, :3].sum() == 0
     np.testing.assert_array_equal(got, want)
 
 
 # ---- export ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name,params", BACKBONES, ids=IDS)
 def test_exports_with_nms_in_the_graph(shapes, name, params, tmp_path):

@@ -1,4 +1,5 @@
 """The training loop: outputs, repeatability, early stopping, optimizers and schedules, safe checkpoints."""
+
 from __future__ import annotations
 
 import json
@@ -41,27 +42,48 @@ def test_same_seed_same_result(tmp_path):
 
 def test_early_stopping_stops(tmp_path):
     # lr so small that nothing improves after the first epoch
-    results = train(quick(**{"trainer.max_epochs": 10, "trainer.patience": 2, "trainer.lr": 1e-9, "trainer.monitor": "loss",
-                             "trainer.scheduler": "none"}), tmp_path)
+    results = train(
+        quick(
+            **{
+                "trainer.max_epochs": 10,
+                "trainer.patience": 2,
+                "trainer.lr": 1e-9,
+                "trainer.monitor": "loss",
+                "trainer.scheduler": "none",
+            }
+        ),
+        tmp_path,
+    )
     assert results["epochs"] < 10
 
 
-@pytest.mark.parametrize("over", [
-    {"trainer.optimizer": "sgd", "trainer.scheduler": "step", "trainer.step_size": 1, "trainer.lr": 0.05},
-    {"trainer.l1": 1e-4, "trainer.grad_clip": 1.0, "trainer.warmup_epochs": 1},
-    {"head.label_smoothing": 0.1, "head.dropout": 0.3, "head.hidden": "[16]"},
-    {"model": "lenet5", "head.pool": "flatten", "head.hidden": "[84]"},
-])
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"trainer.optimizer": "sgd", "trainer.scheduler": "step", "trainer.step_size": 1, "trainer.lr": 0.05},
+        {"trainer.l1": 1e-4, "trainer.grad_clip": 1.0, "trainer.warmup_epochs": 1},
+        {"head.label_smoothing": 0.1, "head.dropout": 0.3, "head.hidden": "[16]"},
+        {"model": "lenet5", "head.pool": "flatten", "head.hidden": "[84]"},
+    ],
+)
 def test_trainer_options_train(tmp_path, over):
-    results = train(quick(**over) if "model" not in over else small_config(**{"trainer.max_epochs": 1, **over}), tmp_path)
+    results = train(
+        quick(**over) if "model" not in over else small_config(**{"trainer.max_epochs": 1, **over}), tmp_path
+    )
     assert results["test"]["accuracy"] > 0.1
 
 
 def test_l1_shrinks_weights(tmp_path):
     plain = train(quick(**{"trainer.max_epochs": 2}), tmp_path / "plain")
     sparse = train(quick(**{"trainer.max_epochs": 2, "trainer.l1": 1e-3}), tmp_path / "l1")
-    size = lambda d: sum(v.abs().sum() for k, v in torch.load(d / "checkpoints/last.pt", weights_only=True)["model"].items()
-                         if k.endswith("weight") and v.ndim > 1)
+
+    def size(d):
+        return sum(
+            v.abs().sum()
+            for k, v in torch.load(d / "checkpoints/last.pt", weights_only=True)["model"].items()
+            if k.endswith("weight") and v.ndim > 1
+        )
+
     assert plain and sparse and size(tmp_path / "l1") < size(tmp_path / "plain")
 
 

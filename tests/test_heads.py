@@ -1,5 +1,6 @@
 """The regression and segmentation heads: build on classic and timm backbones, train a step, export with parity;
 segmentation at any input size; regression standardisation undone in the deployed model and the metrics."""
+
 from __future__ import annotations
 
 import json
@@ -23,11 +24,15 @@ ECFG = {"opset": 17, "parity_tolerance": 1e-4}
 
 
 def seg_info(channels: int = 3, size: int = 32) -> DataInfo:
-    return DataInfo("segmentation", ("background", "a", "b"), channels, (size, size), (0.5,) * channels, (0.25,) * channels)
+    return DataInfo(
+        "segmentation", ("background", "a", "b"), channels, (size, size), (0.5,) * channels, (0.25,) * channels
+    )
 
 
 def reg_info(channels: int = 3, outputs: int = 2) -> DataInfo:
-    return DataInfo("regression", tuple(f"t{i}" for i in range(outputs)), channels, (32, 32), (0.5,) * channels, (0.25,) * channels)
+    return DataInfo(
+        "regression", tuple(f"t{i}" for i in range(outputs)), channels, (32, 32), (0.5,) * channels, (0.25,) * channels
+    )
 
 
 def cfg(data: str, model: str, mparams: dict, head: str, **hparams) -> dict:
@@ -40,9 +45,12 @@ def seg_batch(n: int = 4, size=(32, 32), channels: int = 3):
     x = torch.rand(n, channels, *size, generator=g) * 0.2
     y = torch.zeros(n, *size, dtype=torch.long)
     for i in range(n):
-        r, c = int(torch.randint(0, size[0] - 10, (), generator=g)), int(torch.randint(0, size[1] - 10, (), generator=g))
-        x[i, :, r:r + 10, c:c + 10] = 0.9
-        y[i, r:r + 10, c:c + 10] = 1 if c + 5 < size[1] // 2 else 2
+        r, c = (
+            int(torch.randint(0, size[0] - 10, (), generator=g)),
+            int(torch.randint(0, size[1] - 10, (), generator=g)),
+        )
+        x[i, :, r : r + 10, c : c + 10] = 0.9
+        y[i, r : r + 10, c : c + 10] = 1 if c + 5 < size[1] // 2 else 2
     return x, y
 
 
@@ -52,6 +60,7 @@ def run_onnx(path, x: torch.Tensor) -> dict:
 
 
 # ---- every head, on a classic and a timm backbone -----------------------------------------------------
+
 
 def _case(head: str, model: str, mparams: dict):
     if head == "regression":
@@ -112,6 +121,7 @@ def test_head_exports_with_parity(head, model, mparams, tmp_path):
 
 # ---- segmentation ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("model,mparams", BACKBONES, ids=BACKBONE_IDS)
 @pytest.mark.parametrize("head", SEG_HEADS)
 def test_segmentation_onnx_takes_another_height_and_width(head, model, mparams, tmp_path):
@@ -132,9 +142,17 @@ def test_segmentation_onnx_takes_another_height_and_width(head, model, mparams, 
 
 
 @pytest.mark.parametrize("head", SEG_HEADS)
-@pytest.mark.parametrize("model,mparams", [("cnn", {"width": 8}), ("lenet5", {}), ("vgg", {"width": 0.0625}),
-                                           ("alexnet", {"width": 0.125}), ("timm", {"model_name": "test_resnet"})],
-                         ids=["cnn", "lenet5", "vgg", "alexnet", "timm"])
+@pytest.mark.parametrize(
+    "model,mparams",
+    [
+        ("cnn", {"width": 8}),
+        ("lenet5", {}),
+        ("vgg", {"width": 0.0625}),
+        ("alexnet", {"width": 0.125}),
+        ("timm", {"model_name": "test_resnet"}),
+    ],
+    ids=["cnn", "lenet5", "vgg", "alexnet", "timm"],
+)
 def test_segmentation_logits_at_the_training_size_and_at_multiples_of_the_stride(head, model, mparams):
     m = build_model(cfg("shapes", model, mparams, head), seg_info()).eval()
     with torch.no_grad():
@@ -142,8 +160,11 @@ def test_segmentation_logits_at_the_training_size_and_at_multiples_of_the_stride
         assert m(torch.rand(1, 3, 64, 96)).shape == (1, 3, 64, 96)
 
 
-@pytest.mark.parametrize("model,mparams", [("cnn", {"width": 8}), ("lenet5", {}), ("timm", {"model_name": "test_resnet"})],
-                         ids=["cnn", "lenet5", "timm"])
+@pytest.mark.parametrize(
+    "model,mparams",
+    [("cnn", {"width": 8}), ("lenet5", {}), ("timm", {"model_name": "test_resnet"})],
+    ids=["cnn", "lenet5", "timm"],
+)
 def test_segmentation_logits_at_any_input_size(model, mparams):
     # 45x37 is no multiple of any stride, and lenet5's valid convolutions crop: the model gives the head the input's size
     for head in SEG_HEADS:
@@ -167,14 +188,31 @@ def test_segmentation_works_on_a_single_level_backbone(head):
 
 def test_segmentation_parameters():
     info = seg_info()
-    m = build_model(cfg("shapes", "cnn", {"width": 8}, "unet", channels=[16], convs=1, norm="group", dropout=0.2,
-                        dice_weight=1.0, class_weights=[0.5, 1.0, 1.0], probabilities=True), info)
-    assert m.head.output_names == ("mask", "probabilities") and m.head.monitor == "miou" and m.head.monitor_mode == "max"
+    m = build_model(
+        cfg(
+            "shapes",
+            "cnn",
+            {"width": 8},
+            "unet",
+            channels=[16],
+            convs=1,
+            norm="group",
+            dropout=0.2,
+            dice_weight=1.0,
+            class_weights=[0.5, 1.0, 1.0],
+            probabilities=True,
+        ),
+        info,
+    )
+    assert (
+        m.head.output_names == ("mask", "probabilities") and m.head.monitor == "miou" and m.head.monitor_mode == "max"
+    )
     assert m.head.dynamic_size and m.head.output_axes["mask"] == {0: "batch", 1: "height", 2: "width"}
     x, y = seg_batch(2)
     assert torch.isfinite(m.head.loss(m(x), y))
-    m = build_model(cfg("shapes", "cnn", {"width": 8}, "fpn", channels=16, segment_channels=8, ce_weight=0.0, dice_weight=1.0),
-                    info)
+    m = build_model(
+        cfg("shapes", "cnn", {"width": 8}, "fpn", channels=16, segment_channels=8, ce_weight=0.0, dice_weight=1.0), info
+    )
     assert 0 <= m.head.loss(m(x), y).item() <= 1  # Dice loss alone
     with pytest.raises(ZooError, match="class_weights"):
         build_model(cfg("shapes", "cnn", {"width": 8}, "unet", class_weights=[1.0, 2.0]), info)
@@ -202,9 +240,21 @@ def test_segmentation_metrics_are_miou_dice_and_pixel_accuracy():
 
 
 def test_segmentation_trains_and_exports_through_the_engine(tmp_path):
-    c = small_config(data="shapes", **{"data.task": "segmentation", "data.num_images": 24, "data.size": 32,
-                                       "data.max_size": 12, "model.width": 8, "head": "fpn", "aug": "none",
-                                       "trainer.max_epochs": 1, "trainer.batch_size": 8, "trainer.progress": "false"})
+    c = small_config(
+        data="shapes",
+        **{
+            "data.task": "segmentation",
+            "data.num_images": 24,
+            "data.size": 32,
+            "data.max_size": 12,
+            "model.width": 8,
+            "head": "fpn",
+            "aug": "none",
+            "trainer.max_epochs": 1,
+            "trainer.batch_size": 8,
+            "trainer.progress": "false",
+        },
+    )
     results = train(c, tmp_path / "run")
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert {"miou", "dice", "pixel_accuracy", "loss"} <= set(metrics["test"]) and results["monitor"] == "miou"
@@ -213,6 +263,7 @@ def test_segmentation_trains_and_exports_through_the_engine(tmp_path):
 
 
 # ---- regression ----------------------------------------------------------------------------------------
+
 
 def test_regression_values_are_in_target_units_in_the_export_and_the_metrics(tmp_path):
     torch.manual_seed(0)
@@ -230,7 +281,9 @@ def test_regression_values_are_in_target_units_in_the_export_and_the_metrics(tmp
         values = DeployModel(m)(x)
     assert torch.allclose(values, raw * std + mean)
     export_model(m, info, c, tmp_path / "x", ECFG, x, "random")
-    np.testing.assert_allclose(run_onnx(tmp_path / "x" / "model.onnx", x)["values"], values.numpy(), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        run_onnx(tmp_path / "x" / "model.onnx", x)["values"], values.numpy(), rtol=1e-5, atol=1e-3
+    )
 
     # metrics take the raw (standardised) outputs and report target units
     y = targets[:8]
@@ -270,8 +323,12 @@ def test_regression_prepare_reads_the_training_targets():
 
 
 def test_regression_trains_through_the_engine_and_keeps_its_statistics(tmp_path):
-    c = small_config(data="digits_rotation", head="regression", aug="none",
-                     **{"model.width": 8, "trainer.max_epochs": 1, "trainer.progress": "false"})
+    c = small_config(
+        data="digits_rotation",
+        head="regression",
+        aug="none",
+        **{"model.width": 8, "trainer.max_epochs": 1, "trainer.progress": "false"},
+    )
     results = train(c, tmp_path / "run")
     assert {"mae", "rmse", "r2", "loss"} <= set(results["test"]) and results["monitor"] == "mae"
     model, _ = model_from_checkpoint(load_checkpoint(tmp_path / "run"))

@@ -3,6 +3,7 @@
 Packages are installed into temporary folders put on PYTHONPATH of a `zoo` subprocess, so the test
 environment itself never changes.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,23 @@ def pip_install(source: Path, target: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / source.name
         shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                        "--target", str(target), str(copy)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+                "--target",
+                str(target),
+                str(copy),
+            ],
+            check=True,
+            capture_output=True,
+        )
 
 
 def with_site(*sites: Path) -> dict:
@@ -48,8 +64,13 @@ def test_installed_package_appears_in_zoo_list(acme):
     proc = run_zoo("list", env=with_site(acme))
     assert proc.returncode == 0, proc.stderr
     rows = {tuple(line.split()[:2]): line.split()[-1] for line in proc.stdout.splitlines() if line.strip()}
-    for kind, name in [("architecture", "acme_net"), ("head", "acme_linear"), ("augmentation", "acme_invert"),
-                       ("transfer", "acme_freeze_stem"), ("dataset", "acme_bars")]:
+    for kind, name in [
+        ("architecture", "acme_net"),
+        ("head", "acme_linear"),
+        ("augmentation", "acme_invert"),
+        ("transfer", "acme_freeze_stem"),
+        ("dataset", "acme_bars"),
+    ]:
         assert rows[(kind, name)] == "zoo-acme"
     assert proc.stderr == ""
     assert "acme_net" not in run_zoo("list").stdout  # nothing leaks into the plain environment
@@ -68,8 +89,14 @@ def test_experiment_from_the_package_trains_and_exports(acme, tmp_path):
 
 
 def test_model_by_name_and_preset_from_the_package(acme, tmp_path):
-    proc = run_zoo("train", "model=acme_net", "trainer.max_epochs=1", "trainer.progress=false", f"hydra.run.dir={tmp_path}",
-                   env=with_site(acme))
+    proc = run_zoo(
+        "train",
+        "model=acme_net",
+        "trainer.max_epochs=1",
+        "trainer.progress=false",
+        f"hydra.run.dir={tmp_path}",
+        env=with_site(acme),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     proc = run_zoo("train", "--cfg", "job", "model=acme_net_wide", env=with_site(acme))
     assert proc.returncode == 0 and "width: 32" in proc.stdout and "name: acme_net" in proc.stdout
@@ -79,7 +106,7 @@ def test_readme_shows_the_tested_package():
     """What the README's 'Writing a plugin package' shows is exactly what these tests install."""
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"<!-- file: (\S+) -->\n```\w*\n(.*?)```", readme, re.S)
-    shown = {path: text for path, text in blocks}
+    shown = dict(blocks)
     expected = {str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert set(shown) == expected
     for path, text in shown.items():
@@ -99,15 +126,23 @@ def test_broken_package_costs_one_warning(acme, tmp_path):
 
 
 def test_invalid_registration_is_refused_with_a_message_for_the_author(tmp_path):
-    write_fake_package(tmp_path, "zoo-sloppy", "zoo_sloppy",
-                       "from zoo import register\n\n@register.augmentation('sloppy')\n"
-                       "def sloppy(info, strength=1.0):\n    \"\"\"No types.\"\"\"\n")
-    write_fake_package(tmp_path, "zoo-noinfo", "zoo_noinfo",
-                       "from torch import nn\nfrom zoo import register\nfrom zoo.model import Backbone\n\n"
-                       "@register.architecture('noinfo')\nclass NoInfo(Backbone):\n    \"\"\"Forgets feature_info.\"\"\"\n"
-                       "    def __init__(self, in_channels: int):\n        super().__init__()\n"
-                       "        self.conv = nn.Conv2d(in_channels, 8, 3)\n"
-                       "    def stages(self):\n        return [self.conv]\n")
+    write_fake_package(
+        tmp_path,
+        "zoo-sloppy",
+        "zoo_sloppy",
+        "from zoo import register\n\n@register.augmentation('sloppy')\n"
+        'def sloppy(info, strength=1.0):\n    """No types."""\n',
+    )
+    write_fake_package(
+        tmp_path,
+        "zoo-noinfo",
+        "zoo_noinfo",
+        "from torch import nn\nfrom zoo import register\nfrom zoo.model import Backbone\n\n"
+        '@register.architecture(\'noinfo\')\nclass NoInfo(Backbone):\n    """Forgets feature_info."""\n'
+        "    def __init__(self, in_channels: int):\n        super().__init__()\n"
+        "        self.conv = nn.Conv2d(in_channels, 8, 3)\n"
+        "    def stages(self):\n        return [self.conv]\n",
+    )
     proc = run_zoo("list", env=with_site(tmp_path))
     assert proc.returncode == 0 and "lenet5" in proc.stdout
     lines = proc.stderr.strip().splitlines()
@@ -117,20 +152,26 @@ def test_invalid_registration_is_refused_with_a_message_for_the_author(tmp_path)
 
 
 def test_collisions_name_both_packages_and_qualified_names_resolve(tmp_path):
-    source = ("from torch import nn\nfrom zoo import register\nfrom zoo.model import Backbone, FeatureInfo\n\n"
-              "@register.architecture('{name}')\nclass Net(Backbone):\n    \"\"\"{who}'s net.\"\"\"\n"
-              "    def __init__(self, in_channels: int, width: int = {width}):\n        super().__init__()\n"
-              "        self.conv = nn.Conv2d(in_channels, width, 3, stride=2, padding=1)\n"
-              "        self.feature_info = [FeatureInfo(width, 2)]\n"
-              "    def forward(self, x):\n        return [self.conv(x)]\n"
-              "    def stages(self):\n        return [self.conv]\n")
+    source = (
+        "from torch import nn\nfrom zoo import register\nfrom zoo.model import Backbone, FeatureInfo\n\n"
+        '@register.architecture(\'{name}\')\nclass Net(Backbone):\n    """{who}\'s net."""\n'
+        "    def __init__(self, in_channels: int, width: int = {width}):\n        super().__init__()\n"
+        "        self.conv = nn.Conv2d(in_channels, width, 3, stride=2, padding=1)\n"
+        "        self.feature_info = [FeatureInfo(width, 2)]\n"
+        "    def forward(self, x):\n        return [self.conv(x)]\n"
+        "    def stages(self):\n        return [self.conv]\n"
+    )
     write_fake_package(tmp_path, "zoo-alpha", "zoo_alpha", source.format(name="twin", who="alpha", width=8))
     write_fake_package(tmp_path, "zoo-beta", "zoo_beta", source.format(name="twin", who="beta", width=12))
     write_fake_package(tmp_path / "gamma", "zoo-gamma", "zoo_gamma", source.format(name="cnn", who="gamma", width=4))
     env = with_site(tmp_path)
     proc = run_zoo("train", "model=twin", env=env)
-    assert_one_line_error(proc, "architecture 'twin' is registered by package 'zoo-alpha'", "package 'zoo-beta'",
-                          "'zoo-alpha:twin' or 'zoo-beta:twin'")
+    assert_one_line_error(
+        proc,
+        "architecture 'twin' is registered by package 'zoo-alpha'",
+        "package 'zoo-beta'",
+        "'zoo-alpha:twin' or 'zoo-beta:twin'",
+    )
     for qualified, width in (("zoo-beta:twin", 12), ("alpha:twin", 8)):
         proc = run_zoo("train", "--cfg", "job", f"model={qualified}", env=env)
         assert proc.returncode == 0 and f"width: {width}" in proc.stdout, proc.stderr
@@ -159,8 +200,13 @@ def test_new_plugin_installs_and_passes_its_own_test(tmp_path):
     site = tmp_path / "site"
     pip_install(tmp_path / "zoo-acme", site)
     assert "acme_net" in run_zoo("list", "architecture", env=with_site(site)).stdout
-    test = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=tmp_path / "zoo-acme",
-                          env={**os.environ, **with_site(site)}, capture_output=True, text=True)
+    test = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=tmp_path / "zoo-acme",
+        env={**os.environ, **with_site(site)},
+        capture_output=True,
+        text=True,
+    )
     assert test.returncode == 0, test.stdout[-3000:]
     assert "4 passed" in test.stdout
     again = run_zoo("new-plugin", "acme", f"output={tmp_path / 'zoo-acme'}")

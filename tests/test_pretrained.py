@@ -1,8 +1,7 @@
 """transfer=pretrained with head=pretrained_classifier: a timm ImageNet classifier used as it is, with its own
 1000 labels and input statistics, from a local copy of timm's weight file (no download), exported and served."""
-from __future__ import annotations
 
-import json
+from __future__ import annotations
 
 import numpy as np
 import pytest
@@ -10,9 +9,9 @@ import torch
 from PIL import Image
 
 from tests.conftest import assert_one_line_error, run_zoo, small_config
+from zoo.data import DataInfo
 from zoo.engine import load_checkpoint, train
 from zoo.errors import ZooError
-from zoo.data import DataInfo
 from zoo.model import build_model
 
 CLASSES = ("goldfish", "Tabby_Cat", "n01440764")  # a name, another name of a label in other case, a synset id
@@ -41,9 +40,21 @@ def photos(tmp_path_factory):
 
 
 def config(photos, weights, **more):
-    return small_config(**{"data": "folder", "data.root": str(photos), "data.size": 48, "model": "timm",
-                           "model.model_name": "test_resnet", "head": "pretrained_classifier", "transfer": "pretrained",
-                           "transfer.weights": f"timm:{weights}", "trainer.max_epochs": 0, "trainer.progress": "false", **more})
+    return small_config(
+        **{
+            "data": "folder",
+            "data.root": str(photos),
+            "data.size": 48,
+            "model": "timm",
+            "model.model_name": "test_resnet",
+            "head": "pretrained_classifier",
+            "transfer": "pretrained",
+            "transfer.weights": f"timm:{weights}",
+            "trainer.max_epochs": 0,
+            "trainer.progress": "false",
+            **more,
+        }
+    )
 
 
 def timm_reference(weights):
@@ -63,7 +74,11 @@ def test_the_classifier_is_timms_own_with_its_labels_and_statistics(as_is, weigh
     ckpt = load_checkpoint(str(run))
     labels = ckpt["info"]["classes"]
     assert len(labels) == 1000 and labels[1] == "goldfish, Carassius auratus" and labels[281].startswith("tabby")
-    assert ckpt["info"]["mean"] == [0.5, 0.5, 0.5] and ckpt["info"]["std"] == [0.5, 0.5, 0.5]  # test_resnet's, not the data's
+    assert ckpt["info"]["mean"] == [0.5, 0.5, 0.5] and ckpt["info"]["std"] == [
+        0.5,
+        0.5,
+        0.5,
+    ]  # test_resnet's, not the data's
     assert results["transfer"]["weights"]["new"] == []  # every tensor came from the weight file
     # metrics are over the dataset's three classes (their columns of the 1000), as for ImageNet subsets
     assert np.array(results["test"]["confusion_matrix"]).shape == (3, 3)
@@ -126,17 +141,35 @@ def test_backbones_without_a_classifier_of_their_own_are_refused():
 
 def test_missing_weight_file_is_one_line_and_leaves_no_run(photos, tmp_path):
     run = tmp_path / "run"
-    proc = run_zoo("train", "data=folder", f"data.root={photos}", "model=timm", "model.model_name=test_resnet",
-                   "head=pretrained_classifier", "transfer=pretrained", "transfer.weights=timm:/no/such.pth",
-                   "trainer.max_epochs=0", f"hydra.run.dir={run}")
+    proc = run_zoo(
+        "train",
+        "data=folder",
+        f"data.root={photos}",
+        "model=timm",
+        "model.model_name=test_resnet",
+        "head=pretrained_classifier",
+        "transfer=pretrained",
+        "transfer.weights=timm:/no/such.pth",
+        "trainer.max_epochs=0",
+        f"hydra.run.dir={run}",
+    )
     assert_one_line_error(proc, "transfer.weights=timm:/no/such.pth: no such file")
     assert not run.exists()
     mine = tmp_path / "mine"  # a folder that holds something of the user's keeps it all
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    proc = run_zoo("train", "data=folder", f"data.root={photos}", "model=timm", "model.model_name=test_resnet",
-                   "head=pretrained_classifier", "transfer=pretrained", "transfer.weights=timm:/no/such.pth",
-                   "trainer.max_epochs=0", f"hydra.run.dir={mine}")
+    proc = run_zoo(
+        "train",
+        "data=folder",
+        f"data.root={photos}",
+        "model=timm",
+        "model.model_name=test_resnet",
+        "head=pretrained_classifier",
+        "transfer=pretrained",
+        "transfer.weights=timm:/no/such.pth",
+        "trainer.max_epochs=0",
+        f"hydra.run.dir={mine}",
+    )
     assert_one_line_error(proc, "no such file")
     assert (mine / "notes.txt").read_text() == "keep"
 
@@ -155,8 +188,14 @@ def test_unreachable_hub_fails_at_once_naming_the_offline_route(monkeypatch, tmp
 def test_pretrained_with_a_new_head_says_what_starts_fresh(weights, caplog):
     from zoo import registry
 
-    model = build_model({"data": {"name": "digits"}, "model": {"name": "timm", "model_name": "test_resnet"},
-                         "head": {"name": "classification"}}, DataInfo("classification", tuple("0123"), 1, (32, 32), (0.5,), (0.25,)))
+    model = build_model(
+        {
+            "data": {"name": "digits"},
+            "model": {"name": "timm", "model_name": "test_resnet"},
+            "head": {"name": "classification"},
+        },
+        DataInfo("classification", tuple("0123"), 1, (32, 32), (0.5,), (0.25,)),
+    )
     strategy = registry.get("transfer", "pretrained").build({}, {"weights": f"timm:{weights}"}, where="transfer")
     with caplog.at_level("WARNING", logger="zoo"):
         report = strategy.setup(model)
@@ -174,5 +213,7 @@ def test_a_backbone_whose_hub_loader_takes_no_file_refuses_timm_file():
         def load_pretrained(self):
             raise AssertionError("not called")
 
-    with pytest.raises(ZooError, match="transfer.weights=timm:w.pth: HubOnly loads its pretrained weights only from its hub"):
+    with pytest.raises(
+        ZooError, match="transfer.weights=timm:w.pth: HubOnly loads its pretrained weights only from its hub"
+    ):
         load_weights(SimpleNamespace(backbone=HubOnly()), "timm:w.pth", include_head=False)

@@ -1,4 +1,5 @@
 """Registration: schemas from signatures, checks at registration, collisions, idempotence, errors."""
+
 from __future__ import annotations
 
 from typing import Literal, Optional
@@ -40,7 +41,9 @@ def test_check_values_rejects_bad_values_with_the_key():
 
 
 def test_unknown_name_suggests_close_matches():
-    with pytest.raises(ZooError, match=r"unknown architecture 'lenet'; did you mean 'lenet5'.*see: zoo list architecture"):
+    with pytest.raises(
+        ZooError, match=r"unknown architecture 'lenet'; did you mean 'lenet5'.*see: zoo list architecture"
+    ):
         registry.get("architecture", "lenet")
     assert registry.get("architecture", "zoo:lenet5").name == "lenet5"
 
@@ -112,6 +115,9 @@ def test_registration_is_idempotent_and_collisions_name_both_packages():
     from unittest import mock
 
     with mock.patch("zoo.discovery.discover"):
-        with pytest.raises(ZooError, match=r"registered by package 'tests' .* and by package 'zoo-acme' .*qualified name: 'tests:op' or 'zoo-acme:op'"):
+        with pytest.raises(
+            ZooError,
+            match=r"registered by package 'tests' .* and by package 'zoo-acme' .*qualified name: 'tests:op' or 'zoo-acme:op'",
+        ):
             reg.get("op")
         assert reg.get("zoo-acme:op").factory is other

@@ -1,4 +1,5 @@
 """zoo.runtime: no torch, provider choice, input checks before onnxruntime."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,10 +12,12 @@ from zoo.errors import ZooError
 
 
 def test_runtime_imports_no_torch(digits_export):
-    code = ("import sys; sys.modules['torch'] = None; import zoo.runtime, numpy as np; "
-            f"m = zoo.runtime.Model(r'{digits_export / 'model.onnx'}'); "
-            "r = m.predict(np.zeros((2, 1, 32, 32), np.float32)); "
-            "assert 'torch' not in [k for k, v in sys.modules.items() if v is not None]; print(r[0]['label'], m.providers)")
+    code = (
+        "import sys; sys.modules['torch'] = None; import zoo.runtime, numpy as np; "
+        f"m = zoo.runtime.Model(r'{digits_export / 'model.onnx'}'); "
+        "r = m.predict(np.zeros((2, 1, 32, 32), np.float32)); "
+        "assert 'torch' not in [k for k, v in sys.modules.items() if v is not None]; print(r[0]['label'], m.providers)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "CPUExecutionProvider" in proc.stdout
@@ -22,7 +25,9 @@ def test_runtime_imports_no_torch(digits_export):
 
 
 def test_bare_import_succeeds_without_torch():
-    proc = subprocess.run([sys.executable, "-c", "import sys; sys.modules['torch'] = None; import zoo.runtime"], capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.modules['torch'] = None; import zoo.runtime"], capture_output=True
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -38,13 +43,16 @@ def test_providers_fall_back_to_cpu_without_a_gpu():
         select_providers("gpu")
 
 
-@pytest.mark.parametrize("batch,message", [
-    (np.zeros((2, 1, 32, 32), np.float64), "must be float32"),
-    (np.zeros((1, 32, 32), np.float32), "must have rank 4"),
-    (np.zeros((2, 3, 32, 32), np.float32), "must have 1 channel"),
-    (np.zeros((2, 1, 28, 28), np.float32), "must be 32x32"),
-    ([[0.0]], "must be a numpy array"),
-])
+@pytest.mark.parametrize(
+    "batch,message",
+    [
+        (np.zeros((2, 1, 32, 32), np.float64), "must be float32"),
+        (np.zeros((1, 32, 32), np.float32), "must have rank 4"),
+        (np.zeros((2, 3, 32, 32), np.float32), "must have 1 channel"),
+        (np.zeros((2, 1, 28, 28), np.float32), "must be 32x32"),
+        ([[0.0]], "must be a numpy array"),
+    ],
+)
 def test_inputs_are_checked_before_onnxruntime(digits_export, batch, message):
     from zoo.runtime import Model
 
@@ -74,10 +82,15 @@ def test_a_non_zoo_model_is_refused(tmp_path):
 
     from zoo.runtime import Model
 
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    onnx.save(helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "plain.onnx")
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    onnx.save(
+        helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "plain.onnx"
+    )
     with pytest.raises(ZooError, match="has no zoo metadata"):
         Model(tmp_path / "plain.onnx")
 
@@ -90,10 +103,14 @@ def test_parity_compares_floats_by_value_and_integers_by_mismatch_fraction():
     flipped = mask.copy()
     flipped[0, 0, 0] = 2  # one pixel of 100 at a near-tie: within 1%
     big = np.array([[12345.0]], dtype=np.float32)
-    diffs, mismatch, failure = compare_outputs({"mask": flipped, "values": big + 0.5}, {"mask": mask, "values": big}, ecfg)
+    diffs, mismatch, failure = compare_outputs(
+        {"mask": flipped, "values": big + 0.5}, {"mask": mask, "values": big}, ecfg
+    )
     assert failure is None and mismatch == {"mask": 0.01} and diffs["values"] == 0.5  # 0.5 in 12345 is 4e-5 relative
     flipped[0, 0, 1] = 1
     _, _, failure = compare_outputs({"mask": flipped}, {"mask": mask}, ecfg)
-    assert failure == "ONNX output 'mask' differs from PyTorch in 2.000% of its elements (> export.parity_mismatch=0.01)"
+    assert (
+        failure == "ONNX output 'mask' differs from PyTorch in 2.000% of its elements (> export.parity_mismatch=0.01)"
+    )
     _, _, failure = compare_outputs({"p": np.array([0.5002])}, {"p": np.array([0.5])}, ecfg)
     assert failure.startswith("ONNX output 'p' differs from PyTorch by 0.0002")

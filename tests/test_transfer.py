@@ -1,5 +1,6 @@
 """Transfer strategies freeze and unfreeze exactly what they promise; weights load across class counts;
 ensembles export as the average of their members; sweeps are tabulated; augmented samples are drawn."""
+
 from __future__ import annotations
 
 import json
@@ -133,12 +134,19 @@ def test_finetune_phases_unfreeze_the_deepest_stages_at_a_smaller_rate(source):
     t2.setup(model2)
     assert all(p.requires_grad for p in model2.parameters())
     lrs = [g["lr"] for g in t2.param_groups(model2, 1.0)]
-    assert lrs == [1.0] + [pytest.approx(0.1 * 0.5 ** d) for d in range(len(model2.backbone.stages()))]
+    assert lrs == [1.0] + [pytest.approx(0.1 * 0.5**d) for d in range(len(model2.backbone.stages()))]
 
 
 def test_feature_extraction_run_reports_its_cache(source, tmp_path):
-    cfg = small_config(**FAST, **{"data.classes": "[5,6,7,8,9]", "data.shots": 10, "transfer": "feature_extraction",
-                                   "transfer.weights": str(source)})
+    cfg = small_config(
+        **FAST,
+        **{
+            "data.classes": "[5,6,7,8,9]",
+            "data.shots": 10,
+            "transfer": "feature_extraction",
+            "transfer.weights": str(source),
+        },
+    )
     results = train(cfg, tmp_path)
     assert results["feature_cache_seconds"] > 0 and results["epoch_seconds"] > 0
     assert results["transfer"]["weights"]["source"] == str(source)
@@ -177,8 +185,15 @@ def test_ensemble_export_is_the_average_of_its_members(source, tmp_path):
 
 
 def test_report_tabulates_a_sweep(tmp_path):
-    proc = run_zoo("train", "-m", "model.width=4,8", "seed=0,1", "trainer.max_epochs=1", "trainer.progress=false",
-                   f"hydra.sweep.dir={tmp_path}")
+    proc = run_zoo(
+        "train",
+        "-m",
+        "model.width=4,8",
+        "seed=0,1",
+        "trainer.max_epochs=1",
+        "trainer.progress=false",
+        f"hydra.sweep.dir={tmp_path}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rep = run_zoo("report", str(tmp_path))
     assert rep.returncode == 0, rep.stderr
@@ -190,8 +205,15 @@ def test_report_tabulates_a_sweep(tmp_path):
 
 
 def test_bench_transfer_compares_head_epochs_side_by_side(source):
-    proc = run_zoo("bench", "transfer", "repeats=1", "data.classes=[5,6,7,8,9]", "data.shots=10", "model.width=8",
-                   f"transfer.weights={source}")
+    proc = run_zoo(
+        "bench",
+        "transfer",
+        "repeats=1",
+        "data.classes=[5,6,7,8,9]",
+        "data.shots=10",
+        "model.width=8",
+        f"transfer.weights={source}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     assert "data=digits (50 training images)" in lines[0] and "median of 1 interleaved" in lines[0]
@@ -203,8 +225,15 @@ def test_bench_transfer_compares_head_epochs_side_by_side(source):
 def test_the_transfer_experiments_compose_and_run(source, tmp_path):
     pre = small_config(experiment="digits_pretrain")
     assert pre["data"]["classes"] == [0, 1, 2, 3, 4] and pre["data"]["shots"] is None
-    cfg = small_config(**{"experiment": "digits_transfer", "transfer.weights": str(source), "model.width": 8,
-                          "trainer.max_epochs": 1, "trainer.progress": "false"})
+    cfg = small_config(
+        **{
+            "experiment": "digits_transfer",
+            "transfer.weights": str(source),
+            "model.width": 8,
+            "trainer.max_epochs": 1,
+            "trainer.progress": "false",
+        }
+    )
     assert (cfg["transfer"]["name"], cfg["data"]["classes"], cfg["data"]["shots"]) == ("finetune", [5, 6, 7, 8, 9], 20)
     results = train(cfg, tmp_path)
     assert results["transfer"]["weights"]["source"] == str(source) and len(results["test"]["confusion_matrix"]) == 5

@@ -1,10 +1,11 @@
 """Benchmarks that compare side by side in one run and report ratios (never asserted in tests)."""
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -40,7 +41,7 @@ def inference(model_path: str, batch: int, repeats: int) -> Iterator[str]:
     with torch.inference_mode():
         base = _time(lambda: torch_model(xt), repeats)
     rows = [("pytorch eager (cpu)", base)]
-    for providers in (["cpu"] + (["cuda"] if gpu_usable() else [])):
+    for providers in ["cpu"] + (["cuda"] if gpu_usable() else []):
         m = Model(model_path, providers)
         rows.append((f"onnxruntime ({m.providers[0]})", _time(lambda: m.run(x), repeats)))
     yield f"inference, batch {batch}, {h}x{w}, median of {repeats} (threads: torch {torch.get_num_threads()})"
@@ -62,7 +63,9 @@ def transfer(overrides: list[str], repeats: int) -> Iterator[str]:
     cfg = to_plain(compose(overrides))
     weights = cfg["transfer"].get("weights")
     if weights in (None, "", "none"):
-        raise ZooError("zoo bench transfer needs transfer.weights=SOURCE (timm, timm:FILE, a checkpoint or a run directory)")
+        raise ZooError(
+            "zoo bench transfer needs transfer.weights=SOURCE (timm, timm:FILE, a checkpoint or a run directory)"
+        )
     tcfg, seed = cfg["trainer"], int(cfg["seed"])
     if tcfg["threads"]:
         torch.set_num_threads(tcfg["threads"])
@@ -81,19 +84,26 @@ def transfer(overrides: list[str], repeats: int) -> Iterator[str]:
         optimizer = make_optimizer(model, strategy, tcfg)
         l1 = [p for p in model.parameters() if p.ndim > 1 and p.requires_grad] if tcfg["l1"] > 0 else []
         if name == "frozen":
-            batches = lambda: loader(Transformed(bundle.train, sample_tf), bs, True, tcfg["num_workers"], seed, drop_last=True)
+
+            def batches():
+                return loader(Transformed(bundle.train, sample_tf), bs, True, tcfg["num_workers"], seed, drop_last=True)
+
             cached, tf = False, batch_tf
         else:
             start = time.perf_counter()
             cache = feature_cache(model, bundle.train, tcfg["eval_batch_size"], device)
             cache_seconds = time.perf_counter() - start
-            batches = lambda cache=cache: cached_batches(cache, bs, seed)
+
+            def batches(cache=cache):
+                return cached_batches(cache, bs, seed)
+
             cached, tf = True, None
 
         def epoch(model=model, optimizer=optimizer, l1=l1, batches=batches, cached=cached, tf=tf):
             set_train_mode(model)
             for x, y in batches():
                 train_step(model, x, y, optimizer, tcfg, l1, cached, tf, device)
+
         epoch()  # warm-up
         epochs[name] = epoch
     times: dict[str, list[float]] = {name: [] for name in epochs}
@@ -103,8 +113,10 @@ def transfer(overrides: list[str], repeats: int) -> Iterator[str]:
             epoch()
             times[name].append(time.perf_counter() - t)
     frozen, cached = (float(np.median(times[n])) for n in ("frozen", "feature_extraction"))
-    yield (f"transfer head epochs: data={cfg['data']['name']} ({len(bundle.train)} training images), model={cfg['model']['name']}, "
-           f"head={cfg['head']['name']}, batch {bs}, median of {repeats} interleaved (threads: torch {torch.get_num_threads()})")
+    yield (
+        f"transfer head epochs: data={cfg['data']['name']} ({len(bundle.train)} training images), model={cfg['model']['name']}, "
+        f"head={cfg['head']['name']}, batch {bs}, median of {repeats} interleaved (threads: torch {torch.get_num_threads()})"
+    )
     yield f"  {'frozen (base runs every step)':<42} {frozen * 1000:9.2f} ms/epoch   x1.00"
     yield f"  {'feature_extraction (cached features)':<42} {cached * 1000:9.2f} ms/epoch   x{frozen / cached:.1f} vs frozen"
     pays = cache_seconds / (frozen - cached) if frozen > cached else float("inf")
@@ -135,11 +147,15 @@ def discovery(packages: int, repeats: int) -> Iterator[str]:
         empty, site = Path(tmp) / "empty", Path(tmp) / "site"
         empty.mkdir()
         for i in range(packages):
-            write_fake_package(site, f"zoo-bench{i}", f"zoo_bench{i}",
-                               "from zoo import register\n\n\n"
-                               f"@register.augmentation('bench_op{i}')\n"
-                               "def op(info, p: float = 0.5, strength: float = 1.0) -> object:\n"
-                               f"    \"\"\"Benchmark op {i}.\"\"\"\n    return None\n")
+            write_fake_package(
+                site,
+                f"zoo-bench{i}",
+                f"zoo_bench{i}",
+                "from zoo import register\n\n\n"
+                f"@register.augmentation('bench_op{i}')\n"
+                "def op(info, p: float = 0.5, strength: float = 1.0) -> object:\n"
+                f'    """Benchmark op {i}."""\n    return None\n',
+            )
 
         def run(path: Path) -> float:
             env = {k: v for k, v in os.environ.items() if k != "ZOO_DISABLE_PLUGIN_AUTOLOAD"}

@@ -3,6 +3,7 @@
 Heavy imports (torch, hydra, onnxruntime) happen inside each command, so `zoo predict` never loads
 torch and `zoo --help` is instant. A ZooError anywhere is one line on stderr and exit code 2.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,9 +33,17 @@ commands:
 example: zoo train data=digits model=lenet5 head.dropout=0.2 trainer.max_epochs=10 hydra.run.dir=runs/lenet
 """
 
-KIND_ALIASES = {"model": "architecture", "models": "architecture", "architectures": "architecture", "heads": "head",
-                "aug": "augmentation", "augmentations": "augmentation", "data": "dataset", "datasets": "dataset",
-                "transfers": "transfer"}
+KIND_ALIASES = {
+    "model": "architecture",
+    "models": "architecture",
+    "architectures": "architecture",
+    "heads": "head",
+    "aug": "augmentation",
+    "augmentations": "augmentation",
+    "data": "dataset",
+    "datasets": "dataset",
+    "transfers": "transfer",
+}
 
 
 def parse_kv(args: list[str], allowed: dict[str, type], command: str) -> dict:
@@ -56,6 +65,7 @@ def parse_kv(args: list[str], allowed: dict[str, type], command: str) -> dict:
 
 # ---- train -----------------------------------------------------------------------------------
 
+
 def _preflight(overrides: list[str], multirun: bool, build: bool) -> None:
     """Compose and check every run before any work: bad names, keys, types, data folders, models."""
     from zoo.config import compose, expand, to_plain
@@ -67,7 +77,9 @@ def _preflight(overrides: list[str], multirun: bool, build: bool) -> None:
     for combo in combos:
         plain = to_plain(compose(combo))
         key = json.dumps([plain["data"], plain["model"], plain["head"]], sort_keys=True)
-        if build and key not in built:  # building is cheap for small data; it catches missing folders and bad models early
+        if (
+            build and key not in built
+        ):  # building is cheap for small data; it catches missing folders and bad models early
             built.add(key)
             bundle = build_data(plain, int(plain["seed"]))
             build_model(plain, bundle.info)
@@ -127,9 +139,21 @@ def cmd_train(argv: list[str]) -> int:
 
 # ---- export / predict ------------------------------------------------------------------------
 
+
 def cmd_export(argv: list[str]) -> int:
     """zoo export checkpoint=PATH output=DIR."""
-    kv = parse_kv(argv, {"checkpoint": str, "output": str, "opset": int, "parity_tolerance": float, "parity_mismatch": float, "parity_samples": int}, "export")
+    kv = parse_kv(
+        argv,
+        {
+            "checkpoint": str,
+            "output": str,
+            "opset": int,
+            "parity_tolerance": float,
+            "parity_mismatch": float,
+            "parity_samples": int,
+        },
+        "export",
+    )
     if "checkpoint" not in kv:
         raise ZooError("zoo export needs checkpoint=PATH (a .pt file or a run directory)")
     checkpoints = [c for c in kv.pop("checkpoint").split(",") if c]
@@ -140,15 +164,28 @@ def cmd_export(argv: list[str]) -> int:
 
     card = export(ckpt, output, kv) if len(checkpoints) == 1 else export_ensemble(checkpoints, output, kv)
     worst = max(card["parity"]["max_abs_diff"].values())
-    print(json.dumps({"onnx": str(output / "model.onnx"), "card": str(output / "model.json"), "task": card["task"],
-                      "opset": card["onnx"]["opset"], "parity_max_abs_diff": worst, "parity_inputs": card["parity"]["inputs"]}))
+    print(
+        json.dumps(
+            {
+                "onnx": str(output / "model.onnx"),
+                "card": str(output / "model.json"),
+                "task": card["task"],
+                "opset": card["onnx"]["opset"],
+                "parity_max_abs_diff": worst,
+                "parity_inputs": card["parity"]["inputs"],
+            }
+        )
+    )
     return 0
 
 
 def cmd_predict(argv: list[str]) -> int:
     """zoo predict model=PATH input=FILE_OR_DIR: one JSON line per image, onnxruntime only."""
-    kv = parse_kv(argv, {"model": str, "input": str, "topk": int, "providers": str, "batch": int, "masks": str, "draw": str},
-                  "predict")
+    kv = parse_kv(
+        argv,
+        {"model": str, "input": str, "topk": int, "providers": str, "batch": int, "masks": str, "draw": str},
+        "predict",
+    )
     for need in ("model", "input"):
         if need not in kv:
             raise ZooError(f"zoo predict needs {need}=PATH")
@@ -160,13 +197,19 @@ def cmd_predict(argv: list[str]) -> int:
         raise ZooError(f"masks=DIR writes segmentation masks, but this is a {model.task} model")
     if "draw" in kv and model.task != "detection":
         raise ZooError(f"draw=DIR draws detected boxes, but this is a {model.task} model")
-    for r in model.predict_files(files, topk=kv.get("topk", 5), batch_size=kv.get("batch", 32),
-                                 masks_dir=kv.get("masks"), draw_dir=kv.get("draw")):
+    for r in model.predict_files(
+        files,
+        topk=kv.get("topk", 5),
+        batch_size=kv.get("batch", 32),
+        masks_dir=kv.get("masks"),
+        draw_dir=kv.get("draw"),
+    ):
         print(json.dumps(r))
     return 0
 
 
 # ---- list ------------------------------------------------------------------------------------
+
 
 def cmd_list(argv: list[str]) -> int:
     """A table of plugins: kind, name, summary, package; or one plugin's parameters."""
@@ -198,7 +241,10 @@ def cmd_list(argv: list[str]) -> int:
         s = summary if len(summary) <= summary_w else summary[: summary_w - 3] + "..."
         print(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {s:<{summary_w}}  {package}")
     if discovery.errors:
-        print(f"\n{len(discovery.errors)} plugin package(s) failed to load" + ("" if show_errors else "; see: zoo list --errors"))
+        print(
+            f"\n{len(discovery.errors)} plugin package(s) failed to load"
+            + ("" if show_errors else "; see: zoo list --errors")
+        )
         if show_errors:
             for e in discovery.errors:
                 print(f"\n--- {e.package} ({e.entry_point}): {e.error}\n{e.traceback}")
@@ -207,11 +253,16 @@ def cmd_list(argv: list[str]) -> int:
 
 # ---- bench -----------------------------------------------------------------------------------
 
+
 def cmd_bench(argv: list[str]) -> int:
     """zoo bench inference|discovery|transfer: side-by-side measurements in one run, reported as ratios."""
     benches = ("inference", "discovery", "transfer")
     if not argv or argv[0] not in benches:
-        raise unknown("benchmark", argv[0] if argv else "", benches) if argv else ZooError(f"zoo bench needs a benchmark: {', '.join(benches)}")
+        raise (
+            unknown("benchmark", argv[0] if argv else "", benches)
+            if argv
+            else ZooError(f"zoo bench needs a benchmark: {', '.join(benches)}")
+        )
     if argv[0] == "discovery":
         kv = parse_kv(argv[1:], {"packages": int, "repeats": int}, "bench discovery")
         from zoo.bench import discovery
@@ -284,8 +335,16 @@ def cmd_new_plugin(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "export": cmd_export, "predict": cmd_predict, "list": cmd_list, "bench": cmd_bench,
-            "new-plugin": cmd_new_plugin, "report": cmd_report, "augment": cmd_augment}
+COMMANDS = {
+    "train": cmd_train,
+    "export": cmd_export,
+    "predict": cmd_predict,
+    "list": cmd_list,
+    "bench": cmd_bench,
+    "new-plugin": cmd_new_plugin,
+    "report": cmd_report,
+    "augment": cmd_augment,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,8 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     command = COMMANDS.get(argv[0])
     if command is None:
         hint = close_matches(argv[0], COMMANDS)
-        print(f"zoo: error: unknown command {argv[0]!r}" + (f"; did you mean {hint[0]!r}?" if hint else "") + " see: zoo --help",
-              file=sys.stderr)
+        print(
+            f"zoo: error: unknown command {argv[0]!r}"
+            + (f"; did you mean {hint[0]!r}?" if hint else "")
+            + " see: zoo --help",
+            file=sys.stderr,
+        )
         return 2
     try:
         return command(argv[1:]) or 0

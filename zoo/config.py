@@ -5,13 +5,14 @@ made from the factory's signature, so `model.padding_mode=reflect` is type-check
 YAML under conf/ holds presets only. Everything is validated before any work: unknown option names,
 unknown keys, wrong types and bad choices raise ZooError with one line naming the bad value.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 from zoo.errors import ZooError, close_matches, unknown
 
@@ -82,10 +83,20 @@ CHOICES = {
     "trainer.scheduler": ("cosine", "step", "none"),
     "trainer.device": ("auto", "cpu", "cuda"),
 }
-POSITIVE = ("trainer.batch_size", "trainer.eval_batch_size", "trainer.lr", "trainer.step_size",
-            "export.parity_samples")
-NON_NEGATIVE = ("trainer.max_epochs", "trainer.weight_decay", "trainer.l1", "trainer.warmup_epochs", "trainer.grad_clip", "trainer.patience",
-                "trainer.num_workers", "trainer.threads", "trainer.momentum", "export.parity_tolerance", "export.parity_mismatch")
+POSITIVE = ("trainer.batch_size", "trainer.eval_batch_size", "trainer.lr", "trainer.step_size", "export.parity_samples")
+NON_NEGATIVE = (
+    "trainer.max_epochs",
+    "trainer.weight_decay",
+    "trainer.l1",
+    "trainer.warmup_epochs",
+    "trainer.grad_clip",
+    "trainer.patience",
+    "trainer.num_workers",
+    "trainer.threads",
+    "trainer.momentum",
+    "export.parity_tolerance",
+    "export.parity_mismatch",
+)
 
 
 def conf_dir() -> Path:
@@ -97,7 +108,7 @@ def conf_dir() -> Path:
 
 def _omegaconf_type(p) -> Any:
     base = p.base
-    t = List[base] if p.is_list else base  # type: ignore[valid-type]
+    t = list[base] if p.is_list else base  # type: ignore[valid-type]
     return Optional[t] if p.optional or p.default is None else t
 
 
@@ -234,7 +245,7 @@ def _known_keys(cfg, path: str) -> list[str]:
 
     node = OmegaConf.select(cfg, path) if path else cfg
     try:
-        return [str(k) for k in node.keys()] if node is not None else []
+        return [str(k) for k in node] if node is not None else []
     except AttributeError:
         return []
 
@@ -255,14 +266,18 @@ def _check_keys(parsed, base_cfg) -> None:
                 # augmentation parameters: checked against the plugin's own schema
                 plugin = registry.get("augmentation", parts[2])
                 if len(parts) > 4 or parts[3] not in {p.name for p in plugin.params}:
-                    raise unknown(f"parameter of augmentation {parts[2]!r}", parts[3], [p.name for p in plugin.params],
-                                  see=f"zoo list augmentation {parts[2]}")
+                    raise unknown(
+                        f"parameter of augmentation {parts[2]!r}",
+                        parts[3],
+                        [p.name for p in plugin.params],
+                        see=f"zoo list augmentation {parts[2]}",
+                    )
                 break
             node = OmegaConf.select(cfg=base_cfg, key=parent) if parent else base_cfg
             if not OmegaConf.is_dict(node):
                 break
             if parts[i - 1] not in list(node.keys()):  # `in` is False for MISSING values
-                options = [f"{parent}.{k}" if parent else str(k) for k in node.keys()]
+                options = [f"{parent}.{k}" if parent else str(k) for k in node]
                 hint = close_matches(sub, options)
                 msg = f"unknown config key '{sub}'"
                 msg += f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""
@@ -293,8 +308,14 @@ def compose(overrides: list[str]):
     store_configs()
     parsed = _parse(overrides)
     _check_group_choices(parsed)
-    groups_only = [o.input_line for o in parsed if o.key_or_group in ALL_GROUPS and not o.is_sweep_override()
-                   and "." not in o.key_or_group and not o.is_delete()]
+    groups_only = [
+        o.input_line
+        for o in parsed
+        if o.key_or_group in ALL_GROUPS
+        and not o.is_sweep_override()
+        and "." not in o.key_or_group
+        and not o.is_delete()
+    ]
     GlobalHydra.instance().clear()
     extra = [searchpath_override()] if len(search_dirs()) > 1 else []
     try:
@@ -350,7 +371,9 @@ def check(cfg) -> dict:
     for group, kind in GROUPS.items():
         node = dict(plain.get(group) or {})
         if "name" not in node:
-            raise ZooError(f"config group {group!r} has no plugin selected; choose one with {group}=NAME (see: zoo list {kind})")
+            raise ZooError(
+                f"config group {group!r} has no plugin selected; choose one with {group}=NAME (see: zoo list {kind})"
+            )
         plugin = registry.get(kind, node.pop("name"))
         plugin.check_values(node, group)
     ops = (plain.get("aug") or {}).get("ops") or {}
@@ -366,7 +389,10 @@ def check(cfg) -> dict:
         value = plain[group][name]
         if value not in choices:
             hint = close_matches(str(value), choices)
-            raise ZooError(f"{key}={value!r} is not one of: {', '.join(choices)}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+            raise ZooError(
+                f"{key}={value!r} is not one of: {', '.join(choices)}"
+                + (f"; did you mean {hint[0]!r}?" if hint else "")
+            )
     for key in POSITIVE + NON_NEGATIVE:
         group, name = key.split(".")
         value = plain[group][name]

@@ -1,8 +1,10 @@
 """DataInfo, the dataset contract, and the plumbing that puts transforms and loaders around it."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -39,9 +41,11 @@ class DataInfo:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DataInfo":
+    def from_dict(cls, d: dict) -> DataInfo:
         """Inverse of to_dict."""
-        return cls(d["task"], tuple(d["classes"]), int(d["channels"]), tuple(d["size"]), tuple(d["mean"]), tuple(d["std"]))
+        return cls(
+            d["task"], tuple(d["classes"]), int(d["channels"]), tuple(d["size"]), tuple(d["mean"]), tuple(d["std"])
+        )
 
 
 @dataclass
@@ -110,12 +114,16 @@ def stratified_split(labels: Sequence[int], val_fraction: float, test_fraction: 
         if not 0.0 < v < 1.0:
             raise ZooError(f"data.{key}={v} must be between 0 and 1")
     if val_fraction + test_fraction >= 1.0:
-        raise ZooError(f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction} leaves nothing to train on")
+        raise ZooError(
+            f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction} leaves nothing to train on"
+        )
     idx = list(range(len(labels)))
     try:
         rest, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
         rest_labels = [labels[i] for i in rest]
-        train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction), stratify=rest_labels, random_state=seed)
+        train, val = train_test_split(
+            rest, test_size=val_fraction / (1 - test_fraction), stratify=rest_labels, random_state=seed
+        )
     except ValueError as e:  # too few images in a class to stratify
         raise ZooError(f"cannot split {len(labels)} images into train/val/test: {e}") from None
     return sorted(train), sorted(val), sorted(test)
@@ -150,7 +158,9 @@ def build_augmentations(aug_cfg: dict, info: DataInfo) -> tuple[Callable | None,
     for op_name, params in (aug_cfg.get("ops") or {}).items():
         plugin = registry.get("augmentation", op_name)
         if not plugin.supports(info.task):
-            raise ZooError(f"augmentation {op_name!r} does not support task {info.task!r}; it supports: {', '.join(plugin.tasks)}")
+            raise ZooError(
+                f"augmentation {op_name!r} does not support task {info.task!r}; it supports: {', '.join(plugin.tasks)}"
+            )
         t = plugin.build({"info": info}, dict(params or {}), where=f"aug.ops.{op_name}")
         (batch if isinstance(t, BatchTransform) else sample).append(t)
     if len(batch) > 1:
@@ -185,5 +195,13 @@ def loader(ds: Dataset, batch_size: int, shuffle: bool, workers: int, seed: int,
     """A DataLoader with zoo's collate and a seeded shuffle."""
     g = torch.Generator()
     g.manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers, collate_fn=collate,
-                      generator=g, drop_last=drop_last and len(ds) > batch_size, persistent_workers=workers > 0)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        collate_fn=collate,
+        generator=g,
+        drop_last=drop_last and len(ds) > batch_size,
+        persistent_workers=workers > 0,
+    )

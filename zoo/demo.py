@@ -3,6 +3,7 @@
 Every step runs the real `zoo` CLI, as a user would. The ONNX accuracy on the test split must equal
 the PyTorch accuracy the run reported, or the demo fails.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,7 @@ def onnx_accuracy(model_path: Path, run_dir: Path) -> tuple[float, int, str]:
     images = np.stack([test[i][0].numpy() for i in range(len(test))]).astype(np.float32)
     labels = np.array([int(test[i][1]) for i in range(len(test))])
     model = Model(model_path)
-    probs = np.concatenate([model.run(images[i:i + 128])["probabilities"] for i in range(0, len(images), 128)])
+    probs = np.concatenate([model.run(images[i : i + 128])["probabilities"] for i in range(0, len(images), 128)])
     return float((probs.argmax(1) == labels).mean()), len(labels), model.providers[0]
 
 
@@ -60,7 +61,9 @@ def write_samples(run_dir: Path, n: int = 5) -> Path:
     out.mkdir(exist_ok=True)
     for i in range(n):
         image, label = test[i * 37]
-        Image.fromarray((image[0].numpy() * 255).round().astype(np.uint8)).save(out / f"test{i * 37:03d}_true{int(label)}.png")
+        Image.fromarray((image[0].numpy() * 255).round().astype(np.uint8)).save(
+            out / f"test{i * 37:03d}_true{int(label)}.png"
+        )
     return out
 
 
@@ -79,10 +82,16 @@ def main() -> int:
     acc_torch = metrics["test"]["accuracy"]
     print("\n=== zoo demo: digits classification ===")
     print(f"  data            sklearn digits, {n} test images (real scans, 32x32)")
-    print(f"  training        {metrics['epochs']} epochs in {metrics['train_seconds']:.1f} s (best epoch {metrics['best_epoch']})")
+    print(
+        f"  training        {metrics['epochs']} epochs in {metrics['train_seconds']:.1f} s (best epoch {metrics['best_epoch']})"
+    )
     print(f"  test accuracy   PyTorch {acc_torch:.4f}   ONNX ({provider}) {acc_onnx:.4f}")
-    print(f"  parity          max |ONNX - PyTorch| = {max(card['parity']['max_abs_diff'].values()):.2e} on {card['parity']['inputs']}")
-    print(f"  exported        {EXPORT}/model.onnx ({card['onnx']['bytes'] / 1024:.0f} KiB, opset {card['onnx']['opset']}) + model.json")
+    print(
+        f"  parity          max |ONNX - PyTorch| = {max(card['parity']['max_abs_diff'].values()):.2e} on {card['parity']['inputs']}"
+    )
+    print(
+        f"  exported        {EXPORT}/model.onnx ({card['onnx']['bytes'] / 1024:.0f} KiB, opset {card['onnx']['opset']}) + model.json"
+    )
     print(f"  total           {time.perf_counter() - t0:.1f} s")
     if abs(acc_onnx - acc_torch) > 0.5 / n:
         print(f"demo: ONNX accuracy {acc_onnx:.4f} differs from PyTorch accuracy {acc_torch:.4f}", file=sys.stderr)

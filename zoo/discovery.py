@@ -5,6 +5,7 @@ registry is asked a question. A package whose import fails costs one warning lin
 every other plugin still works (`zoo list --errors` shows the full story). ZOO_DISABLE_PLUGIN_AUTOLOAD=1
 turns off third-party packages; the standard plugins always load.
 """
+
 from __future__ import annotations
 
 import os
@@ -77,11 +78,15 @@ def load_package(package: str, target: str) -> None:
     try:
         module = importlib.import_module(target)
         need = getattr(module, "ZOO_PLUGIN_API", None)
-        accepted = {int(v) for v in (need if isinstance(need, (list, tuple, set)) else [need])} if need is not None else None
+        accepted = (
+            {int(v) for v in (need if isinstance(need, (list, tuple, set)) else [need])} if need is not None else None
+        )
         if accepted is not None and registry.PLUGIN_API_VERSION not in accepted:
-            raise ImportError(f"it needs zoo plugin API {'/'.join(map(str, sorted(accepted)))}, this zoo provides "
-                              f"{registry.PLUGIN_API_VERSION}: install a version of {package} made for plugin API "
-                              f"{registry.PLUGIN_API_VERSION}, or a zoo that provides {'/'.join(map(str, sorted(accepted)))}")
+            raise ImportError(
+                f"it needs zoo plugin API {'/'.join(map(str, sorted(accepted)))}, this zoo provides "
+                f"{registry.PLUGIN_API_VERSION}: install a version of {package} made for plugin API "
+                f"{registry.PLUGIN_API_VERSION}, or a zoo that provides {'/'.join(map(str, sorted(accepted)))}"
+            )
         loaded.append(LoadedPackage(package, target, _config_dir(module)))
     except Exception as e:  # isolate a broken package: one warning, the rest goes on
         for reg in registry.registries.values():
@@ -90,8 +95,10 @@ def load_package(package: str, target: str) -> None:
         errors.append(LoadError(package, target, first, traceback.format_exc()))
         if package == STANDARD_PACKAGE:
             raise
-        print(f"zoo: warning: plugin package {package!r} failed to load and was skipped ({first}); see: zoo list --errors",
-              file=sys.stderr)
+        print(
+            f"zoo: warning: plugin package {package!r} failed to load and was skipped ({first}); see: zoo list --errors",
+            file=sys.stderr,
+        )
     finally:
         registry.current_package.reset(token)
 

@@ -3,6 +3,7 @@
 Reads a plain config dict (validated by zoo.config) and writes into one run directory:
 checkpoints/{best,last}.pt (atomically), metrics.json and a log line per epoch.
 """
+
 from __future__ import annotations
 
 import json
@@ -151,7 +152,11 @@ def feature_cache(model: ZooModel, data, batch_size: int, device: torch.device) 
         levels = [[f] for f in feats] if levels is None else [acc + [f] for acc, f in zip(levels, feats)]
         targets.append(y)
     stacked = [torch.cat(level) for level in levels]
-    ys = torch.cat(targets).to(device) if isinstance(targets[0], torch.Tensor) else [t for batch in targets for t in batch]
+    ys = (
+        torch.cat(targets).to(device)
+        if isinstance(targets[0], torch.Tensor)
+        else [t for batch in targets for t in batch]
+    )
     return stacked, ys
 
 
@@ -167,8 +172,17 @@ def cached_batches(cache, batch_size: int, seed: int):
         yield [f[idx] for f in feats], (ys[idx] if isinstance(ys, torch.Tensor) else [ys[i] for i in idx.tolist()])
 
 
-def train_step(model: ZooModel, x: Any, y: Any, optimizer, tcfg: dict, l1_params: list, cached: bool, batch_tf,
-               device: torch.device) -> float:
+def train_step(
+    model: ZooModel,
+    x: Any,
+    y: Any,
+    optimizer,
+    tcfg: dict,
+    l1_params: list,
+    cached: bool,
+    batch_tf,
+    device: torch.device,
+) -> float:
     """One optimizer step on a batch of images (or, `cached`, of cached backbone features); the loss."""
     if cached:
         outputs = model.head(x)
@@ -209,8 +223,13 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
     transfer = registry.get("transfer", tparams.pop("name")).build({}, tparams, where="transfer")
     weights_report = transfer.setup(model)
     if weights_report:
-        log.info("weights from %s: %d tensors loaded, %d skipped, %d new", weights_report["source"], weights_report["loaded"],
-                 len(weights_report["skipped"]), len(weights_report["new"]))
+        log.info(
+            "weights from %s: %d tensors loaded, %d skipped, %d new",
+            weights_report["source"],
+            weights_report["loaded"],
+            len(weights_report["skipped"]),
+            len(weights_report["new"]),
+        )
     model.to(device)
     sample_tf, batch_tf = build_augmentations(cfg["aug"], info)
 
@@ -228,12 +247,25 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
     optimizer = make_optimizer(model, transfer, tcfg)
     l1_params = [p for p in model.parameters() if p.ndim > 1] if tcfg["l1"] > 0 else []
     ckpt_dir = run_dir / "checkpoints"
-    base = {"format": CHECKPOINT_FORMAT, "zoo_version": __version__, "config": cfg, "info": deployed_info(model, info).to_dict(),
-            "env_keys": list(env_keys or [])}
+    base = {
+        "format": CHECKPOINT_FORMAT,
+        "zoo_version": __version__,
+        "config": cfg,
+        "info": deployed_info(model, info).to_dict(),
+        "env_keys": list(env_keys or []),
+    }
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("data=%s (%d train / %d val / %d test) model=%s head=%s: %.2fM parameters, %s",
-             cfg["data"]["name"], len(bundle.train), len(bundle.val), len(bundle.test), cfg["model"]["name"],
-             cfg["head"]["name"], n_params / 1e6, device)
+    log.info(
+        "data=%s (%d train / %d val / %d test) model=%s head=%s: %.2fM parameters, %s",
+        cfg["data"]["name"],
+        len(bundle.train),
+        len(bundle.val),
+        len(bundle.test),
+        cfg["model"]["name"],
+        cfg["head"]["name"],
+        n_params / 1e6,
+        device,
+    )
 
     best, best_epoch, stale, step, history = None, -1, 0, 0, []
     show_bar = tcfg["progress"] and sys.stderr.isatty()
@@ -244,7 +276,11 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
         t = time.perf_counter()
         cache = feature_cache(model, bundle.train, tcfg["eval_batch_size"], device)
         cache_seconds = time.perf_counter() - t
-        log.info("features of %d training images cached in %.1fs; the head trains on the cache", len(bundle.train), cache_seconds)
+        log.info(
+            "features of %d training images cached in %.1fs; the head trains on the cache",
+            len(bundle.train),
+            cache_seconds,
+        )
     start = 0
     if tcfg["resume"] and (ckpt_dir / "last.pt").is_file():
         last = torch.load(ckpt_dir / "last.pt", map_location=device, weights_only=True)
@@ -253,23 +289,48 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
                 optimizer = make_optimizer(model, transfer, tcfg)
         model.load_state_dict(last["model"])
         optimizer.load_state_dict(last["optimizer"])
-        start, best, best_epoch, stale, history = last["epoch"], last["best"], last["best_epoch"], last["stale"], last["history"]
+        start, best, best_epoch, stale, history = (
+            last["epoch"],
+            last["best"],
+            last["best_epoch"],
+            last["stale"],
+            last["history"],
+        )
         step = start * steps_per_epoch
-        log.info("resumed from %s at epoch %d (best val %s %.4f at epoch %d)", ckpt_dir / "last.pt", start, monitor, best, best_epoch)
+        log.info(
+            "resumed from %s at epoch %d (best val %s %.4f at epoch %d)",
+            ckpt_dir / "last.pt",
+            start,
+            monitor,
+            best,
+            best_epoch,
+        )
     if tcfg["max_epochs"] == 0:  # use the weights as they are: evaluate, save, export
-        save_checkpoint(ckpt_dir / "best.pt", {**base, "model": model.state_dict(), "epoch": 0, "val": evaluate(model, val_loader, device)})
+        save_checkpoint(
+            ckpt_dir / "best.pt",
+            {**base, "model": model.state_dict(), "epoch": 0, "val": evaluate(model, val_loader, device)},
+        )
     for epoch in range(start, tcfg["max_epochs"]):
         if transfer.on_epoch_start(epoch, model):  # a new phase: new trainable set, new optimizer
             optimizer = make_optimizer(model, transfer, tcfg)
-            log.info("phase change at epoch %d: %d trainable parameters", epoch + 1,
-                     sum(p.numel() for p in model.parameters() if p.requires_grad))
+            log.info(
+                "phase change at epoch %d: %d trainable parameters",
+                epoch + 1,
+                sum(p.numel() for p in model.parameters() if p.requires_grad),
+            )
         set_train_mode(model)
         epoch_start, total, seen = time.perf_counter(), 0.0, 0
         batches = cached_batches(cache, bs, seed + epoch) if cache is not None else train_loader
         if show_bar:
             from tqdm import tqdm
 
-            batches = tqdm(batches, desc=f"epoch {epoch + 1}/{tcfg['max_epochs']}", leave=False, file=sys.stderr, total=steps_per_epoch)
+            batches = tqdm(
+                batches,
+                desc=f"epoch {epoch + 1}/{tcfg['max_epochs']}",
+                leave=False,
+                file=sys.stderr,
+                total=steps_per_epoch,
+            )
         for x, y in batches:
             for g in optimizer.param_groups:
                 g["lr"] = g["base_lr"] * lr_factor(step, steps_per_epoch, tcfg)
@@ -279,27 +340,58 @@ def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> 
         val = evaluate(model, val_loader, device)
         if monitor not in val:
             raise ZooError(f"trainer.monitor={monitor!r} is not a validation metric; valid: {', '.join(sorted(val))}")
-        history.append({"epoch": epoch + 1, "train_loss": round(total / max(1, seen), 6), "train_seconds": round(train_time, 3),
-                        **{f"val_{k}": v for k, v in val.items() if not isinstance(v, list)}})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": round(total / max(1, seen), 6),
+                "train_seconds": round(train_time, 3),
+                **{f"val_{k}": v for k, v in val.items() if not isinstance(v, list)},
+            }
+        )
         improved = _improved(val[monitor], best, mode)
-        log.info("epoch %d/%d  loss %.4f  val %s %.4f%s  (%.1fs)", epoch + 1, tcfg["max_epochs"], total / max(1, seen),
-                 monitor, val[monitor], " *" if improved else "", train_time)
+        log.info(
+            "epoch %d/%d  loss %.4f  val %s %.4f%s  (%.1fs)",
+            epoch + 1,
+            tcfg["max_epochs"],
+            total / max(1, seen),
+            monitor,
+            val[monitor],
+            " *" if improved else "",
+            train_time,
+        )
         state = {**base, "model": model.state_dict(), "epoch": epoch + 1, "val": val}
         if improved:
             best, best_epoch, stale = val[monitor], epoch + 1, 0
             save_checkpoint(ckpt_dir / "best.pt", state)
         else:
             stale += 1
-        save_checkpoint(ckpt_dir / "last.pt", {**state, "optimizer": optimizer.state_dict(), "best": best, "best_epoch": best_epoch,
-                                               "stale": stale, "history": history})
+        save_checkpoint(
+            ckpt_dir / "last.pt",
+            {
+                **state,
+                "optimizer": optimizer.state_dict(),
+                "best": best,
+                "best_epoch": best_epoch,
+                "stale": stale,
+                "history": history,
+            },
+        )
         if tcfg["patience"] and stale >= tcfg["patience"]:
-            log.info("early stop: val %s has not improved for %d epochs (best %.4f at epoch %d)", monitor, stale, best, best_epoch)
+            log.info(
+                "early stop: val %s has not improved for %d epochs (best %.4f at epoch %d)",
+                monitor,
+                stale,
+                best,
+                best_epoch,
+            )
             break
     train_seconds = time.perf_counter() - started
 
     # Report the best epoch's weights, not the last one's.
     if not (ckpt_dir / "best.pt").is_file():
-        raise ZooError(f"nothing was trained: {ckpt_dir / 'last.pt'} is already at trainer.max_epochs={tcfg['max_epochs']}")
+        raise ZooError(
+            f"nothing was trained: {ckpt_dir / 'last.pt'} is already at trainer.max_epochs={tcfg['max_epochs']}"
+        )
     model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location=device, weights_only=True)["model"])
     epoch_times = [h["train_seconds"] for h in history]
     results = {

@@ -1,8 +1,9 @@
 """The one error type a user sees, and the close-match helper every message uses."""
+
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class ZooError(Exception):

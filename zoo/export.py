@@ -4,6 +4,7 @@ Writes OUTPUT/model.onnx (dynamic batch; normalisation and postprocess inside th
 OUTPUT/model.json (the model card). Everything is built in a temporary folder beside OUTPUT and moved
 in only once the checker and the parity check have passed: a failed export leaves nothing behind.
 """
+
 from __future__ import annotations
 
 import copy
@@ -60,14 +61,33 @@ def metadata(info, output_names: list[str], cfg: dict, ecfg: dict, dynamic_size:
         "version": __version__,
         "task": info.task,
         "labels": list(info.classes),
-        "input": {"name": "input", "layout": "NCHW", "dtype": "float32", "channels": info.channels,
-                  "size": list(info.size), "range": [0.0, 1.0], "color": "grayscale" if info.channels == 1 else "rgb",
-                  "dynamic": ["batch", "height", "width"] if dynamic_size else ["batch"]},
-        "preprocessing": {"resize": None if dynamic_size else list(info.size), "interpolation": "bilinear", "scale": 1 / 255,
-                          "mean": list(info.mean), "std": list(info.std), "normalize": "inside the graph",
-                          "steps": ["decode", "convert to " + ("grayscale" if info.channels == 1 else "RGB"),
-                                    "keep the image's size (any height and width >= 32)" if dynamic_size else
-                                    f"resize to {info.size[0]}x{info.size[1]}", "scale pixels to [0, 1]", "HWC -> CHW, add batch axis"]},
+        "input": {
+            "name": "input",
+            "layout": "NCHW",
+            "dtype": "float32",
+            "channels": info.channels,
+            "size": list(info.size),
+            "range": [0.0, 1.0],
+            "color": "grayscale" if info.channels == 1 else "rgb",
+            "dynamic": ["batch", "height", "width"] if dynamic_size else ["batch"],
+        },
+        "preprocessing": {
+            "resize": None if dynamic_size else list(info.size),
+            "interpolation": "bilinear",
+            "scale": 1 / 255,
+            "mean": list(info.mean),
+            "std": list(info.std),
+            "normalize": "inside the graph",
+            "steps": [
+                "decode",
+                "convert to " + ("grayscale" if info.channels == 1 else "RGB"),
+                "keep the image's size (any height and width >= 32)"
+                if dynamic_size
+                else f"resize to {info.size[0]}x{info.size[1]}",
+                "scale pixels to [0, 1]",
+                "HWC -> CHW, add batch axis",
+            ],
+        },
         "outputs": list(output_names),
         "opset": ecfg["opset"],
         "config": cfg,
@@ -108,8 +128,18 @@ def export(checkpoint: str | Path, output: str | Path, overrides: dict | None = 
         metrics = {s: {k: v for k, v in m.get(s, {}).items() if not isinstance(v, list)} for s in ("test", "val")}
     elif "val" in ckpt:
         metrics = {"val": {k: v for k, v in ckpt["val"].items() if not isinstance(v, list)}}
-    return export_model(model, info, cfg, output, ecfg, x, source, metrics=metrics,
-                        source={"checkpoint": str(checkpoint), "epoch": ckpt.get("epoch")}, env_keys=ckpt.get("env_keys", []))
+    return export_model(
+        model,
+        info,
+        cfg,
+        output,
+        ecfg,
+        x,
+        source,
+        metrics=metrics,
+        source={"checkpoint": str(checkpoint), "epoch": ckpt.get("epoch")},
+        env_keys=ckpt.get("env_keys", []),
+    )
 
 
 def export_ensemble(checkpoints: list[str], output: str | Path, overrides: dict | None = None) -> dict:
@@ -121,15 +151,31 @@ def export_ensemble(checkpoints: list[str], output: str | Path, overrides: dict 
     models, infos = zip(*(model_from_checkpoint(c) for c in ckpts))
     first = infos[0]
     for path, info in zip(checkpoints[1:], infos[1:]):
-        if (info.task, info.classes, info.channels, info.size) != (first.task, first.classes, first.channels, first.size):
-            raise ZooError(f"{path} does not match {checkpoints[0]}: an ensemble needs one task, label set, channel count and "
-                           f"input size ({info.task} {list(info.classes)} {info.channels}x{info.size} vs "
-                           f"{first.task} {list(first.classes)} {first.channels}x{first.size})")
+        if (info.task, info.classes, info.channels, info.size) != (
+            first.task,
+            first.classes,
+            first.channels,
+            first.size,
+        ):
+            raise ZooError(
+                f"{path} does not match {checkpoints[0]}: an ensemble needs one task, label set, channel count and "
+                f"input size ({info.task} {list(info.classes)} {info.channels}x{info.size} vs "
+                f"{first.task} {list(first.classes)} {first.channels}x{first.size})"
+            )
     cfg = ckpts[0]["config"]
     ecfg = export_settings(cfg, overrides)
     x, source = parity_inputs(cfg, first, int(ecfg["parity_samples"]))
-    card = export_model(Ensemble(list(models)), first, cfg, output, ecfg, x, source,
-                        source={"ensemble": [str(c) for c in checkpoints]}, env_keys=ckpts[0].get("env_keys", []))
+    card = export_model(
+        Ensemble(list(models)),
+        first,
+        cfg,
+        output,
+        ecfg,
+        x,
+        source,
+        source={"ensemble": [str(c) for c in checkpoints]},
+        env_keys=ckpts[0].get("env_keys", []),
+    )
     return card
 
 
@@ -152,17 +198,31 @@ def compare_outputs(got: dict, expected: dict, ecfg: dict) -> tuple[dict, dict, 
         if np.issubdtype(e.dtype, np.floating):
             scaled = float((d / np.maximum(1.0, np.abs(e))).max())
             if scaled > tol and failure is None:
-                failure = f"ONNX output {name!r} differs from PyTorch by {diffs[name]:.3g} (> export.parity_tolerance={tol})"
+                failure = (
+                    f"ONNX output {name!r} differs from PyTorch by {diffs[name]:.3g} (> export.parity_tolerance={tol})"
+                )
         else:
             mismatch[name] = float((d > 0).mean())
             if mismatch[name] > frac and failure is None:
-                failure = (f"ONNX output {name!r} differs from PyTorch in {mismatch[name]:.3%} of its elements "
-                           f"(> export.parity_mismatch={frac})")
+                failure = (
+                    f"ONNX output {name!r} differs from PyTorch in {mismatch[name]:.3%} of its elements "
+                    f"(> export.parity_mismatch={frac})"
+                )
     return diffs, mismatch, failure
 
 
-def export_model(model, info, cfg: dict, output: str | Path, ecfg: dict, x: torch.Tensor, inputs_source: str,
-                 metrics: dict | None = None, source: dict | None = None, env_keys: list[str] | None = None) -> dict:
+def export_model(
+    model,
+    info,
+    cfg: dict,
+    output: str | Path,
+    ecfg: dict,
+    x: torch.Tensor,
+    inputs_source: str,
+    metrics: dict | None = None,
+    source: dict | None = None,
+    env_keys: list[str] | None = None,
+) -> dict:
     """Export a ZooModel (or an Ensemble): ONNX + metadata, checker, parity on `x`, model card; atomic."""
     import onnx
 
@@ -190,16 +250,25 @@ def export_model(model, info, cfg: dict, output: str | Path, ecfg: dict, x: torc
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
             input_axes = {0: "batch", 2: "height", 3: "width"} if deploy.dynamic_size else {0: "batch"}
-            torch.onnx.export(deploy, (x[:2],), str(onnx_path), dynamo=False, opset_version=ecfg["opset"],
-                              input_names=["input"], output_names=names,
-                              dynamic_axes={"input": input_axes, **deploy.output_axes})
+            torch.onnx.export(
+                deploy,
+                (x[:2],),
+                str(onnx_path),
+                dynamo=False,
+                opset_version=ecfg["opset"],
+                input_names=["input"],
+                output_names=names,
+                dynamic_axes={"input": input_axes, **deploy.output_axes},
+            )
         proto = onnx.load(str(onnx_path))
         meta = metadata(info, names, redact(cfg, env_keys or []), ecfg, deploy.dynamic_size)
         del proto.metadata_props[:]
         for k, v in meta.items():
             proto.metadata_props.add(key=f"zoo.{k}", value=json.dumps(v))
         proto.producer_name, proto.producer_version = "zoo", __version__
-        proto.doc_string = f"zoo {info.task} model: {cfg['model']['name']} + {cfg['head']['name']} on {cfg['data']['name']}"
+        proto.doc_string = (
+            f"zoo {info.task} model: {cfg['model']['name']} + {cfg['head']['name']} on {cfg['data']['name']}"
+        )
         onnx.save(proto, str(onnx_path))
         try:
             onnx.checker.check_model(str(onnx_path), full_check=True)
@@ -220,11 +289,21 @@ def export_model(model, info, cfg: dict, output: str | Path, ecfg: dict, x: torc
             "preprocessing": meta["preprocessing"],
             "outputs": names,
             "metrics": metrics or {},
-            "parity": {"max_abs_diff": diffs, "tolerance": ecfg["parity_tolerance"], "mismatch_fraction": mismatch,
-                       "mismatch_tolerance": ecfg["parity_mismatch"], "inputs": inputs_source,
-                       "provider": "CPUExecutionProvider"},
-            "onnx": {"file": "model.onnx", "opset": ecfg["opset"], "sha256": _sha256(onnx_path), "bytes": onnx_path.stat().st_size,
-                     "checker": "onnx.checker full_check passed"},
+            "parity": {
+                "max_abs_diff": diffs,
+                "tolerance": ecfg["parity_tolerance"],
+                "mismatch_fraction": mismatch,
+                "mismatch_tolerance": ecfg["parity_mismatch"],
+                "inputs": inputs_source,
+                "provider": "CPUExecutionProvider",
+            },
+            "onnx": {
+                "file": "model.onnx",
+                "opset": ecfg["opset"],
+                "sha256": _sha256(onnx_path),
+                "bytes": onnx_path.stat().st_size,
+                "checker": "onnx.checker full_check passed",
+            },
             "source": source or {},
             "config": meta["config"],
         }

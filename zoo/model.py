@@ -1,9 +1,11 @@
 """The Backbone / Head / Transfer contracts, and ZooModel = normalisation + backbone + head."""
+
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,8 +39,10 @@ class Backbone(nn.Module):
     def load_pretrained(self, file: str | None = None) -> dict | None:
         """Load the architecture's own pretrained weights (from a hub, or `file`, a local copy of them);
         may return the {"mean", "std"} they expect. Not all backbones have them."""
-        raise ZooError(f"transfer.weights=timm, but {type(self).__name__} has no pretrained weights of its own; give a checkpoint "
-                       f"or run directory instead (transfer.weights=PATH), or a model=timm architecture")
+        raise ZooError(
+            f"transfer.weights=timm, but {type(self).__name__} has no pretrained weights of its own; give a checkpoint "
+            f"or run directory instead (transfer.weights=PATH), or a model=timm architecture"
+        )
 
 
 class Head(nn.Module):
@@ -83,16 +87,16 @@ class Transfer:
 
     cache_features: bool = False
 
-    def setup(self, model: "ZooModel") -> dict | None:
+    def setup(self, model: ZooModel) -> dict | None:
         """Load weights and freeze what the strategy freezes, before training starts; may return a
         report (what was loaded) that the run records in metrics.json."""
         return None
 
-    def param_groups(self, model: "ZooModel", lr: float) -> list[dict]:
+    def param_groups(self, model: ZooModel, lr: float) -> list[dict]:
         """Optimizer parameter groups: dicts with 'params' and 'lr' (trainable parameters only)."""
         return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
 
-    def on_epoch_start(self, epoch: int, model: "ZooModel") -> bool:
+    def on_epoch_start(self, epoch: int, model: ZooModel) -> bool:
         """Change phase at the start of `epoch`; return True when the optimizer must be rebuilt."""
         return False
 
@@ -151,11 +155,15 @@ def probe_features(backbone: Backbone, channels: int, size: tuple[int, int], whe
         with torch.no_grad():
             feats = backbone(torch.zeros(1, channels, *size))
     except RuntimeError as e:
-        raise ZooError(f"{where} cannot take a {channels}x{size[0]}x{size[1]} input: {str(e).splitlines()[0]}") from None
+        raise ZooError(
+            f"{where} cannot take a {channels}x{size[0]}x{size[1]} input: {str(e).splitlines()[0]}"
+        ) from None
     finally:
         backbone.train(was_training)
     if len(feats) != len(info):
-        raise ZooError(f"{where}: the backbone returned {len(feats)} feature maps but reports {len(info)} in feature_info")
+        raise ZooError(
+            f"{where}: the backbone returned {len(feats)} feature maps but reports {len(info)} in feature_info"
+        )
     out = []
     for i, (f, fi) in enumerate(zip(feats, info)):
         if f.shape[1] != fi.channels:
@@ -175,9 +183,13 @@ def build_model(cfg: dict, info) -> ZooModel:
     head_plugin = registry.get("head", hcfg.pop("name"))
     if not head_plugin.supports(info.task):
         raise ZooError(f"head={head_plugin.name} does not serve task {info.task!r} of data={cfg['data']['name']}")
-    head = head_plugin.build({"feature_info": list(backbone.feature_info), "info": info, "backbone": backbone}, hcfg, where="head")
+    head = head_plugin.build(
+        {"feature_info": list(backbone.feature_info), "info": info, "backbone": backbone}, hcfg, where="head"
+    )
     if head.task and head.task != info.task:
-        raise ZooError(f"head={head_plugin.name} is a {head.task} head but data={cfg['data']['name']} is a {info.task} dataset")
+        raise ZooError(
+            f"head={head_plugin.name} is a {head.task} head but data={cfg['data']['name']} is a {info.task} dataset"
+        )
     return ZooModel(backbone, head, info.mean, info.std)
 
 
@@ -196,7 +208,9 @@ class Ensemble(nn.Module):
         super().__init__()
         task = models[0].head.task
         if task not in ("classification", "regression"):
-            raise ZooError(f"ensembles average probabilities or values: task {task!r} is not supported (classification, regression)")
+            raise ZooError(
+                f"ensembles average probabilities or values: task {task!r} is not supported (classification, regression)"
+            )
         self.members = nn.ModuleList(DeployModel(m) for m in models)
         self.output_names = self.members[0].output_names
         self.dynamic_size = self.members[0].dynamic_size
@@ -232,10 +246,12 @@ def load_weights(model: ZooModel, source: str, include_head: bool) -> dict:
     keeps its fresh initialisation. Returns what was loaded, skipped and new.
     """
     if source == "timm" or source.startswith("timm:"):
-        file = source[len("timm:"):] or None
+        file = source[len("timm:") :] or None
         if file and len(inspect.signature(model.backbone.load_pretrained).parameters) == 0:
-            raise ZooError(f"transfer.weights={source}: {type(model.backbone).__name__} loads its pretrained weights only "
-                           f"from its hub (transfer.weights=timm), not from a file")
+            raise ZooError(
+                f"transfer.weights={source}: {type(model.backbone).__name__} loads its pretrained weights only "
+                f"from its hub (transfer.weights=timm), not from a file"
+            )
         stats = model.backbone.load_pretrained(file) if file else model.backbone.load_pretrained()
         loaded = [f"backbone.{k}" for k in model.backbone.state_dict()]
         if stats:  # the pretrained weights expect their own input statistics

@@ -15,13 +15,15 @@ Context parameters are filled in by zoo from the experiment, never from config. 
 checked when it happens: an untyped or unserialisable parameter is refused with a message for the
 plugin's author. This module imports no torch.
 """
+
 from __future__ import annotations
 
 import contextvars
 import inspect
 import typing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from zoo.errors import ZooError, unknown
 
@@ -132,7 +134,9 @@ class Plugin:
         out: dict[str, Any] = {}
         for key, value in values.items():
             if key not in params:
-                raise unknown(f"key '{where}.{key}' for {self.kind}", key, params, see=f"zoo list {self.kind} {self.name}")
+                raise unknown(
+                    f"key '{where}.{key}' for {self.kind}", key, params, see=f"zoo list {self.kind} {self.name}"
+                )
             out[key] = _coerce(params[key], value, f"{where}.{key}")
         for p in self.params:
             if p.name not in out:
@@ -194,29 +198,43 @@ def _scalar_of(annotation: Any) -> type:
 def _param(factory: Callable, name: str, parameter: inspect.Parameter, hints: dict) -> Param:
     where = f"{factory.__module__}.{getattr(factory, '__qualname__', factory)}"
     if name not in hints:
-        raise PluginDefinitionError(f"{where}: parameter {name!r} has no type annotation; annotate it (int, float, bool, str, Literal[...], list[...] or Optional[...])")
+        raise PluginDefinitionError(
+            f"{where}: parameter {name!r} has no type annotation; annotate it (int, float, bool, str, Literal[...], list[...] or Optional[...])"
+        )
     ann = hints[name]
     origin, args = typing.get_origin(ann), typing.get_args(ann)
     optional = False
     if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
         rest = [a for a in args if a is not type(None)]
         if len(rest) != 1 or len(args) != 2:
-            raise PluginDefinitionError(f"{where}: parameter {name!r} has type {ann}; only Optional[X] unions are supported")
+            raise PluginDefinitionError(
+                f"{where}: parameter {name!r} has type {ann}; only Optional[X] unions are supported"
+            )
         optional, ann = True, rest[0]
         origin, args = typing.get_origin(ann), typing.get_args(ann)
     is_list = False
     if origin in (list, tuple):
-        if not args or (origin is tuple and (len(args) != 2 or args[1] is not Ellipsis)) or (origin is list and len(args) != 1):
-            raise PluginDefinitionError(f"{where}: parameter {name!r} has type {hints[name]}; use list[int|float|str|bool] or tuple[X, ...]")
+        if (
+            not args
+            or (origin is tuple and (len(args) != 2 or args[1] is not Ellipsis))
+            or (origin is list and len(args) != 1)
+        ):
+            raise PluginDefinitionError(
+                f"{where}: parameter {name!r} has type {hints[name]}; use list[int|float|str|bool] or tuple[X, ...]"
+            )
         is_list, ann = True, args[0]
         origin, args = typing.get_origin(ann), typing.get_args(ann)
     choices = None
     if origin is typing.Literal:
         if not args or len({type(a) for a in args}) != 1 or type(args[0]) not in _BASE_TYPES:
-            raise PluginDefinitionError(f"{where}: parameter {name!r}: Literal choices must all be int, float, bool or str")
+            raise PluginDefinitionError(
+                f"{where}: parameter {name!r}: Literal choices must all be int, float, bool or str"
+            )
         choices = tuple(args)
     elif ann not in _BASE_TYPES:
-        raise PluginDefinitionError(f"{where}: parameter {name!r} has type {hints[name]!r}, which cannot be set from a config; use int, float, bool, str, Literal[...], list[...] or Optional[...]")
+        raise PluginDefinitionError(
+            f"{where}: parameter {name!r} has type {hints[name]!r}, which cannot be set from a config; use int, float, bool, str, Literal[...], list[...] or Optional[...]"
+        )
     default = REQUIRED if parameter.default is inspect.Parameter.empty else parameter.default
     p = Param(name, hints[name], default, choices, optional, is_list)
     if default is not REQUIRED:
@@ -236,16 +254,22 @@ def read_params(factory: Callable, context: tuple[str, ...]) -> tuple[Param, ...
     try:
         hints = typing.get_type_hints(target)
     except Exception as e:  # an annotation that does not resolve is the author's to fix
-        raise PluginDefinitionError(f"{factory.__module__}.{factory.__qualname__}: type annotations do not resolve: {e}") from None
+        raise PluginDefinitionError(
+            f"{factory.__module__}.{factory.__qualname__}: type annotations do not resolve: {e}"
+        ) from None
     sig = inspect.signature(factory)
     params = []
     for name, parameter in sig.parameters.items():
         if name in context or name == "self":
             continue
         if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
-            raise PluginDefinitionError(f"{factory.__module__}.{factory.__qualname__}: *args/**kwargs cannot be configured; list the parameters with types")
+            raise PluginDefinitionError(
+                f"{factory.__module__}.{factory.__qualname__}: *args/**kwargs cannot be configured; list the parameters with types"
+            )
         if name in ("name", "_target_"):
-            raise PluginDefinitionError(f"{factory.__module__}.{factory.__qualname__}: parameter name {name!r} is reserved by zoo; rename it")
+            raise PluginDefinitionError(
+                f"{factory.__module__}.{factory.__qualname__}: parameter name {name!r} is reserved by zoo; rename it"
+            )
         params.append(_param(factory, name, parameter, hints))
     return tuple(params)
 
@@ -258,7 +282,9 @@ class Registry:
         self._plugins: dict[str, list[Plugin]] = {}
         self._check = check
 
-    def register(self, name: str | None = None, *, tasks: tuple[str, ...] | list[str] | None = None, **extra: Any) -> Callable:
+    def register(
+        self, name: str | None = None, *, tasks: tuple[str, ...] | list[str] | None = None, **extra: Any
+    ) -> Callable:
         """Decorator: register a factory under `name` (default: its __name__)."""
 
         def deco(factory: Callable) -> Callable:
@@ -274,13 +300,24 @@ class Registry:
         doc = inspect.getdoc(factory) or ""
         summary = doc.strip().splitlines()[0] if doc.strip() else ""
         if not summary:
-            raise PluginDefinitionError(f"{factory.__module__}.{factory.__qualname__}: a plugin needs a docstring; its first line is the summary `zoo list` shows")
+            raise PluginDefinitionError(
+                f"{factory.__module__}.{factory.__qualname__}: a plugin needs a docstring; its first line is the summary `zoo list` shows"
+            )
         package = current_package.get() or factory.__module__.split(".")[0]
         asked = inspect.signature(factory).parameters
         context = CONTEXT[self.kind] + tuple(c for c in OPTIONAL_CONTEXT.get(self.kind, ()) if c in asked)
-        plugin = Plugin(self.kind, name, factory, summary, package, factory.__module__,
-                        read_params(factory, context), context,
-                        tuple(tasks) if tasks is not None else None, dict(extra))
+        plugin = Plugin(
+            self.kind,
+            name,
+            factory,
+            summary,
+            package,
+            factory.__module__,
+            read_params(factory, context),
+            context,
+            tuple(tasks) if tasks is not None else None,
+            dict(extra),
+        )
         if self._check:
             self._check(plugin)
         entries = self._plugins.setdefault(name, [])
@@ -289,15 +326,19 @@ class Registry:
                 return other  # the same module imported again (Hydra re-runs modules): idempotent
             if other.package == plugin.package:
                 raise PluginDefinitionError(
-                    f"{self.kind} {name!r} is registered twice in package {plugin.package!r}: by {other.module} and by {plugin.module}")
+                    f"{self.kind} {name!r} is registered twice in package {plugin.package!r}: by {other.module} and by {plugin.module}"
+                )
         from zoo.discovery import STANDARD_PACKAGE
 
         if any(o.package == STANDARD_PACKAGE for o in entries):
             import sys
 
             # A third party never silently replaces a standard plugin: zoo's keeps the plain name.
-            print(f"zoo: warning: package {plugin.package!r} registers {self.kind} {name!r}, which zoo already provides; "
-                  f"{name!r} stays zoo's, theirs is {plugin.qualified_name!r}", file=sys.stderr)
+            print(
+                f"zoo: warning: package {plugin.package!r} registers {self.kind} {name!r}, which zoo already provides; "
+                f"{name!r} stays zoo's, theirs is {plugin.qualified_name!r}",
+                file=sys.stderr,
+            )
         entries.append(plugin)
         return plugin
 
@@ -311,7 +352,12 @@ class Registry:
             for p in self._plugins.get(short, []):
                 if package in p.qualifiers:
                     return p
-            raise unknown(self.kind, name, [p.qualified_name for ps in self._plugins.values() for p in ps], see=f"zoo list {self.kind}")
+            raise unknown(
+                self.kind,
+                name,
+                [p.qualified_name for ps in self._plugins.values() for p in ps],
+                see=f"zoo list {self.kind}",
+            )
         entries = self._plugins.get(name)
         if not entries:
             raise unknown(self.kind, name, self._plugins, see=f"zoo list {self.kind}")
@@ -322,8 +368,10 @@ class Registry:
             if standard:  # a third-party package never silently replaces a standard plugin
                 return standard[0]
             who = " and by ".join(f"package {p.package!r} ({p.module})" for p in entries)
-            raise ZooError(f"{self.kind} {name!r} is registered by {who}; choose one with a qualified name: "
-                           + " or ".join(repr(p.qualified_name) for p in entries))
+            raise ZooError(
+                f"{self.kind} {name!r} is registered by {who}; choose one with a qualified name: "
+                + " or ".join(repr(p.qualified_name) for p in entries)
+            )
         return entries[0]
 
     def names(self) -> list[str]:
@@ -357,7 +405,10 @@ class Registry:
 
 def _same_definition(a: Callable, b: Callable) -> bool:
     """A module executed twice defines new objects for the same plugin: treat them as one."""
-    return (getattr(a, "__module__", None), getattr(a, "__qualname__", None)) == (getattr(b, "__module__", None), getattr(b, "__qualname__", None))
+    return (getattr(a, "__module__", None), getattr(a, "__qualname__", None)) == (
+        getattr(b, "__module__", None),
+        getattr(b, "__qualname__", None),
+    )
 
 
 def _check_returns(base_name: str) -> Callable[[Plugin], None]:
@@ -377,7 +428,8 @@ def _check_returns(base_name: str) -> Callable[[Plugin], None]:
         if not ok:
             raise PluginDefinitionError(
                 f"{plugin.module}.{getattr(f, '__qualname__', f)}: a {plugin.kind} plugin must be a {base_name} subclass "
-                f"or a function annotated `-> {base_name}` (from zoo.model)")
+                f"or a function annotated `-> {base_name}` (from zoo.model)"
+            )
         if base_name == "Backbone" and inspect.isclass(f):
             _check_backbone_class(f, plugin)
 
@@ -390,14 +442,21 @@ def _check_backbone_class(cls: type, plugin: Plugin) -> None:
 
     where = f"{plugin.module}.{cls.__qualname__}"
     chain = [c for c in cls.__mro__ if c is not m.Backbone and issubclass(c, m.Backbone)]
-    sets_info = any("feature_info" in vars(c) or "feature_info" in getattr(vars(c).get("__init__"), "__code__", compile("", "", "exec")).co_names
-                    for c in chain)
+    sets_info = any(
+        "feature_info" in vars(c)
+        or "feature_info" in getattr(vars(c).get("__init__"), "__code__", compile("", "", "exec")).co_names
+        for c in chain
+    )
     if not sets_info:
-        raise PluginDefinitionError(f"{where}: a Backbone must report feature_info; set self.feature_info = "
-                                    f"[FeatureInfo(channels, stride), ...] in __init__, one per feature map forward() returns")
+        raise PluginDefinitionError(
+            f"{where}: a Backbone must report feature_info; set self.feature_info = "
+            f"[FeatureInfo(channels, stride), ...] in __init__, one per feature map forward() returns"
+        )
     if not any("stages" in vars(c) for c in chain):
-        raise PluginDefinitionError(f"{where}: a Backbone must implement stages() -> list[nn.Module], its parameter groups "
-                                    f"shallow to deep (used to freeze and to set per-stage learning rates)")
+        raise PluginDefinitionError(
+            f"{where}: a Backbone must implement stages() -> list[nn.Module], its parameter groups "
+            f"shallow to deep (used to freeze and to set per-stage learning rates)"
+        )
 
 
 registries: dict[str, Registry] = {

@@ -5,6 +5,7 @@ preprocessing). `Model` reads it, picks TensorRT/CUDA only where a GPU is really
 CPU, without onnxruntime's CUDA load errors), checks inputs before onnxruntime sees them, and turns
 outputs into per-task predictions.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -12,8 +13,9 @@ import ctypes.util
 import json
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +28,9 @@ PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
 
 def gpu_usable() -> bool:
     """True when the CUDA driver loads and reports at least one device (checked without torch)."""
-    names = ["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.so", ctypes.util.find_library("cuda")]
+    names = (
+        ["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.so", ctypes.util.find_library("cuda")]
+    )
     for name in filter(None, names):
         try:
             lib = ctypes.CDLL(name)
@@ -78,9 +82,9 @@ def read_metadata(props: dict[str, str]) -> dict[str, Any]:
     for k, v in props.items():
         if k.startswith(METADATA_PREFIX):
             try:
-                out[k[len(METADATA_PREFIX):]] = json.loads(v)
+                out[k[len(METADATA_PREFIX) :]] = json.loads(v)
             except json.JSONDecodeError:
-                out[k[len(METADATA_PREFIX):]] = v
+                out[k[len(METADATA_PREFIX) :]] = v
     return out
 
 
@@ -106,8 +110,20 @@ def _load(path: str | Path, channels: int, size: Sequence[int] | None) -> tuple[
     return (arr[None] if channels == 1 else arr.transpose(2, 0, 1)), original
 
 
-PALETTE = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (145, 30, 180), (70, 240, 240),
-           (245, 130, 48), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128)]
+PALETTE = [
+    (0, 0, 0),
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (255, 225, 25),
+    (145, 30, 180),
+    (70, 240, 240),
+    (245, 130, 48),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+]
 
 
 def list_images(path: str | Path) -> list[Path]:
@@ -131,7 +147,9 @@ class Model:
 
         path = Path(path)
         if not path.is_file():
-            raise ZooError(f"model={str(path)!r} does not exist (export one with: zoo export checkpoint=RUN/checkpoints/best.pt)")
+            raise ZooError(
+                f"model={str(path)!r} does not exist (export one with: zoo export checkpoint=RUN/checkpoints/best.pt)"
+            )
         ort.set_default_logger_severity(3)  # no provider-load warnings on machines without a GPU
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -165,16 +183,22 @@ class Model:
         if not isinstance(batch, np.ndarray):
             raise ZooError(f"input must be a numpy array {expected}, got {type(batch).__name__}")
         if batch.dtype != np.float32:
-            raise ZooError(f"input {self.input_name!r} must be float32 (pixels in [0, 1]), got {batch.dtype}; expected {expected}")
+            raise ZooError(
+                f"input {self.input_name!r} must be float32 (pixels in [0, 1]), got {batch.dtype}; expected {expected}"
+            )
         if batch.ndim != 4:
             raise ZooError(f"input {self.input_name!r} must have rank 4 {expected}, got shape {list(batch.shape)}")
         if batch.shape[1] != self.channels:
-            raise ZooError(f"input {self.input_name!r} must have {self.channels} channel(s), got shape {list(batch.shape)}; expected {expected}")
+            raise ZooError(
+                f"input {self.input_name!r} must have {self.channels} channel(s), got shape {list(batch.shape)}; expected {expected}"
+            )
         if self.dynamic_size and min(batch.shape[2:]) < 32:
             raise ZooError(f"input {self.input_name!r} must be at least 32x32, got shape {list(batch.shape)}")
         for axis, dim in ((2, self.input_shape[2]), (3, self.input_shape[3])):
             if isinstance(dim, int) and batch.shape[axis] != dim:
-                raise ZooError(f"input {self.input_name!r} must be {self.size[0]}x{self.size[1]}, got shape {list(batch.shape)}")
+                raise ZooError(
+                    f"input {self.input_name!r} must be {self.size[0]}x{self.size[1]}, got shape {list(batch.shape)}"
+                )
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Run a preprocessed batch (float32 NCHW in [0, 1]); returns outputs by name."""
@@ -189,14 +213,20 @@ class Model:
                 from PIL import Image
 
                 arr = im if im.dtype == np.uint8 else (np.clip(im, 0, 1) * 255).astype(np.uint8)
-                pil = Image.fromarray(arr).convert("L" if self.channels == 1 else "RGB").resize((self.size[1], self.size[0]), Image.BILINEAR)
+                pil = (
+                    Image.fromarray(arr)
+                    .convert("L" if self.channels == 1 else "RGB")
+                    .resize((self.size[1], self.size[0]), Image.BILINEAR)
+                )
                 a = np.asarray(pil, dtype=np.float32) / 255.0
                 arrays.append(a[None] if self.channels == 1 else a.transpose(2, 0, 1))
             else:
                 arrays.append(load_image(im, self.channels, self.size))
         return np.stack(arrays).astype(np.float32)
 
-    def predict(self, batch: np.ndarray, topk: int = 5, original_sizes: Sequence[tuple[int, int]] | None = None) -> list[dict]:
+    def predict(
+        self, batch: np.ndarray, topk: int = 5, original_sizes: Sequence[tuple[int, int]] | None = None
+    ) -> list[dict]:
         """Per-image predictions for a preprocessed batch, in the task's JSON form (segmentation masks
         come back as arrays under "mask"; detection boxes in `original_sizes` pixels when given)."""
         out = self.run(batch)
@@ -208,11 +238,16 @@ class Model:
             for row in probs:
                 order = np.argsort(-row)[:k]
                 top = [{"label": self._label(i), "score": round(float(row[i]), 6)} for i in order]
-                results.append({"label": top[0]["label"], "index": int(order[0]), "score": top[0]["score"], "topk": top})
+                results.append(
+                    {"label": top[0]["label"], "index": int(order[0]), "score": top[0]["score"], "topk": top}
+                )
             return results
         if self.task == "regression":
             values = out["values"]
-            return [{"values": {self._label(j): round(float(values[i, j]), 6) for j in range(values.shape[1])}} for i in range(n)]
+            return [
+                {"values": {self._label(j): round(float(values[i, j]), 6) for j in range(values.shape[1])}}
+                for i in range(n)
+            ]
         if self.task == "segmentation":
             results = []
             for mask in out["mask"]:
@@ -230,8 +265,14 @@ class Model:
                 dets = []
                 for box, score, label in zip(out["boxes"][i][:k], out["scores"][i][:k], out["labels"][i][:k]):
                     x0, y0, x1, y1 = (float(v) for v in box)
-                    dets.append({"label": self._label(int(label)), "index": int(label), "score": round(float(score), 6),
-                                 "box": [round(x0 * sx, 2), round(y0 * sy, 2), round(x1 * sx, 2), round(y1 * sy, 2)]})
+                    dets.append(
+                        {
+                            "label": self._label(int(label)),
+                            "index": int(label),
+                            "score": round(float(score), 6),
+                            "box": [round(x0 * sx, 2), round(y0 * sy, 2), round(x1 * sx, 2), round(y1 * sy, 2)],
+                        }
+                    )
                 results.append({"detections": dets})
             return results
         return [{name: out[name][i].tolist() for name in self.output_names} for i in range(n)]
@@ -239,23 +280,31 @@ class Model:
     def _label(self, i: int) -> str:
         return self.labels[i] if 0 <= i < len(self.labels) else str(i)
 
-    def predict_files(self, paths: Sequence[str | Path], topk: int = 5, batch_size: int = 32,
-                      masks_dir: str | Path | None = None, draw_dir: str | Path | None = None) -> list[dict]:
+    def predict_files(
+        self,
+        paths: Sequence[str | Path],
+        topk: int = 5,
+        batch_size: int = 32,
+        masks_dir: str | Path | None = None,
+        draw_dir: str | Path | None = None,
+    ) -> list[dict]:
         """Predict image files, batched (one at a time, at its own size, for size-agnostic models);
         optionally write mask PNGs (segmentation) or the images with their boxes drawn (detection)."""
         results = []
         step = 1 if self.dynamic_size else batch_size
         for start in range(0, len(paths), step):
-            chunk = paths[start:start + step]
+            chunk = paths[start : start + step]
             loaded = [_load(p, self.channels, None if self.dynamic_size else self.size) for p in chunk]
             batch = np.stack([a for a, _ in loaded]).astype(np.float32)
-            for p, (_, original), r in zip(chunk, loaded, self.predict(batch, topk, [o for _, o in loaded])):
+            for p, (_, _original), r in zip(chunk, loaded, self.predict(batch, topk, [o for _, o in loaded])):
                 if "mask" in r:
                     mask = r.pop("mask")
                     if masks_dir is not None:
                         r["mask_file"] = str(self._write_mask(mask, Path(masks_dir) / (Path(p).stem + "_mask.png")))
                 if draw_dir is not None and "detections" in r:
-                    r["drawn_file"] = str(self._draw(p, r["detections"], Path(draw_dir) / (Path(p).stem + "_boxes.png")))
+                    r["drawn_file"] = str(
+                        self._draw(p, r["detections"], Path(draw_dir) / (Path(p).stem + "_boxes.png"))
+                    )
                 results.append({"file": str(p), **r})
         return results
 

@@ -1,4 +1,5 @@
 """`zoo new-plugin NAME`: a ready-to-install plugin package that passes its own test as generated."""
+
 from __future__ import annotations
 
 import os
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from zoo.errors import ZooError
 
-PYPROJECT = '''[build-system]
+PYPROJECT = """[build-system]
 requires = ["setuptools>=68"]
 build-backend = "setuptools.build_meta"
 
@@ -29,7 +30,7 @@ packages = ["zoo_{name}"]
 
 [tool.setuptools.package-data]
 zoo_{name} = ["conf/*/*.yaml"]
-'''
+"""
 
 MODULE = '''"""zoo-{name}: importing this module registers its plugins with zoo."""
 from torch import nn
@@ -66,14 +67,14 @@ class {cls}Net(Backbone):
         return list(self.blocks)
 '''
 
-PRESET = '''# model={name}_net_wide: {name}_net with twice the channels
+PRESET = """# model={name}_net_wide: {name}_net with twice the channels
 defaults:
   - {name}_net
   - _self_
 width: 32
-'''
+"""
 
-EXPERIMENT = '''# @package _global_
+EXPERIMENT = """# @package _global_
 # experiment={name}_demo: {name}_net on zoo's digits
 defaults:
   - override /data: digits
@@ -81,7 +82,7 @@ defaults:
 
 trainer:
   max_epochs: 5
-'''
+"""
 
 TEST = '''"""zoo-{name}'s own test: its plugins are discovered, build, train a step, compose, and export with parity."""
 import torch
@@ -122,7 +123,7 @@ def test_exports_with_parity(tmp_path):
     assert max(card["parity"]["max_abs_diff"].values()) <= 1e-4
 '''
 
-README = '''# zoo-{name}
+README = """# zoo-{name}
 
 Plugins for [zoo](https://example.invalid/zoo): the architecture `{name}_net`, the preset `model={name}_net_wide`
 and the experiment `experiment={name}_demo`.
@@ -133,7 +134,7 @@ zoo list architecture             # shows {name}_net, package zoo-{name}
 zoo train experiment={name}_demo
 pip install '.[test]' && pytest
 ```
-'''
+"""
 
 
 def new_plugin(name: str, output: str | Path | None = None) -> Path:
@@ -141,7 +142,9 @@ def new_plugin(name: str, output: str | Path | None = None) -> Path:
     from zoo.registry import PLUGIN_API_VERSION
 
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
-        raise ZooError(f"plugin package name {name!r} must be lower-case letters, digits and '_', starting with a letter (e.g. acme)")
+        raise ZooError(
+            f"plugin package name {name!r} must be lower-case letters, digits and '_', starting with a letter (e.g. acme)"
+        )
     target = Path(output) if output else Path(f"zoo-{name}")
     if target.exists():
         raise ZooError(f"{target} already exists; choose another output=DIR or remove it")

@@ -1,4 +1,5 @@
 """What a person looks at: a sweep's table (`zoo report`) and augmented samples (`zoo augment`)."""
+
 from __future__ import annotations
 
 import csv
@@ -34,16 +35,24 @@ def collect_runs(root: str | Path) -> list[dict]:
     if not root.is_dir():
         raise ZooError(f"{str(root)!r} is not a folder (give a sweep directory, e.g. runs/multirun/DATE/TIME)")
     runs = []
+
     # Natural order (2 before 10): Hydra numbers a sweep's jobs in the order of its overrides, so the
     # table's rows come out in the order the sweep was written.
-    natural = lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p.relative_to(root)))]
+    def natural(p):
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p.relative_to(root)))]
+
     for metrics_file in sorted(root.rglob("metrics.json"), key=natural):
         cfg_file = metrics_file.parent / "config.yaml"
         if not cfg_file.is_file():
             continue
         metrics = json.loads(metrics_file.read_text())
-        runs.append({"dir": str(metrics_file.parent.relative_to(root)), "config": _flatten(OmegaConf.to_container(OmegaConf.load(cfg_file))),
-                     "metrics": metrics})
+        runs.append(
+            {
+                "dir": str(metrics_file.parent.relative_to(root)),
+                "config": _flatten(OmegaConf.to_container(OmegaConf.load(cfg_file))),
+                "metrics": metrics,
+            }
+        )
     if not runs:
         raise ZooError(f"no runs (metrics.json beside config.yaml) under {str(root)!r}")
     return runs
@@ -61,8 +70,14 @@ def report(root: str | Path) -> tuple[str, str]:
     # Keys every run has and that differ between them; a plugin's own parameters (present only where that
     # plugin was chosen) follow from the plugin's name, which is itself a column.
     keys = sorted(set.intersection(*(set(r["config"]) for r in runs)))
-    varying = [k for k in keys if k not in SKIP_KEYS and len({json.dumps(r["config"].get(k), sort_keys=True) for r in runs}) > 1]
-    metric_names = sorted({k for r in runs for k, v in r["metrics"].get("test", {}).items() if isinstance(v, (int, float))})
+    varying = [
+        k
+        for k in keys
+        if k not in SKIP_KEYS and len({json.dumps(r["config"].get(k), sort_keys=True) for r in runs}) > 1
+    ]
+    metric_names = sorted(
+        {k for r in runs for k, v in r["metrics"].get("test", {}).items() if isinstance(v, (int, float))}
+    )
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         groups.setdefault(tuple(r["config"].get(k) for k in varying), []).append(r)
@@ -71,7 +86,11 @@ def report(root: str | Path) -> tuple[str, str]:
     for values, members in groups.items():
         cells_md, cells_csv = [str(v) for v in values] + [str(len(members))], [*values, len(members)]
         for m in metric_names:
-            got = [r["metrics"]["test"][m] for r in members if isinstance(r["metrics"].get("test", {}).get(m), (int, float))]
+            got = [
+                r["metrics"]["test"][m]
+                for r in members
+                if isinstance(r["metrics"].get("test", {}).get(m), (int, float))
+            ]
             mean, std = _mean_std(got)
             cells_md.append(f"{mean:.4f} ± {std:.4f}")
             cells_csv += [round(mean, 6)]
@@ -82,7 +101,14 @@ def report(root: str | Path) -> tuple[str, str]:
             cells_csv += [round(mean, 6)]
         rows_md.append(cells_md)
         rows_csv.append(cells_csv)
-    md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n" + "".join("| " + " | ".join(r) + " |\n" for r in rows_md)
+    md = (
+        "| "
+        + " | ".join(header)
+        + " |\n|"
+        + "---|" * len(header)
+        + "\n"
+        + "".join("| " + " | ".join(r) + " |\n" for r in rows_md)
+    )
     buf = io.StringIO()
     w = csv.writer(buf)
     csv_header = varying + ["runs"] + [f"test.{m}_mean" for m in metric_names] + [f"{e}_mean" for e in EXTRA_COLUMNS]
@@ -132,10 +158,15 @@ def augment_grid(overrides: list[str], samples: int, variants: int):
                     draw.rectangle([v * scale for v in box], outline=(255, 60, 60))
             elif hasattr(target, "ndim") and target.ndim == 2:  # segmentation: tint the mask
                 mask = np.asarray(target, dtype=np.int64)
-                colours = np.array([[0, 0, 0], [255, 80, 80], [80, 255, 80], [80, 80, 255], [255, 255, 80]], dtype=np.float32)
+                colours = np.array(
+                    [[0, 0, 0], [255, 80, 80], [80, 255, 80], [80, 80, 255], [255, 255, 80]], dtype=np.float32
+                )
                 overlay = colours[mask % len(colours)].repeat(scale, 0).repeat(scale, 1)
                 base = np.asarray(tile, dtype=np.float32)
-                tile = Image.fromarray(np.where(mask.repeat(scale, 0).repeat(scale, 1)[..., None] > 0,
-                                                0.6 * base + 0.4 * overlay, base).astype(np.uint8))
+                tile = Image.fromarray(
+                    np.where(
+                        mask.repeat(scale, 0).repeat(scale, 1)[..., None] > 0, 0.6 * base + 0.4 * overlay, base
+                    ).astype(np.uint8)
+                )
             canvas.paste(tile, (pad + c * (w * scale + pad), pad + r * (h * scale + pad)))
     return canvas

@@ -3,6 +3,7 @@
 Each works on 1- or 3-channel input of any size >= 32, returns one feature map per stage (shallow to
 deep), and reports the stages for freezing and per-stage learning rates.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -17,6 +18,7 @@ Norm = Literal["batch", "group", "none"]
 
 # ---- building blocks -------------------------------------------------------------------------
 
+
 def norm_layer(kind: str, channels: int) -> nn.Module:
     """BatchNorm, GroupNorm (up to 8 groups that divide the channels) or nothing."""
     if kind == "batch":
@@ -27,7 +29,9 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-def conv_block(cin: int, cout: int, kernel: int, norm: str, padding_mode: str = "zeros", act: type = nn.ReLU) -> nn.Sequential:
+def conv_block(
+    cin: int, cout: int, kernel: int, norm: str, padding_mode: str = "zeros", act: type = nn.ReLU
+) -> nn.Sequential:
     """conv (same padding) -> norm -> activation; the conv has no bias when a norm follows."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, kernel, padding=kernel // 2, padding_mode=padding_mode, bias=norm == "none"),
@@ -61,9 +65,14 @@ def _w(channels: int, width: float) -> int:
 
 # ---- the registered architectures --------------------------------------------------------------
 
+
 @register.architecture("lenet5")
-def lenet5(in_channels: int, activation: Literal["tanh", "relu"] = "tanh", pool: Literal["avg", "max"] = "avg",
-           width: float = 1.0) -> Backbone:
+def lenet5(
+    in_channels: int,
+    activation: Literal["tanh", "relu"] = "tanh",
+    pool: Literal["avg", "max"] = "avg",
+    width: float = 1.0,
+) -> Backbone:
     """LeNet-5 (LeCun 1998): conv 6@5x5, pool, conv 16@5x5, pool, conv 120@5x5; pair it with head.hidden=[84]."""
     act = nn.Tanh if activation == "tanh" else nn.ReLU
     pool_layer = nn.AvgPool2d if pool == "avg" else nn.MaxPool2d
@@ -77,13 +86,22 @@ def lenet5(in_channels: int, activation: Literal["tanh", "relu"] = "tanh", pool:
 
 
 @register.architecture("alexnet")
-def alexnet(in_channels: int, width: float = 0.5, stem: Literal["small", "imagenet"] = "small", norm: Norm = "none",
-            dropout: float = 0.0) -> Backbone:
+def alexnet(
+    in_channels: int,
+    width: float = 0.5,
+    stem: Literal["small", "imagenet"] = "small",
+    norm: Norm = "none",
+    dropout: float = 0.0,
+) -> Backbone:
     """AlexNet's five convs (64-192-384-256-256 x width); stem=small swaps the 11x11/4 stem for 5x5/1 on small images."""
     c = [_w(x, width) for x in (64, 192, 384, 256, 256)]
     if stem == "imagenet":
-        first = nn.Sequential(nn.Conv2d(in_channels, c[0], 11, stride=4, padding=2), norm_layer(norm, c[0]), nn.ReLU(inplace=True),
-                              nn.MaxPool2d(3, 2, padding=1))
+        first = nn.Sequential(
+            nn.Conv2d(in_channels, c[0], 11, stride=4, padding=2),
+            norm_layer(norm, c[0]),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, padding=1),
+        )
         s0 = 8
     else:
         first = nn.Sequential(conv_block(in_channels, c[0], 5, norm), nn.MaxPool2d(2))
@@ -92,8 +110,13 @@ def alexnet(in_channels: int, width: float = 0.5, stem: Literal["small", "imagen
     stages = [
         first,
         nn.Sequential(conv_block(c[0], c[1], 5, norm), nn.MaxPool2d(2)),
-        nn.Sequential(conv_block(c[1], c[2], 3, norm), conv_block(c[2], c[3], 3, norm), conv_block(c[3], c[4], 3, norm),
-                      drop, nn.MaxPool2d(2)),
+        nn.Sequential(
+            conv_block(c[1], c[2], 3, norm),
+            conv_block(c[2], c[3], 3, norm),
+            conv_block(c[3], c[4], 3, norm),
+            drop,
+            nn.MaxPool2d(2),
+        ),
     ]
     return StagedBackbone(stages, [c[0], c[1], c[4]], [s0, s0 * 2, s0 * 4])
 
@@ -107,8 +130,9 @@ VGG_LAYOUTS = {
 
 
 @register.architecture("vgg")
-def vgg(in_channels: int, depth: Literal[11, 13, 16, 19] = 11, width: float = 0.25, norm: Norm = "batch",
-        pools: int = 5) -> Backbone:
+def vgg(
+    in_channels: int, depth: Literal[11, 13, 16, 19] = 11, width: float = 0.25, norm: Norm = "batch", pools: int = 5
+) -> Backbone:
     """VGG (Simonyan & Zisserman 2014) in its 11/13/16/19-layer layouts, 3x3 convs, with a width multiplier."""
     if not 1 <= pools <= 5:
         from zoo.errors import ZooError
@@ -129,9 +153,18 @@ def vgg(in_channels: int, depth: Literal[11, 13, 16, 19] = 11, width: float = 0.
 
 
 @register.architecture("cnn")
-def cnn(in_channels: int, depth: int = 3, width: int = 32, growth: float = 2.0, kernel_size: int = 3,
-        convs_per_block: int = 1, padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros",
-        norm: Norm = "batch", dropout: float = 0.0, pool: Literal["max", "avg", "stride"] = "max") -> Backbone:
+def cnn(
+    in_channels: int,
+    depth: int = 3,
+    width: int = 32,
+    growth: float = 2.0,
+    kernel_size: int = 3,
+    convs_per_block: int = 1,
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros",
+    norm: Norm = "batch",
+    dropout: float = 0.0,
+    pool: Literal["max", "avg", "stride"] = "max",
+) -> Backbone:
     """A plain conv stack: depth blocks of convs_per_block conv-norm-ReLU, then downsampling; channels grow by `growth`."""
     from zoo.errors import ZooError
 
@@ -141,12 +174,23 @@ def cnn(in_channels: int, depth: int = 3, width: int = 32, growth: float = 2.0, 
         raise ZooError(f"model.kernel_size={kernel_size} must be odd (same padding needs a centre)")
     stages, channels, cin = [], [], in_channels
     for i in range(depth):
-        cout = int(round(width * growth ** i))
+        cout = int(round(width * growth**i))
         layers = []
         for j in range(convs_per_block):
             if pool == "stride" and j == 0:
-                layers += [nn.Conv2d(cin, cout, kernel_size, stride=2, padding=kernel_size // 2, padding_mode=padding_mode,
-                                     bias=norm == "none"), norm_layer(norm, cout), nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(
+                        cin,
+                        cout,
+                        kernel_size,
+                        stride=2,
+                        padding=kernel_size // 2,
+                        padding_mode=padding_mode,
+                        bias=norm == "none",
+                    ),
+                    norm_layer(norm, cout),
+                    nn.ReLU(inplace=True),
+                ]
             else:
                 layers.append(conv_block(cin, cout, kernel_size, norm, padding_mode))
             cin = cout

@@ -5,6 +5,7 @@ Weights are not a parameter of the architecture: a transfer strategy asks for th
 They come from the hub (`transfer.weights=timm`) or from a local copy of timm's weight file
 (`transfer.weights=timm:FILE`, for machines that cannot reach the hub).
 """
+
 from __future__ import annotations
 
 import socket
@@ -24,7 +25,12 @@ def _check_name(model_name: str) -> None:
     import timm
 
     if not timm.is_model(model_name.split(".")[0]):
-        raise unknown("timm model", model_name, timm.list_models(), see="python -c \"import timm; print(timm.list_models('*resnet*'))\"")
+        raise unknown(
+            "timm model",
+            model_name,
+            timm.list_models(),
+            see="python -c \"import timm; print(timm.list_models('*resnet*'))\"",
+        )
 
 
 HUB_HOST = "huggingface.co"
@@ -61,17 +67,27 @@ def create_pretrained(model_name: str, file: Optional[str] = None, **kwargs) -> 
 
     if file is not None:
         if not Path(file).expanduser().is_file():
-            raise ZooError(f"transfer.weights=timm:{file}: no such file (a copy of timm's weight file for {model_name!r})")
+            raise ZooError(
+                f"transfer.weights=timm:{file}: no such file (a copy of timm's weight file for {model_name!r})"
+            )
         try:
-            return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay={"file": str(Path(file).expanduser())}, **kwargs)
+            return timm.create_model(
+                model_name, pretrained=True, pretrained_cfg_overlay={"file": str(Path(file).expanduser())}, **kwargs
+            )
         except Exception as e:  # wrong model's file, not a weight file
-            raise ZooError(f"transfer.weights=timm:{file} does not hold {model_name!r} weights: {str(e).splitlines()[0]}") from None
+            raise ZooError(
+                f"transfer.weights=timm:{file} does not hold {model_name!r} weights: {str(e).splitlines()[0]}"
+            ) from None
     with _hub_access() as offline:
         try:
             return timm.create_model(model_name, pretrained=True, **kwargs)
         except Exception as e:  # offline, unknown tag, hub refused
-            why = (f"{offline} and they are not in the local cache; copy the weight file to this machine and give "
-                   f"transfer.weights=timm:FILE" if offline else str(e).splitlines()[0])
+            why = (
+                f"{offline} and they are not in the local cache; copy the weight file to this machine and give "
+                f"transfer.weights=timm:FILE"
+                if offline
+                else str(e).splitlines()[0]
+            )
             raise ZooError(f"cannot load timm's pretrained weights for {model_name!r}: {why}") from None
 
 
@@ -103,7 +119,9 @@ class TimmBackbone(Backbone):
         try:
             self.body = timm.create_model(model_name, pretrained=False, **self._kwargs)
         except (RuntimeError, ValueError, TypeError, IndexError) as e:
-            raise ZooError(f"timm cannot build {model_name!r} as a feature backbone: {str(e).splitlines()[0]}") from None
+            raise ZooError(
+                f"timm cannot build {model_name!r} as a feature backbone: {str(e).splitlines()[0]}"
+            ) from None
         fi = self.body.feature_info
         self.feature_info = [FeatureInfo(c, r) for c, r in zip(fi.channels(), fi.reduction())]
 
@@ -138,19 +156,27 @@ class TimmBackbone(Backbone):
         from timm.models import FeatureListNet
 
         if not isinstance(self.body, FeatureListNet):  # e.g. vision transformers: their head pools tokens
-            raise ZooError(f"{self.model_name!r} has no classifier that follows its feature levels; use head=classification")
+            raise ZooError(
+                f"{self.model_name!r} has no classifier that follows its feature levels; use head=classification"
+            )
         full = timm.create_model(self.model_name, pretrained=False, in_chans=self.in_channels)
         modules = [m["module"] for m in full.feature_info]
         if self._kwargs.get("out_indices") is not None and max(self._kwargs["out_indices"]) != len(modules) - 1:
-            raise ZooError(f"timm's classifier needs the deepest feature level: drop model.out_indices or include {len(modules) - 1}")
+            raise ZooError(
+                f"timm's classifier needs the deepest feature level: drop model.out_indices or include {len(modules) - 1}"
+            )
         names = [name for name, _ in full.named_children()]
         last = modules[-1].split(".")[0]
         if last not in names:
-            raise ZooError(f"{self.model_name!r} has no classifier that follows its feature levels; use head=classification")
-        tail = nn.Sequential(OrderedDict((n, getattr(full, n)) for n in names[names.index(last) + 1:]))
+            raise ZooError(
+                f"{self.model_name!r} has no classifier that follows its feature levels; use head=classification"
+            )
+        tail = nn.Sequential(OrderedDict((n, getattr(full, n)) for n in names[names.index(last) + 1 :]))
         subset = infer_imagenet_subset(full)
         if subset is None:
-            raise ZooError(f"{self.model_name!r} was not trained on an ImageNet label set that zoo knows; use head=classification")
+            raise ZooError(
+                f"{self.model_name!r} was not trained on an ImageNet label set that zoo knows; use head=classification"
+            )
         label_set = ImageNetInfo(subset)
         return tail, list(label_set.label_descriptions()), list(label_set.label_names())
 
@@ -162,7 +188,8 @@ class TimmBackbone(Backbone):
 
 
 @register.architecture("timm")
-def timm_backbone(in_channels: int, model_name: str = "resnet18", out_indices: Optional[list[int]] = None,
-                  drop_path_rate: float = 0.0) -> Backbone:
+def timm_backbone(
+    in_channels: int, model_name: str = "resnet18", out_indices: Optional[list[int]] = None, drop_path_rate: float = 0.0
+) -> Backbone:
     """Any timm model (ResNet, MobileNet, EfficientNet, ConvNeXt, Xception...) via features_only; model.model_name=NAME."""
     return TimmBackbone(model_name, in_channels, out_indices, drop_path_rate)

@@ -1,4 +1,5 @@
 """Geometric augmentations: torchvision transforms.v2, so masks and boxes move with the image."""
+
 from __future__ import annotations
 
 import torch
@@ -43,7 +44,9 @@ class _Resolution(v2.Transform):
         if low == [h, w]:
             return inpt
         bilinear = v2.InterpolationMode.BILINEAR
-        return F.resize(F.resize(inpt, low, interpolation=bilinear, antialias=True), [h, w], interpolation=bilinear, antialias=True)
+        return F.resize(
+            F.resize(inpt, low, interpolation=bilinear, antialias=True), [h, w], interpolation=bilinear, antialias=True
+        )
 
 
 def _scale_range(name: str, min_scale: float, max_scale: float, upper: float | None) -> None:
@@ -105,14 +108,17 @@ def shear(info: DataInfo, degrees: float = 10.0, p: float = 1.0) -> v2.Transform
 
 
 @register.augmentation("resized_crop", tasks=ALL_TASKS)
-def resized_crop(info: DataInfo, min_scale: float = 0.6, max_scale: float = 1.0, max_ratio: float = 1.333,
-                 p: float = 1.0) -> v2.Transform:
+def resized_crop(
+    info: DataInfo, min_scale: float = 0.6, max_scale: float = 1.0, max_ratio: float = 1.333, p: float = 1.0
+) -> v2.Transform:
     """Crop min_scale..max_scale of the area (aspect up to max_ratio), resize to the input size."""
     _p(p, "resized_crop")
     _scale_range("resized_crop", min_scale, max_scale, 1.0)
     if max_ratio < 1.0:
         raise ZooError(f"aug.ops.resized_crop.max_ratio={max_ratio} must be 1 or more")
-    crop = v2.RandomResizedCrop(list(info.size), scale=(min_scale, max_scale), ratio=(1.0 / max_ratio, max_ratio), antialias=True)
+    crop = v2.RandomResizedCrop(
+        list(info.size), scale=(min_scale, max_scale), ratio=(1.0 / max_ratio, max_ratio), antialias=True
+    )
     return v2.RandomApply([crop], p=p)
 
 

@@ -5,6 +5,7 @@ soft targets (N, num_classes), the same mix of the two images' labels. Integer c
 already-soft targets (N, C) are both accepted. A batch that is not mixed (probability 1 - p) comes back
 exactly as it went in. Classification only: a mixed mask or a box list has no meaning here.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,7 +36,9 @@ def soft_targets(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
         return F.one_hot(targets.long(), num_classes).float()
     if targets.ndim == 2 and targets.shape[1] == num_classes:
         return targets.float()
-    raise ValueError(f"mixing needs class indices (N,) or soft targets (N, {num_classes}); got {targets.dtype} of shape {tuple(targets.shape)}")
+    raise ValueError(
+        f"mixing needs class indices (N,) or soft targets (N, {num_classes}); got {targets.dtype} of shape {tuple(targets.shape)}"
+    )
 
 
 class _Mixing(BatchTransform):

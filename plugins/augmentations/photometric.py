@@ -5,6 +5,7 @@ Saturation and hue need colour: on 1-channel images they are no-ops (torchvision
 RandAugment and TrivialAugment also shear, translate and rotate, but torchvision applies them to the
 image only and refuses masks and boxes, so they are offered for classification and regression only.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,9 @@ def _needs_colour(info: DataInfo, name: str) -> None:
         log.warning("aug.ops.%s has no effect on 1-channel images (data has 1 channel)", name)
 
 
-def _jitter(info: DataInfo, name: str, amount: float, p: float, upper: float | None = None,
-            colour: bool = False) -> v2.Transform:
+def _jitter(
+    info: DataInfo, name: str, amount: float, p: float, upper: float | None = None, colour: bool = False
+) -> v2.Transform:
     """One ColorJitter property (`name`) by up to `amount`, with probability p, its arguments checked."""
     _p(p, name)
     _amount(amount, name, upper)
@@ -81,11 +83,15 @@ def noise(info: DataInfo, std: float = 0.05, p: float = 0.5) -> v2.Transform:
 
 
 @register.augmentation("blur", tasks=ALL_TASKS)
-def blur(info: DataInfo, kernel_size: int = 3, min_sigma: float = 0.1, max_sigma: float = 1.0, p: float = 0.5) -> v2.Transform:
+def blur(
+    info: DataInfo, kernel_size: int = 3, min_sigma: float = 0.1, max_sigma: float = 1.0, p: float = 0.5
+) -> v2.Transform:
     """Gaussian blur: kernel_size kernel, sigma in [min_sigma, max_sigma], with probability p."""
     _p(p, "blur")
     if kernel_size < 1 or kernel_size % 2 == 0 or kernel_size > min(info.size):
-        raise ZooError(f"aug.ops.blur.kernel_size={kernel_size} must be an odd number from 1 to the image size {min(info.size)}")
+        raise ZooError(
+            f"aug.ops.blur.kernel_size={kernel_size} must be an odd number from 1 to the image size {min(info.size)}"
+        )
     if min_sigma <= 0:
         raise ZooError(f"aug.ops.blur.min_sigma={min_sigma} must be greater than 0")
     if max_sigma < min_sigma:
@@ -94,8 +100,14 @@ def blur(info: DataInfo, kernel_size: int = 3, min_sigma: float = 0.1, max_sigma
 
 
 @register.augmentation("cutout", tasks=IMAGE_LEVEL_TASKS)
-def cutout(info: DataInfo, min_area: float = 0.02, max_area: float = 0.15, max_ratio: float = 3.3, value: float = 0.0,
-           p: float = 0.5) -> v2.Transform:
+def cutout(
+    info: DataInfo,
+    min_area: float = 0.02,
+    max_area: float = 0.15,
+    max_ratio: float = 3.3,
+    value: float = 0.0,
+    p: float = 0.5,
+) -> v2.Transform:
     """Erase a random rectangle (min_area..max_area of the image) to `value`, with probability p.
 
     Not offered for segmentation or detection: the erased pixels would keep their mask classes and an

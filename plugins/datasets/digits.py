@@ -1,4 +1,5 @@
 """scikit-learn's bundled handwritten digits: 1,797 real 8x8 scans, no download."""
+
 from __future__ import annotations
 
 import math
@@ -32,9 +33,16 @@ def rotation_fit(size: int, max_angle: float) -> int:
 
 
 @register.dataset("digits")
-def digits(seed: int, size: int = 32, channels: Literal[1, 3] = 1, val_fraction: float = 0.15,
-           test_fraction: float = 0.2, split_seed: int = 0, classes: Optional[list[int]] = None,
-           shots: Optional[int] = None) -> DataBundle:
+def digits(
+    seed: int,
+    size: int = 32,
+    channels: Literal[1, 3] = 1,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    classes: Optional[list[int]] = None,
+    shots: Optional[int] = None,
+) -> DataBundle:
     """Handwritten digits (scikit-learn, 1,797 images), stratified split, upsampled; a subset of classes, N shots per class."""
     if size < 8:
         raise ZooError(f"data.size={size} must be at least 8 (the scans are 8x8)")
@@ -55,17 +63,28 @@ def digits(seed: int, size: int = 32, channels: Literal[1, 3] = 1, val_fraction:
         order = train_t[torch.randperm(len(train_t), generator=torch.Generator().manual_seed(split_seed))]
         picked = [order[y[order] == c][:shots] for c in range(len(keep))]
         if min(len(p) for p in picked) < shots:
-            raise ZooError(f"data.shots={shots} is more than the training split has for some class ({min(len(p) for p in picked)})")
+            raise ZooError(
+                f"data.shots={shots} is more than the training split has for some class ({min(len(p) for p in picked)})"
+            )
         train = sorted(torch.cat(picked).tolist())
     mean, std = channel_stats(x[train])
     info = DataInfo("classification", tuple(str(c) for c in keep), channels, (size, size), mean, std)
-    return DataBundle(info, TensorImages(x[train], y[train]), TensorImages(x[val], y[val]), TensorImages(x[test], y[test]))
+    return DataBundle(
+        info, TensorImages(x[train], y[train]), TensorImages(x[val], y[val]), TensorImages(x[test], y[test])
+    )
 
 
 @register.dataset("digits_rotation")
-def digits_rotation(seed: int, size: int = 32, channels: Literal[1, 3] = 1, max_angle: float = 45.0,
-                    val_fraction: float = 0.15, test_fraction: float = 0.2, split_seed: int = 0,
-                    angle_seed: int = 0) -> DataBundle:
+def digits_rotation(
+    seed: int,
+    size: int = 32,
+    channels: Literal[1, 3] = 1,
+    max_angle: float = 45.0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    angle_seed: int = 0,
+) -> DataBundle:
     """Digits rotated by a known random angle in [-max_angle, max_angle] degrees (counter-clockwise): regress the angle."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as TF
@@ -75,8 +94,10 @@ def digits_rotation(seed: int, size: int = 32, channels: Literal[1, 3] = 1, max_
     inner = rotation_fit(size, max_angle)
     if inner < 8:
         need = next(n for n in range(size, 64) if rotation_fit(n, max_angle) >= 8)
-        raise ZooError(f"data.size={size} is too small to rotate the 8x8 scans by up to {max_angle} degrees inside the frame; "
-                       f"use data.size={need} or more")
+        raise ZooError(
+            f"data.size={size} is too small to rotate the 8x8 scans by up to {max_angle} degrees inside the frame; "
+            f"use data.size={need} or more"
+        )
     x, y = load_digits_images(inner, channels)
     pad = size - inner  # the shrunken digit sits in the middle of a black frame, so no rotation cuts it
     x = F.pad(x, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
@@ -85,8 +106,14 @@ def digits_rotation(seed: int, size: int = 32, channels: Literal[1, 3] = 1, max_
     x = torch.stack([TF.rotate(img, float(a), interpolation=InterpolationMode.BILINEAR) for img, a in zip(x, angles)])
     x = x.clamp_(0.0, 1.0).contiguous()
     targets = angles.unsqueeze(1)
-    train, val, test = stratified_split(y.tolist(), val_fraction, test_fraction, split_seed)  # every digit in every split
+    train, val, test = stratified_split(
+        y.tolist(), val_fraction, test_fraction, split_seed
+    )  # every digit in every split
     mean, std = channel_stats(x[train])
     info = DataInfo("regression", ("angle",), channels, (size, size), mean, std)
-    return DataBundle(info, TensorImages(x[train], targets[train]), TensorImages(x[val], targets[val]),
-                      TensorImages(x[test], targets[test]))
+    return DataBundle(
+        info,
+        TensorImages(x[train], targets[train]),
+        TensorImages(x[val], targets[val]),
+        TensorImages(x[test], targets[test]),
+    )

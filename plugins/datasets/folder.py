@@ -1,4 +1,5 @@
 """An image-folder tree, one subfolder per class (the dogs-vs-cats layout), split or pre-split."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -69,12 +70,22 @@ def _find(root: Path, names: tuple[str, ...]) -> Path | None:
 
 
 @register.dataset("folder")
-def folder(seed: int, root: str, size: int = 64, channels: Literal[1, 3] = 3, val_fraction: float = 0.15,
-           test_fraction: float = 0.15, split_seed: int = 0, stats_samples: int = 256) -> DataBundle:
+def folder(
+    seed: int,
+    root: str,
+    size: int = 64,
+    channels: Literal[1, 3] = 3,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    split_seed: int = 0,
+    stats_samples: int = 256,
+) -> DataBundle:
     """Images in ROOT/<class>/*.jpg (split by fraction), or ROOT/train|val|test/<class>/ (given splits)."""
     base = Path(root).expanduser()
     if not base.is_dir():
-        raise ZooError(f"data.root={root!r}: folder does not exist (expected ROOT/<class>/<images> or ROOT/train/<class>/...)")
+        raise ZooError(
+            f"data.root={root!r}: folder does not exist (expected ROOT/<class>/<images> or ROOT/train/<class>/...)"
+        )
     hw = (size, size)
     train_dir = base / "train"
     if train_dir.is_dir():
@@ -99,7 +110,10 @@ def folder(seed: int, root: str, size: int = 64, channels: Literal[1, 3] = 3, va
     else:
         classes, files, labels = scan(base)
         tr, va, te = stratified_split(labels, val_fraction, test_fraction, split_seed)
-        parts = {s: ([files[i] for i in idx], [labels[i] for i in idx]) for s, idx in (("train", tr), ("val", va), ("test", te))}
+        parts = {
+            s: ([files[i] for i in idx], [labels[i] for i in idx])
+            for s, idx in (("train", tr), ("val", va), ("test", te))
+        }
     splits = {s: ImageFiles(f, lab, channels, hw) for s, (f, lab) in parts.items()}
     # mean/std from an evenly spaced sample of the training images: cheap, and stable across runs
     train = splits["train"]
@@ -124,7 +138,9 @@ def _carve(labels: list[int], val_fraction: float, test_fraction: float, seed: i
         train, rest = train_test_split(idx, test_size=held, stratify=labels, random_state=seed)
         if val_fraction == 0 or test_fraction == 0:
             return sorted(train), (sorted(rest) if val_fraction else []), (sorted(rest) if test_fraction else [])
-        val, test = train_test_split(rest, test_size=test_fraction / held, stratify=[labels[i] for i in rest], random_state=seed)
+        val, test = train_test_split(
+            rest, test_size=test_fraction / held, stratify=[labels[i] for i in rest], random_state=seed
+        )
     except ValueError as e:
         raise ZooError(f"cannot split {len(labels)} images: {e}") from None
     return sorted(train), sorted(val), sorted(test)

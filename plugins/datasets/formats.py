@@ -3,6 +3,7 @@
 Annotations are read and checked when the dataset is built, so a bad file stops the run before any
 training with one line naming it; images are decoded when a sample is read.
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,18 +34,24 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
         if not 0.0 < v < 1.0:
             raise ZooError(f"data.{key}={v} must be between 0 and 1")
     if val_fraction + test_fraction >= 1.0:
-        raise ZooError(f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction} leaves nothing to train on")
+        raise ZooError(
+            f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction} leaves nothing to train on"
+        )
 
 
-def random_split(n: int, val_fraction: float, test_fraction: float, seed: int) -> tuple[list[int], list[int], list[int]]:
+def random_split(
+    n: int, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[list[int], list[int], list[int]]:
     """Indices of a seeded (not stratified) train/val/test split; a zero fraction gives an empty split."""
     n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
     n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
     if n - n_val - n_test < 1:
-        raise ZooError(f"cannot split {n} images into train/val/test with val_fraction={val_fraction} and "
-                       f"test_fraction={test_fraction}: every split needs at least one image")
+        raise ZooError(
+            f"cannot split {n} images into train/val/test with val_fraction={val_fraction} and "
+            f"test_fraction={test_fraction}: every split needs at least one image"
+        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return sorted(perm[n_val + n_test:]), sorted(perm[:n_val]), sorted(perm[n_val:n_val + n_test])
+    return sorted(perm[n_val + n_test :]), sorted(perm[:n_val]), sorted(perm[n_val : n_val + n_test])
 
 
 def read_image(path: Path, channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -79,8 +86,10 @@ def read_mask(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     try:
         with Image.open(path) as im:
             if im.mode not in MASK_MODES:
-                raise ZooError(f"mask {path} has image mode {im.mode}; expected a single-channel PNG whose pixel values "
-                               f"are class indices (mode {', '.join(MASK_MODES)})")
+                raise ZooError(
+                    f"mask {path} has image mode {im.mode}; expected a single-channel PNG whose pixel values "
+                    f"are class indices (mode {', '.join(MASK_MODES)})"
+                )
             if size is not None and (im.height, im.width) != size:
                 im = im.resize((size[1], size[0]), Image.NEAREST)
             return np.asarray(im).astype(np.int64)
@@ -126,10 +135,14 @@ def _read_json(path: Path, key: str) -> dict:
         d = json.loads(text)
     except json.JSONDecodeError as e:
         raise ZooError(f"{path} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    missing = [k for k in ("images", "annotations", "categories") if not isinstance(d, dict) or not isinstance(d.get(k), list)]
+    missing = [
+        k for k in ("images", "annotations", "categories") if not isinstance(d, dict) or not isinstance(d.get(k), list)
+    ]
     if missing:
-        raise ZooError(f"{path} is not a COCO detection json: it needs the lists 'images', 'annotations' and "
-                       f"'categories'; missing or not a list: {', '.join(missing)}")
+        raise ZooError(
+            f"{path} is not a COCO detection json: it needs the lists 'images', 'annotations' and "
+            f"'categories'; missing or not a list: {', '.join(missing)}"
+        )
     return d
 
 
@@ -150,7 +163,9 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def read_coco(d: dict, path: Path, folder: Path, cat_ids: dict[int, int]) -> list[tuple[Path, tuple[int, int], np.ndarray, np.ndarray]]:
+def read_coco(
+    d: dict, path: Path, folder: Path, cat_ids: dict[int, int]
+) -> list[tuple[Path, tuple[int, int], np.ndarray, np.ndarray]]:
     """Check one parsed COCO json (read from `path`) against its image folder: (image path, (height, width),
     XYXY boxes in pixels, labels) per image."""
     images: dict[int, dict] = {}
@@ -158,7 +173,9 @@ def read_coco(d: dict, path: Path, folder: Path, cat_ids: dict[int, int]) -> lis
         if not isinstance(im, dict) or not isinstance(im.get("id"), int) or not isinstance(im.get("file_name"), str):
             raise ZooError(f"{path}: image entry {str(im)[:80]} needs an integer 'id' and a string 'file_name'")
         if im["id"] in images:
-            raise ZooError(f"{path}: image id {im['id']} is listed twice ({images[im['id']]['file_name']!r} and {im['file_name']!r})")
+            raise ZooError(
+                f"{path}: image id {im['id']} is listed twice ({images[im['id']]['file_name']!r} and {im['file_name']!r})"
+            )
         file = folder / im["file_name"]
         if not file.is_file():
             raise ZooError(f"{path}: image {im['file_name']!r} (id {im['id']}) is missing: {file} does not exist")
@@ -173,26 +190,43 @@ def read_coco(d: dict, path: Path, folder: Path, cat_ids: dict[int, int]) -> lis
             raise ZooError(f"{path}: annotation {str(a)[:80]} is not an object")
         aid = a.get("id", "?")
         if not isinstance(a.get("image_id"), int) or a["image_id"] not in images:
-            raise ZooError(f"{path}: annotation id {aid} has image_id {a.get('image_id')!r}, which is not in the file's 'images'")
+            raise ZooError(
+                f"{path}: annotation id {aid} has image_id {a.get('image_id')!r}, which is not in the file's 'images'"
+            )
         if not isinstance(a.get("category_id"), int) or a["category_id"] not in cat_ids:
-            raise ZooError(f"{path}: annotation id {aid} has unknown category_id {a.get('category_id')!r}; the categories are {names}")
+            raise ZooError(
+                f"{path}: annotation id {aid} has unknown category_id {a.get('category_id')!r}; the categories are {names}"
+            )
         if a.get("iscrowd", 0):
             continue  # a crowd region is not one object: left out, as COCO's own detectors do
         im = images[a["image_id"]]
         h, w = im["hw"]
         bbox = a.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(_number(v) for v in bbox):
-            raise ZooError(f"{path}: annotation id {aid} (image {im['file_name']!r}) has bbox {bbox!r}; expected [x, y, width, height]")
+            raise ZooError(
+                f"{path}: annotation id {aid} (image {im['file_name']!r}) has bbox {bbox!r}; expected [x, y, width, height]"
+            )
         x, y, bw, bh = (float(v) for v in bbox)
         if bw <= 0 or bh <= 0:
-            raise ZooError(f"{path}: annotation id {aid} (image {im['file_name']!r}) has bbox {bbox} with non-positive width or height")
+            raise ZooError(
+                f"{path}: annotation id {aid} (image {im['file_name']!r}) has bbox {bbox} with non-positive width or height"
+            )
         if x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1:  # one pixel of tolerance for rounding
-            raise ZooError(f"{path}: annotation id {aid} has bbox {bbox} (x, y, width, height) outside its image "
-                           f"{im['file_name']!r}, which is {w}x{h}")
+            raise ZooError(
+                f"{path}: annotation id {aid} has bbox {bbox} (x, y, width, height) outside its image "
+                f"{im['file_name']!r}, which is {w}x{h}"
+            )
         im["boxes"].append([max(0.0, x), max(0.0, y), min(float(w), x + bw), min(float(h), y + bh)])
         im["labels"].append(cat_ids[a["category_id"]])
-    return [(im["file"], im["hw"], np.asarray(im["boxes"], dtype=np.float32).reshape(-1, 4),
-             np.asarray(im["labels"], dtype=np.int64)) for _, im in sorted(images.items())]
+    return [
+        (
+            im["file"],
+            im["hw"],
+            np.asarray(im["boxes"], dtype=np.float32).reshape(-1, 4),
+            np.asarray(im["labels"], dtype=np.int64),
+        )
+        for _, im in sorted(images.items())
+    ]
 
 
 class CocoImages(Dataset):
@@ -213,8 +247,10 @@ class CocoImages(Dataset):
             raise ZooError(f"image {file} is {original[1]}x{original[0]} but {self.source} says {hw[1]}x{hw[0]}")
         scale = torch.tensor([self.size[1] / hw[1], self.size[0] / hw[0]] * 2)
         b = torch.from_numpy(boxes) * scale
-        return image, {"boxes": tv_tensors.BoundingBoxes(b, format="XYXY", canvas_size=self.size),
-                       "labels": torch.from_numpy(labels.copy())}
+        return image, {
+            "boxes": tv_tensors.BoundingBoxes(b, format="XYXY", canvas_size=self.size),
+            "labels": torch.from_numpy(labels.copy()),
+        }
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -249,7 +285,9 @@ def pair_masks(image_dir: Path, mask_dir: Path, num_classes: int) -> list[tuple[
             raise ZooError(f"mask {m} is {values.shape[1]}x{values.shape[0]} but its image {f} is {iw}x{ih}")
         top = int(values.max())
         if top >= num_classes:
-            raise ZooError(f"mask {m} has pixel value {top}, but data.classes names {num_classes} classes (values 0 to {num_classes - 1})")
+            raise ZooError(
+                f"mask {m} has pixel value {top}, but data.classes names {num_classes} classes (values 0 to {num_classes - 1})"
+            )
     return pairs
 
 
@@ -285,8 +323,11 @@ def read_table(path: Path, image_column: str, target_columns: list[str], root: P
             for col in [image_column, *target_columns]:
                 if col not in header:
                     hint = close_matches(col, header)
-                    raise ZooError(f"{path} has no column {col!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
-                                   + f" (columns: {', '.join(header)})")
+                    raise ZooError(
+                        f"{path} has no column {col!r}"
+                        + (f"; did you mean {hint[0]!r}?" if hint else "")
+                        + f" (columns: {', '.join(header)})"
+                    )
             where = [header.index(c) for c in target_columns]
             at = header.index(image_column)
             files, values = [], []
@@ -301,13 +342,19 @@ def read_table(path: Path, image_column: str, target_columns: list[str], root: P
                     except ValueError:
                         v = math.nan
                     if not math.isfinite(v):
-                        raise ZooError(f"{path}: row {row_number} (line {reader.line_num}), column {col!r} has {row[j]!r}, which is not a number")
+                        raise ZooError(
+                            f"{path}: row {row_number} (line {reader.line_num}), column {col!r} has {row[j]!r}, which is not a number"
+                        )
                     numbers.append(v)
                 if not row[at]:
-                    raise ZooError(f"{path}: row {row_number} (line {reader.line_num}) has no image in column {image_column!r}")
+                    raise ZooError(
+                        f"{path}: row {row_number} (line {reader.line_num}) has no image in column {image_column!r}"
+                    )
                 file = root / row[at]
                 if not file.is_file():
-                    raise ZooError(f"{path}: row {row_number} (line {reader.line_num}): image file {file} does not exist")
+                    raise ZooError(
+                        f"{path}: row {row_number} (line {reader.line_num}): image file {file} does not exist"
+                    )
                 files.append(file)
                 values.append(numbers)
     except OSError as e:
@@ -337,10 +384,21 @@ class TableImages(Dataset):
 
 
 @register.dataset("coco")
-def coco_json(seed: int, images: str, annotations: str, val_annotations: Optional[str] = None,
-              test_annotations: Optional[str] = None, val_images: Optional[str] = None, test_images: Optional[str] = None,
-              size: int = 128, channels: Literal[1, 3] = 3, val_fraction: float = 0.15, test_fraction: float = 0.15,
-              split_seed: int = 0, stats_samples: int = 256) -> DataBundle:
+def coco_json(
+    seed: int,
+    images: str,
+    annotations: str,
+    val_annotations: Optional[str] = None,
+    test_annotations: Optional[str] = None,
+    val_images: Optional[str] = None,
+    test_images: Optional[str] = None,
+    size: int = 128,
+    channels: Literal[1, 3] = 3,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    split_seed: int = 0,
+    stats_samples: int = 256,
+) -> DataBundle:
     """COCO-json object detection: boxes resized with the images to size x size; splits given or by fraction."""
     check_fractions(val_fraction, test_fraction)
     check_size(size)
@@ -363,8 +421,12 @@ def coco_json(seed: int, images: str, annotations: str, val_annotations: Optiona
     missing = [s for s in ("val", "test") if s not in parts]
     if missing:  # carve the missing splits out of train, by a seeded shuffle
         items, source = parts["train"]
-        tr, va, te = random_split(len(items), val_fraction if "val" in missing else 0.0,
-                                  test_fraction if "test" in missing else 0.0, split_seed)
+        tr, va, te = random_split(
+            len(items),
+            val_fraction if "val" in missing else 0.0,
+            test_fraction if "test" in missing else 0.0,
+            split_seed,
+        )
         parts["train"] = ([items[i] for i in tr], source)
         for s, idx in (("val", va), ("test", te)):
             if s in missing:
@@ -377,16 +439,27 @@ def coco_json(seed: int, images: str, annotations: str, val_annotations: Optiona
 
 
 @register.dataset("masks")
-def mask_folders(seed: int, images: str, masks: str, classes: list[str] = ("background", "foreground"), size: int = 128,
-                 channels: Literal[1, 3] = 3, val_fraction: float = 0.15, test_fraction: float = 0.15, split_seed: int = 0,
-                 stats_samples: int = 256) -> DataBundle:
+def mask_folders(
+    seed: int,
+    images: str,
+    masks: str,
+    classes: list[str] = ("background", "foreground"),
+    size: int = 128,
+    channels: Literal[1, 3] = 3,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    split_seed: int = 0,
+    stats_samples: int = 256,
+) -> DataBundle:
     """Semantic segmentation from IMAGES/x.jpg + MASKS/x.png (pixel value = index into classes, 0 = background)."""
     check_fractions(val_fraction, test_fraction)
     check_size(size)
     classes = list(classes)
     if len(classes) < 2 or classes[0] != "background":
-        raise ZooError(f"data.classes={classes}: pixel value 0 is the background, so the list must start with 'background' "
-                       f"and name at least one class, e.g. data.classes=[background,{','.join(classes) or 'object'}]")
+        raise ZooError(
+            f"data.classes={classes}: pixel value 0 is the background, so the list must start with 'background' "
+            f"and name at least one class, e.g. data.classes=[background,{','.join(classes) or 'object'}]"
+        )
     if len(set(classes)) != len(classes):
         raise ZooError(f"data.classes={classes} names a class twice")
     image_dir = _folder(images, "images", "a folder of images")
@@ -400,9 +473,19 @@ def mask_folders(seed: int, images: str, masks: str, classes: list[str] = ("back
 
 
 @register.dataset("csv")
-def csv_table(seed: int, file: str, image_column: str = "image", target_columns: list[str] = ("target",),
-              root: Optional[str] = None, size: int = 64, channels: Literal[1, 3] = 3, val_fraction: float = 0.15,
-              test_fraction: float = 0.15, split_seed: int = 0, stats_samples: int = 256) -> DataBundle:
+def csv_table(
+    seed: int,
+    file: str,
+    image_column: str = "image",
+    target_columns: list[str] = ("target",),
+    root: Optional[str] = None,
+    size: int = 64,
+    channels: Literal[1, 3] = 3,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    split_seed: int = 0,
+    stats_samples: int = 256,
+) -> DataBundle:
     """Regression from a CSV: an image path column and numeric target columns; split by a seeded shuffle."""
     check_fractions(val_fraction, test_fraction)
     check_size(size)

@@ -7,6 +7,7 @@ construction: the mask shows the top-most object at each pixel; a box is the tig
 object's visible pixels, in pixel-edge coordinates (XYXY, x1 = last column + 1); an object with less
 than `min_visible` of its pixels visible gets no box and is not counted.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,8 +57,9 @@ def _upsample(n_in: int, n_out: int) -> np.ndarray:
     return m
 
 
-def _background(rng: np.random.Generator, c: int, h: int, w: int, up_h: np.ndarray, up_w: np.ndarray,
-                yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+def _background(
+    rng: np.random.Generator, c: int, h: int, w: int, up_h: np.ndarray, up_w: np.ndarray, yy: np.ndarray, xx: np.ndarray
+) -> np.ndarray:
     """A textured background (C, H, W) in [0, 1]: a base colour, smooth noise, a gradient and sometimes stripes."""
     base = rng.uniform(0.2, 0.8, size=(c, 1, 1))
     noise = up_h @ rng.uniform(-1, 1, size=(c, GRID, GRID)) @ up_w.T * rng.uniform(0.04, 0.16)
@@ -66,7 +68,9 @@ def _background(rng: np.random.Generator, c: int, h: int, w: int, up_h: np.ndarr
     bg = base + noise + ramp * rng.uniform(-0.3, 0.3, size=(c, 1, 1))
     if rng.random() < 0.4:
         psi, freq = rng.uniform(0, math.pi), rng.uniform(2, 6)
-        wave = np.sin(2 * math.pi * freq * (xx * math.cos(psi) + yy * math.sin(psi)) / max(h, w) + rng.uniform(0, 2 * math.pi))
+        wave = np.sin(
+            2 * math.pi * freq * (xx * math.cos(psi) + yy * math.sin(psi)) / max(h, w) + rng.uniform(0, 2 * math.pi)
+        )
         bg = bg + wave * rng.uniform(0.03, 0.1) * rng.uniform(0.5, 1.0, size=(c, 1, 1))
     return bg
 
@@ -110,8 +114,18 @@ def _colour(rng: np.random.Generator, c: int, under: list[np.ndarray]) -> np.nda
     return best
 
 
-def _scene(rng: np.random.Generator, c: int, h: int, w: int, grids: tuple, min_objects: int, max_objects: int,
-           min_size: int, max_size: int, min_visible: float):
+def _scene(
+    rng: np.random.Generator,
+    c: int,
+    h: int,
+    w: int,
+    grids: tuple,
+    min_objects: int,
+    max_objects: int,
+    min_size: int,
+    max_size: int,
+    min_visible: float,
+):
     """One image (C, H, W) float, its owner map (which object each pixel shows, -1 for none), and its objects."""
     image = _background(rng, c, h, w, *grids)
     owner = np.full((h, w), -1, dtype=np.int16)
@@ -128,18 +142,18 @@ def _scene(rng: np.random.Generator, c: int, h: int, w: int, grids: tuple, min_o
                 break
         y0, x0, inside = rasterise(kind, cx, cy, s, theta, h, w)
         wy, wx = inside.shape
-        region = image[:, y0:y0 + wy, x0:x0 + wx]
+        region = image[:, y0 : y0 + wy, x0 : x0 + wx]
         under = [region[:, inside].mean(axis=1)] if inside.any() else [image.mean(axis=(1, 2))]
         under += [o[8] for o in objects if math.hypot(cx - o[2], cy - o[3]) < r + o[4]]
         colour = _colour(rng, c, under)
         region[:, inside] = colour[:, None]
-        owner[y0:y0 + wy, x0:x0 + wx][inside] = k
+        owner[y0 : y0 + wy, x0 : x0 + wx][inside] = k
         objects.append((kind, s, cx, cy, r, y0, x0, inside, colour))
     image += rng.normal(0.0, 0.02, size=image.shape)  # sensor noise, so no region is one flat colour
     boxes, labels, sizes = [], [], []
     for k, (kind, s, _, _, _, y0, x0, inside, _) in enumerate(objects):
         wy, wx = inside.shape
-        visible = owner[y0:y0 + wy, x0:x0 + wx] == k
+        visible = owner[y0 : y0 + wy, x0 : x0 + wx] == k
         drawn = int(inside.sum())
         if drawn == 0 or visible.sum() < min_visible * drawn:
             continue  # mostly hidden: neither boxed nor counted
@@ -154,8 +168,17 @@ def _scene(rng: np.random.Generator, c: int, h: int, w: int, grids: tuple, min_o
     return image, mask, np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels, dtype=np.int64), values
 
 
-def generate_shapes(num_images: int, size: int = 64, channels: int = 3, min_objects: int = 1, max_objects: int = 6,
-                    min_size: int = 8, max_size: int = 24, min_visible: float = 0.3, generator_seed: int = 0) -> ShapeScenes:
+def generate_shapes(
+    num_images: int,
+    size: int = 64,
+    channels: int = 3,
+    min_objects: int = 1,
+    max_objects: int = 6,
+    min_size: int = 8,
+    max_size: int = 24,
+    min_visible: float = 0.3,
+    generator_seed: int = 0,
+) -> ShapeScenes:
     """Draw `num_images` scenes; image i depends only on the parameters, generator_seed and i."""
     h = w = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
@@ -165,8 +188,9 @@ def generate_shapes(num_images: int, size: int = 64, channels: int = 3, min_obje
     boxes, labels, values = [], [], np.empty((num_images, len(TARGETS)), dtype=np.float32)
     for i in range(num_images):
         rng = np.random.default_rng([generator_seed, i])
-        image, masks[i], b, lab, values[i] = _scene(rng, channels, h, w, grids, min_objects, max_objects, min_size,
-                                                     max_size, min_visible)
+        image, masks[i], b, lab, values[i] = _scene(
+            rng, channels, h, w, grids, min_objects, max_objects, min_size, max_size, min_visible
+        )
         images[i] = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
         boxes.append(b)
         labels.append(lab)
@@ -204,29 +228,49 @@ class ShapeImages(Dataset):
 
 
 @register.dataset("shapes")
-def shapes(seed: int, task: Literal["segmentation", "detection", "regression"] = "segmentation", size: int = 64,
-           num_images: int = 2000, min_objects: int = 1, max_objects: int = 6, min_size: int = 8, max_size: int = 24,
-           channels: Literal[1, 3] = 3, val_fraction: float = 0.15, test_fraction: float = 0.15, generator_seed: int = 0,
-           min_visible: float = 0.3,
-           regression_targets: list[Target] = ("count_circle", "count_square", "count_triangle", "mean_size"),
-           stats_samples: int = 512) -> DataBundle:
+def shapes(
+    seed: int,
+    task: Literal["segmentation", "detection", "regression"] = "segmentation",
+    size: int = 64,
+    num_images: int = 2000,
+    min_objects: int = 1,
+    max_objects: int = 6,
+    min_size: int = 8,
+    max_size: int = 24,
+    channels: Literal[1, 3] = 3,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    generator_seed: int = 0,
+    min_visible: float = 0.3,
+    regression_targets: list[Target] = ("count_circle", "count_square", "count_triangle", "mean_size"),
+    stats_samples: int = 512,
+) -> DataBundle:
     """Generated circles, squares and triangles on textured backgrounds: masks, boxes or counts; fixed by generator_seed."""
     check_fractions(val_fraction, test_fraction)
     if size < 16:
         raise ZooError(f"data.size={size} must be at least 16 pixels")
     if not 3 <= num_images <= 1_000_000:
-        raise ZooError(f"data.num_images={num_images} must be between 3 and 1000000 (train, val and test need one each)")
+        raise ZooError(
+            f"data.num_images={num_images} must be between 3 and 1000000 (train, val and test need one each)"
+        )
     if not 0 <= min_objects <= max_objects <= 100:
-        raise ZooError(f"data.min_objects={min_objects} and data.max_objects={max_objects} must satisfy 0 <= min_objects <= max_objects <= 100")
+        raise ZooError(
+            f"data.min_objects={min_objects} and data.max_objects={max_objects} must satisfy 0 <= min_objects <= max_objects <= 100"
+        )
     if not 4 <= min_size <= max_size <= size:
-        raise ZooError(f"data.min_size={min_size} and data.max_size={max_size} must satisfy 4 <= min_size <= max_size <= data.size ({size})")
+        raise ZooError(
+            f"data.min_size={min_size} and data.max_size={max_size} must satisfy 4 <= min_size <= max_size <= data.size ({size})"
+        )
     if not 0.0 <= min_visible <= 1.0:
         raise ZooError(f"data.min_visible={min_visible} must be a fraction in [0, 1]")
     names = list(regression_targets)
     if not names or len(set(names)) != len(names):
-        raise ZooError(f"data.regression_targets={names} must name one or more distinct targets of: {', '.join(TARGETS)}")
-    scenes = generate_shapes(num_images, size, channels, min_objects, max_objects, min_size, max_size, min_visible,
-                             generator_seed)
+        raise ZooError(
+            f"data.regression_targets={names} must name one or more distinct targets of: {', '.join(TARGETS)}"
+        )
+    scenes = generate_shapes(
+        num_images, size, channels, min_objects, max_objects, min_size, max_size, min_visible, generator_seed
+    )
     # every image is an independent draw, so a seeded shuffle split is as good as any
     tr, va, te = random_split(num_images, val_fraction, test_fraction, generator_seed)
     cols = [TARGETS.index(n) for n in names]

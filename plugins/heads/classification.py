@@ -1,5 +1,6 @@
 """Image classification: pool the deepest features, optional hidden layers, a linear classifier; or the
 backbone's own pretrained classifier (timm's ImageNet head) with its own labels."""
+
 from __future__ import annotations
 
 from typing import Literal, Optional
@@ -14,7 +15,9 @@ from zoo.errors import ZooError, unknown
 from zoo.model import Backbone, FeatureInfo, Head
 
 
-def pooled_mlp(last: FeatureInfo, pool: str, hidden: list[int], dropout: float, outputs: int) -> tuple[nn.Module, nn.Sequential]:
+def pooled_mlp(
+    last: FeatureInfo, pool: str, hidden: list[int], dropout: float, outputs: int
+) -> tuple[nn.Module, nn.Sequential]:
     """Pool (avg, max, or flatten at the probed size) the deepest features, then dropout-linear-ReLU
     hidden layers and a final linear layer: the shared body of the vector-output heads."""
     if any(h < 1 for h in hidden):
@@ -40,8 +43,16 @@ class ClassificationHead(Head):
     output_names = ("probabilities",)
     monitor, monitor_mode = "accuracy", "max"
 
-    def __init__(self, feature_info: list[FeatureInfo], info: DataInfo, dropout: float, label_smoothing: float,
-                 pool: str, hidden: list[int], topk: int):
+    def __init__(
+        self,
+        feature_info: list[FeatureInfo],
+        info: DataInfo,
+        dropout: float,
+        label_smoothing: float,
+        pool: str,
+        hidden: list[int],
+        topk: int,
+    ):
         super().__init__()
         if not 0 <= dropout < 1:
             raise ZooError(f"head.dropout={dropout} must be in [0, 1)")
@@ -83,8 +94,15 @@ class ClassificationHead(Head):
 
 
 @register.head("classification", tasks=("classification",))
-def classification(feature_info: list, info: DataInfo, dropout: float = 0.0, label_smoothing: float = 0.0,
-                   pool: Literal["avg", "max", "flatten"] = "avg", hidden: list[int] = (), topk: int = 5) -> Head:
+def classification(
+    feature_info: list,
+    info: DataInfo,
+    dropout: float = 0.0,
+    label_smoothing: float = 0.0,
+    pool: Literal["avg", "max", "flatten"] = "avg",
+    hidden: list[int] = (),
+    topk: int = 5,
+) -> Head:
     """Global pooling (or flatten), optional hidden layers, dropout and a linear classifier; label smoothing."""
     return ClassificationHead(feature_info, info, dropout, label_smoothing, pool, list(hidden), topk)
 
@@ -105,8 +123,12 @@ def label_columns(classes: tuple[str, ...], labels: tuple[str, ...], synsets: tu
     columns = []
     for c in classes:
         if _words(c) not in index:
-            raise unknown("pretrained label", c, sorted(index),
-                          see="class folders must be named as the pretrained labels (or their synset ids); for new labels use head=classification")
+            raise unknown(
+                "pretrained label",
+                c,
+                sorted(index),
+                see="class folders must be named as the pretrained labels (or their synset ids); for new labels use head=classification",
+            )
         columns.append(index[_words(c)])
     return columns
 
@@ -133,8 +155,10 @@ class PretrainedClassifierHead(ClassificationHead):
     def __init__(self, backbone: Backbone, info: DataInfo, label_smoothing: float, topk: int):
         Head.__init__(self)
         if not hasattr(backbone, "classifier"):
-            raise ZooError(f"head=pretrained_classifier needs a backbone with a classifier of its own (model=timm); "
-                           f"{type(backbone).__name__} has none: use head=classification")
+            raise ZooError(
+                f"head=pretrained_classifier needs a backbone with a classifier of its own (model=timm); "
+                f"{type(backbone).__name__} has none: use head=classification"
+            )
         self.tail, labels, synsets = backbone.classifier()
         self.labels = tuple(labels)
         self._backbone = [backbone]  # not a submodule: the model owns it
@@ -157,7 +181,8 @@ class PretrainedClassifierHead(ClassificationHead):
 
 
 @register.head("pretrained_classifier", tasks=("classification",))
-def pretrained_classifier(feature_info: list, info: DataInfo, backbone: Backbone, label_smoothing: float = 0.0,
-                          topk: int = 5) -> Head:
+def pretrained_classifier(
+    feature_info: list, info: DataInfo, backbone: Backbone, label_smoothing: float = 0.0, topk: int = 5
+) -> Head:
     """The backbone's own classifier with its own labels (timm's ImageNet classes); data classes name labels it has."""
     return PretrainedClassifierHead(backbone, info, label_smoothing, topk)

@@ -18,6 +18,7 @@ is class probability x centre-ness (FCOS's ranking score), so a location the cla
 Metrics (torchmetrics' COCO-style MeanAveragePrecision, over the split): `map_50` (AP at IoU 0.5), `map`
 (AP averaged over IoU 0.5:0.95), `map_75`, `mar_100` (recall with up to 100 detections per image).
 """
+
 from __future__ import annotations
 
 import functools
@@ -41,13 +42,15 @@ MAX_LOG_DISTANCE = 10.0  # distances are exp(.) * stride: clamp the exponent so 
 
 # ---- building blocks -------------------------------------------------------------------------
 
+
 def as_float32(value: float) -> float:
     """The float32 value nearest `value`, as a Python float: PyTorch and onnxruntime then compare with one number."""
     return float(torch.tensor(value, dtype=torch.float32))
 
 
-def nms_mask(boxes: torch.Tensor, scores: torch.Tensor, max_per_class: int, iou_threshold: float,
-             score_threshold: float) -> torch.Tensor:
+def nms_mask(
+    boxes: torch.Tensor, scores: torch.Tensor, max_per_class: int, iou_threshold: float, score_threshold: float
+) -> torch.Tensor:
     """Greedy class-aware NMS over a batch, as ONNX NonMaxSuppression selects: boxes (N, M, 4) XYXY, scores
     (N, C, M) -> a (N, C, M) float mask, 1 where (image, class, box) is kept.
 
@@ -85,17 +88,26 @@ class ClassNMS(torch.autograd.Function):
         # center_point_box=0 reads [y1, x1, y2, x2]; XYXY works as well: IoU does not change when x and y swap
         selected = g.op("NonMaxSuppression", boxes, scores, max_out, iou, thr, center_point_box_i=0)
         zeros = g.op("ConstantOfShape", g.op("Shape", scores), value_t=torch.tensor([0.0], dtype=torch.float32))
-        ones = g.op("ConstantOfShape", g.op("Shape", selected, start_i=0, end_i=1),
-                    value_t=torch.tensor([1.0], dtype=torch.float32))
+        ones = g.op(
+            "ConstantOfShape",
+            g.op("Shape", selected, start_i=0, end_i=1),
+            value_t=torch.tensor([1.0], dtype=torch.float32),
+        )
         return g.op("ScatterND", zeros, selected, ones)
 
 
-def level_plan(feature_info: list[FeatureInfo], image_size: tuple[int, int], min_stride: int, num_levels: int) -> tuple[list[int], int]:
+def level_plan(
+    feature_info: list[FeatureInfo], image_size: tuple[int, int], min_stride: int, num_levels: int
+) -> tuple[list[int], int]:
     """Which backbone levels the head uses: (levels, count). The levels, fine to coarse, feed the top-down pyramid;
     the first `count` of them are predicted on. They start at the first level whose stride (input size / its size at
     the training size) is at least `min_stride`; of consecutive levels with one size, the deepest stands for them."""
-    distinct = [i for i, f in enumerate(feature_info) if i + 1 == len(feature_info) or feature_info[i + 1].size != f.size]
-    stride = {i: max(image_size[0] / feature_info[i].size[0], image_size[1] / feature_info[i].size[1]) for i in distinct}
+    distinct = [
+        i for i, f in enumerate(feature_info) if i + 1 == len(feature_info) or feature_info[i + 1].size != f.size
+    ]
+    stride = {
+        i: max(image_size[0] / feature_info[i].size[0], image_size[1] / feature_info[i].size[1]) for i in distinct
+    }
     coarse = [i for i in distinct if stride[i] >= min_stride - 1e-6] or [distinct[-1]]
     levels = [i for i in distinct if i >= coarse[0]]
     return levels, min(num_levels, len(levels))
@@ -107,29 +119,52 @@ class FCOSHead(Head):
 
     task = "detection"
     output_names = ("boxes", "scores", "labels", "num_detections")
-    output_axes = {"boxes": {0: "batch"}, "scores": {0: "batch"}, "labels": {0: "batch"}, "num_detections": {0: "batch"}}
+    output_axes = {
+        "boxes": {0: "batch"},
+        "scores": {0: "batch"},
+        "labels": {0: "batch"},
+        "num_detections": {0: "batch"},
+    }
     monitor, monitor_mode = "map_50", "max"
     dynamic_size = False  # the location grid is fixed by the training input size
 
-    def __init__(self, feature_info: list[FeatureInfo], info: DataInfo, width: int, tower_depth: int, norm: str,
-                 min_stride: int, num_levels: int, center_radius: float, focal_alpha: float, focal_gamma: float,
-                 score_threshold: float, iou_threshold: float, pre_nms_topk: int, max_detections: int):
+    def __init__(
+        self,
+        feature_info: list[FeatureInfo],
+        info: DataInfo,
+        width: int,
+        tower_depth: int,
+        norm: str,
+        min_stride: int,
+        num_levels: int,
+        center_radius: float,
+        focal_alpha: float,
+        focal_gamma: float,
+        score_threshold: float,
+        iou_threshold: float,
+        pre_nms_topk: int,
+        max_detections: int,
+    ):
         super().__init__()
-        checks = [(width >= 1, f"head.width={width} must be at least 1"),
-                  (tower_depth >= 0, f"head.tower_depth={tower_depth} must be at least 0"),
-                  (num_levels >= 1, f"head.num_levels={num_levels} must be at least 1"),
-                  (center_radius > 0, f"head.center_radius={center_radius} must be greater than 0"),
-                  (0 <= focal_alpha <= 1, f"head.focal_alpha={focal_alpha} must be in [0, 1]"),
-                  (focal_gamma >= 0, f"head.focal_gamma={focal_gamma} must be at least 0"),
-                  (0 <= score_threshold < 1, f"head.score_threshold={score_threshold} must be in [0, 1)"),
-                  (0 < iou_threshold <= 1, f"head.iou_threshold={iou_threshold} must be in (0, 1]"),
-                  (pre_nms_topk >= 1, f"head.pre_nms_topk={pre_nms_topk} must be at least 1"),
-                  (max_detections >= 1, f"head.max_detections={max_detections} must be at least 1")]
+        checks = [
+            (width >= 1, f"head.width={width} must be at least 1"),
+            (tower_depth >= 0, f"head.tower_depth={tower_depth} must be at least 0"),
+            (num_levels >= 1, f"head.num_levels={num_levels} must be at least 1"),
+            (center_radius > 0, f"head.center_radius={center_radius} must be greater than 0"),
+            (0 <= focal_alpha <= 1, f"head.focal_alpha={focal_alpha} must be in [0, 1]"),
+            (focal_gamma >= 0, f"head.focal_gamma={focal_gamma} must be at least 0"),
+            (0 <= score_threshold < 1, f"head.score_threshold={score_threshold} must be in [0, 1)"),
+            (0 < iou_threshold <= 1, f"head.iou_threshold={iou_threshold} must be in (0, 1]"),
+            (pre_nms_topk >= 1, f"head.pre_nms_topk={pre_nms_topk} must be at least 1"),
+            (max_detections >= 1, f"head.max_detections={max_detections} must be at least 1"),
+        ]
         for ok, message in checks:
             if not ok:
                 raise ZooError(message)
         if not feature_info or any(f.size is None for f in feature_info):
-            raise ZooError("head=detection needs the backbone's feature sizes (FeatureInfo.size); build it with zoo.model.build_model")
+            raise ZooError(
+                "head=detection needs the backbone's feature sizes (FeatureInfo.size); build it with zoo.model.build_model"
+            )
         self.num_classes = info.num_classes
         self.center_radius, self.focal_alpha, self.focal_gamma = center_radius, focal_alpha, focal_gamma
         self.score_threshold, self.iou_threshold = as_float32(score_threshold), as_float32(iou_threshold)
@@ -147,7 +182,11 @@ class FCOSHead(Head):
         def tower() -> nn.Sequential:
             layers = []
             for _ in range(tower_depth):
-                layers += [nn.Conv2d(width, width, 3, padding=1, bias=norm == "none"), norm_layer(norm, width), nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(width, width, 3, padding=1, bias=norm == "none"),
+                    norm_layer(norm, width),
+                    nn.ReLU(inplace=True),
+                ]
             return nn.Sequential(*layers)
 
         self.cls_tower, self.box_tower = tower(), tower()
@@ -189,8 +228,10 @@ class FCOSHead(Head):
         if not torch.jit.is_tracing():
             for f, s in zip(feats, self.sizes):
                 if tuple(f.shape[-2:]) != s:
-                    raise ZooError(f"head=detection was built for {self.image_size[0]}x{self.image_size[1]} inputs "
-                                   f"(feature size {s}), got a feature map of {tuple(f.shape[-2:])}")
+                    raise ZooError(
+                        f"head=detection was built for {self.image_size[0]}x{self.image_size[1]} inputs "
+                        f"(feature size {s}), got a feature map of {tuple(f.shape[-2:])}"
+                    )
         p = [lat(f) for lat, f in zip(self.lateral, feats)]
         for i in range(len(p) - 2, -1, -1):  # top-down: each level gains the context of the coarser ones
             p[i] = p[i] + F.interpolate(p[i + 1], size=self.sizes[i], mode="nearest")
@@ -253,7 +294,7 @@ class FCOSHead(Head):
         labels, boxes = self.assign(targets)
         positive = labels < self.num_classes
         num_pos = positive.sum().clamp_min(1).float()
-        onehot = F.one_hot(labels, self.num_classes + 1)[..., :self.num_classes].to(cls.dtype)
+        onehot = F.one_hot(labels, self.num_classes + 1)[..., : self.num_classes].to(cls.dtype)
         cls_loss = sigmoid_focal_loss(cls, onehot, self.focal_alpha, self.focal_gamma, reduction="sum") / num_pos
         if not positive.any():
             return cls_loss + 0.0 * (dist.sum() + ctr.sum())  # keep every output in the graph
@@ -262,9 +303,13 @@ class FCOSHead(Head):
         pred = torch.cat([pts - d[:, :2], pts + d[:, 2:]], dim=1)
         ltrb = torch.cat([pts - t[:, :2], t[:, 2:] - pts], dim=1).clamp_min(0)
         lr, tb = ltrb[:, [0, 2]], ltrb[:, [1, 3]]
-        centerness = ((lr.min(1).values / lr.max(1).values.clamp_min(1e-6)) *
-                      (tb.min(1).values / tb.max(1).values.clamp_min(1e-6))).sqrt()
-        box_loss = (generalized_box_iou_loss(pred, t, reduction="none") * centerness).sum() / centerness.sum().clamp_min(1e-6)
+        centerness = (
+            (lr.min(1).values / lr.max(1).values.clamp_min(1e-6))
+            * (tb.min(1).values / tb.max(1).values.clamp_min(1e-6))
+        ).sqrt()
+        box_loss = (
+            generalized_box_iou_loss(pred, t, reduction="none") * centerness
+        ).sum() / centerness.sum().clamp_min(1e-6)
         ctr_loss = F.binary_cross_entropy_with_logits(ctr[positive], centerness, reduction="sum") / num_pos
         return cls_loss + box_loss + ctr_loss
 
@@ -306,13 +351,16 @@ class FCOSHead(Head):
     def detections(self, outputs) -> list[dict]:
         """Per image, the kept detections as torchmetrics takes them: boxes, scores, labels."""
         boxes, scores, labels, num = self.postprocess(outputs)
-        return [{"boxes": boxes[i, :n], "scores": scores[i, :n], "labels": labels[i, :n]} for i, n in enumerate(num.tolist())]
+        return [
+            {"boxes": boxes[i, :n], "scores": scores[i, :n], "labels": labels[i, :n]}
+            for i, n in enumerate(num.tolist())
+        ]
 
     def metrics(self):
         return detection_map(self.detections)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _detection_map_class():
     from torchmetrics.detection import MeanAveragePrecision
 
@@ -328,8 +376,13 @@ def _detection_map_class():
 
         def update(self, outputs, targets: list[dict]) -> None:  # type: ignore[override]
             preds = self._decode(outputs)
-            truth = [{"boxes": t["boxes"].as_subclass(torch.Tensor).float().reshape(-1, 4),
-                      "labels": t["labels"].as_subclass(torch.Tensor).long().reshape(-1)} for t in targets]
+            truth = [
+                {
+                    "boxes": t["boxes"].as_subclass(torch.Tensor).float().reshape(-1, 4),
+                    "labels": t["labels"].as_subclass(torch.Tensor).long().reshape(-1),
+                }
+                for t in targets
+            ]
             super().update(preds, truth)
 
         def compute(self) -> dict:
@@ -339,22 +392,49 @@ def _detection_map_class():
     return DetectionMAP
 
 
-def detection_map(decode) -> "torchmetrics.Metric":  # noqa: F821
+def detection_map(decode) -> torchmetrics.Metric:  # noqa: F821
     """A torchmetrics Metric: COCO mAP of the detections `decode(outputs)` gives (torchmetrics is imported only here)."""
     return _detection_map_class()(decode)
 
 
 # ---- the registered head -------------------------------------------------------------------------
 
+
 @register.head("detection", tasks=("detection",))
-def detection(feature_info: list, info: DataInfo, width: int = 64, tower_depth: int = 2, norm: Norm = "group",
-              min_stride: int = 4, num_levels: int = 3, center_radius: float = 1.5, focal_alpha: float = 0.25,
-              focal_gamma: float = 2.0, score_threshold: float = 0.05, iou_threshold: float = 0.6,
-              pre_nms_topk: int = 1000, max_detections: int = 100) -> Head:
+def detection(
+    feature_info: list,
+    info: DataInfo,
+    width: int = 64,
+    tower_depth: int = 2,
+    norm: Norm = "group",
+    min_stride: int = 4,
+    num_levels: int = 3,
+    center_radius: float = 1.5,
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+    score_threshold: float = 0.05,
+    iou_threshold: float = 0.6,
+    pre_nms_topk: int = 1000,
+    max_detections: int = 100,
+) -> Head:
     """Anchor-free one-stage detector (FCOS) on a feature pyramid; decoding and NMS inside the exported graph.
 
     min_stride/num_levels: predict on up to num_levels backbone levels, from the first of stride >= min_stride.
     score_threshold/iou_threshold/pre_nms_topk/max_detections: decoding, as in the deployed model.
     """
-    return FCOSHead(feature_info, info, width, tower_depth, norm, min_stride, num_levels, center_radius, focal_alpha,
-                    focal_gamma, score_threshold, iou_threshold, pre_nms_topk, max_detections)
+    return FCOSHead(
+        feature_info,
+        info,
+        width,
+        tower_depth,
+        norm,
+        min_stride,
+        num_levels,
+        center_radius,
+        focal_alpha,
+        focal_gamma,
+        score_threshold,
+        iou_threshold,
+        pre_nms_topk,
+        max_detections,
+    )

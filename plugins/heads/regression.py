@@ -3,6 +3,7 @@
 Targets are standardised for the loss with the mean and std of the training targets (`prepare`), and the
 deployed model undoes it: `values` come out in the targets' own units, as do the metrics.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -16,8 +17,8 @@ from zoo.errors import ZooError
 from zoo.model import FeatureInfo, Head
 from zoo_plugins.heads.classification import pooled_mlp
 
-
 # ---- building blocks -------------------------------------------------------------------------
+
 
 def training_targets(dataset) -> torch.Tensor:
     """All targets of a regression split as a float (N, K) tensor; read from the split's target tensor when
@@ -58,14 +59,28 @@ class RegressionHead(Head):
     output_names = ("values",)
     monitor, monitor_mode = "mae", "min"
 
-    def __init__(self, feature_info: list[FeatureInfo], info: DataInfo, loss: str, huber_delta: float, dropout: float,
-                 hidden: list[int], pool: str, standardize: bool):
+    def __init__(
+        self,
+        feature_info: list[FeatureInfo],
+        info: DataInfo,
+        loss: str,
+        huber_delta: float,
+        dropout: float,
+        hidden: list[int],
+        pool: str,
+        standardize: bool,
+    ):
         super().__init__()
         if not 0 <= dropout < 1:
             raise ZooError(f"head.dropout={dropout} must be in [0, 1)")
         if huber_delta <= 0:
             raise ZooError(f"head.huber_delta={huber_delta} must be positive")
-        self.num_outputs, self.loss_kind, self.huber_delta, self.standardize = info.num_classes, loss, huber_delta, standardize
+        self.num_outputs, self.loss_kind, self.huber_delta, self.standardize = (
+            info.num_classes,
+            loss,
+            huber_delta,
+            standardize,
+        )
         # Target statistics: identity until prepare() / fit_targets() sees the training targets; buffers, so they
         # travel in checkpoints and are constants in the exported graph.
         self.register_buffer("target_mean", torch.zeros(self.num_outputs))
@@ -83,12 +98,16 @@ class RegressionHead(Head):
             return
         t = torch.as_tensor(targets, dtype=torch.float32).reshape(len(targets), -1)
         if t.shape[1] != self.num_outputs:
-            raise ZooError(f"the regression targets have {t.shape[1]} values per image but the data names {self.num_outputs}")
+            raise ZooError(
+                f"the regression targets have {t.shape[1]} values per image but the data names {self.num_outputs}"
+            )
         if len(t) == 0:
             return
         mean = t.mean(dim=0)
         std = t.std(dim=0) if len(t) > 1 else torch.ones_like(mean)
-        std = torch.where(torch.isfinite(std) & (std > 1e-6), std, torch.ones_like(std))  # a constant target: no scaling
+        std = torch.where(
+            torch.isfinite(std) & (std > 1e-6), std, torch.ones_like(std)
+        )  # a constant target: no scaling
         self.target_mean.copy_(mean)
         self.target_std.copy_(std)
 
@@ -109,11 +128,14 @@ class RegressionHead(Head):
 
         units = _target_units()
         mean, std = self.target_mean.cpu(), self.target_std.cpu()
-        return MetricCollection({
-            "mae": units(MeanAbsoluteError(), mean, std),
-            "rmse": units(MeanSquaredError(squared=False), mean, std),
-            "r2": units(R2Score(), mean, std),
-        }, compute_groups=False)
+        return MetricCollection(
+            {
+                "mae": units(MeanAbsoluteError(), mean, std),
+                "rmse": units(MeanSquaredError(squared=False), mean, std),
+                "r2": units(R2Score(), mean, std),
+            },
+            compute_groups=False,
+        )
 
     def postprocess(self, outputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return (outputs * self.target_std + self.target_mean,)
@@ -121,9 +143,17 @@ class RegressionHead(Head):
 
 # ---- the registered head -------------------------------------------------------------------------
 
+
 @register.head("regression", tasks=("regression",))
-def regression(feature_info: list, info: DataInfo, loss: Literal["mse", "l1", "huber"] = "mse", huber_delta: float = 1.0,
-               dropout: float = 0.0, hidden: list[int] = (), pool: Literal["avg", "max", "flatten"] = "avg",
-               standardize: bool = True) -> Head:
+def regression(
+    feature_info: list,
+    info: DataInfo,
+    loss: Literal["mse", "l1", "huber"] = "mse",
+    huber_delta: float = 1.0,
+    dropout: float = 0.0,
+    hidden: list[int] = (),
+    pool: Literal["avg", "max", "flatten"] = "avg",
+    standardize: bool = True,
+) -> Head:
     """Pooling, optional hidden layers and one linear output per target; MSE/L1/Huber on standardised targets."""
     return RegressionHead(feature_info, info, loss, huber_delta, dropout, list(hidden), pool, standardize)

@@ -9,9 +9,11 @@ Metrics, over all pixels of the split (not averaged per image): `miou` is the me
 background included (the PASCAL VOC convention), of intersection / union; `dice` the mean per-class Dice
 (F1) score, background included; `pixel_accuracy` the fraction of pixels labelled right.
 """
+
 from __future__ import annotations
 
-from typing import Literal, Optional, Sequence
+from collections.abc import Sequence
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,10 +30,14 @@ Norm = Literal["batch", "group", "none"]
 
 # ---- building blocks -------------------------------------------------------------------------
 
+
 def conv_norm_act(cin: int, cout: int, norm: str, kernel: int = 3) -> nn.Sequential:
     """conv (same padding) -> norm -> ReLU; no conv bias when a norm follows."""
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=norm == "none"), norm_layer(norm, cout),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=norm == "none"),
+        norm_layer(norm, cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 def resize(x: torch.Tensor, size: Sequence) -> torch.Tensor:
@@ -64,11 +70,22 @@ class SegmentationHead(Head):
     task = "segmentation"
     monitor, monitor_mode = "miou", "max"
     dynamic_size = True
-    output_axes = {"mask": {0: "batch", 1: "height", 2: "width"}, "probabilities": {0: "batch", 2: "height", 3: "width"}}
+    output_axes = {
+        "mask": {0: "batch", 1: "height", 2: "width"},
+        "probabilities": {0: "batch", 2: "height", 3: "width"},
+    }
     wants_input_size = True  # forward(features, size): the input's (h, w), which the features cannot always tell
 
-    def __init__(self, feature_info: list[FeatureInfo], info: DataInfo, dropout: float, probabilities: bool,
-                 ce_weight: float, dice_weight: float, class_weights: Optional[list[float]]):
+    def __init__(
+        self,
+        feature_info: list[FeatureInfo],
+        info: DataInfo,
+        dropout: float,
+        probabilities: bool,
+        ce_weight: float,
+        dice_weight: float,
+        class_weights: Optional[list[float]],
+    ):
         super().__init__()
         where = type(self).__name__
         if not feature_info:
@@ -76,12 +93,16 @@ class SegmentationHead(Head):
         if not 0 <= dropout < 1:
             raise ZooError(f"head.dropout={dropout} must be in [0, 1)")
         if ce_weight < 0 or dice_weight < 0 or ce_weight + dice_weight == 0:
-            raise ZooError(f"head.ce_weight={ce_weight} and head.dice_weight={dice_weight} must be >= 0, and not both 0")
+            raise ZooError(
+                f"head.ce_weight={ce_weight} and head.dice_weight={dice_weight} must be >= 0, and not both 0"
+            )
         self.num_classes = info.num_classes
         if class_weights is not None:
             if len(class_weights) != self.num_classes or any(w < 0 for w in class_weights):
-                raise ZooError(f"head.class_weights={list(class_weights)} needs one weight >= 0 per class "
-                               f"({self.num_classes}: {', '.join(info.classes)})")
+                raise ZooError(
+                    f"head.class_weights={list(class_weights)} needs one weight >= 0 per class "
+                    f"({self.num_classes}: {', '.join(info.classes)})"
+                )
             self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
         else:
             self.class_weights = None
@@ -89,7 +110,9 @@ class SegmentationHead(Head):
         self.output_names = ("mask", "probabilities") if probabilities else ("mask",)
         first = feature_info[0]
         sizes = first.size or tuple(s // first.stride for s in info.size)
-        self.level_ratio = tuple(s / max(1, n) for s, n in zip(info.size, sizes))  # input size / shallowest level's size
+        self.level_ratio = tuple(
+            s / max(1, n) for s, n in zip(info.size, sizes)
+        )  # input size / shallowest level's size
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
 
     def output_size(self, features: list[torch.Tensor], size: Optional[Sequence] = None) -> Sequence:
@@ -114,11 +137,14 @@ class SegmentationHead(Head):
         from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
 
         c = self.num_classes
-        return MetricCollection({
-            "miou": MulticlassJaccardIndex(num_classes=c, average="macro"),
-            "dice": MulticlassF1Score(num_classes=c, average="macro", multidim_average="global"),
-            "pixel_accuracy": MulticlassAccuracy(num_classes=c, average="micro", multidim_average="global"),
-        }, compute_groups=False)
+        return MetricCollection(
+            {
+                "miou": MulticlassJaccardIndex(num_classes=c, average="macro"),
+                "dice": MulticlassF1Score(num_classes=c, average="macro", multidim_average="global"),
+                "pixel_accuracy": MulticlassAccuracy(num_classes=c, average="micro", multidim_average="global"),
+            },
+            compute_groups=False,
+        )
 
     def postprocess(self, outputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         mask = outputs.argmax(dim=1)
@@ -130,8 +156,19 @@ class SegmentationHead(Head):
 class UNetDecoder(SegmentationHead):
     """Deep to shallow: resize to the next level's size, concatenate it, conv-norm-ReLU blocks; classify, resize."""
 
-    def __init__(self, feature_info: list[FeatureInfo], info: DataInfo, channels: list[int], convs: int, norm: str,
-                 dropout: float, probabilities: bool, ce_weight: float, dice_weight: float, class_weights: Optional[list[float]]):
+    def __init__(
+        self,
+        feature_info: list[FeatureInfo],
+        info: DataInfo,
+        channels: list[int],
+        convs: int,
+        norm: str,
+        dropout: float,
+        probabilities: bool,
+        ce_weight: float,
+        dice_weight: float,
+        class_weights: Optional[list[float]],
+    ):
         super().__init__(feature_info, info, dropout, probabilities, ce_weight, dice_weight, class_weights)
         if convs < 1:
             raise ZooError(f"head.convs={convs} must be at least 1")
@@ -158,8 +195,19 @@ class UNetDecoder(SegmentationHead):
 class FPNDecoder(SegmentationHead):
     """Lateral 1x1 convs to one width, top-down sum, a conv per level, levels resized to the finest and summed."""
 
-    def __init__(self, feature_info: list[FeatureInfo], info: DataInfo, channels: int, segment_channels: int, norm: str,
-                 dropout: float, probabilities: bool, ce_weight: float, dice_weight: float, class_weights: Optional[list[float]]):
+    def __init__(
+        self,
+        feature_info: list[FeatureInfo],
+        info: DataInfo,
+        channels: int,
+        segment_channels: int,
+        norm: str,
+        dropout: float,
+        probabilities: bool,
+        ce_weight: float,
+        dice_weight: float,
+        class_weights: Optional[list[float]],
+    ):
         super().__init__(feature_info, info, dropout, probabilities, ce_weight, dice_weight, class_weights)
         if channels < 1 or segment_channels < 1:
             raise ZooError(f"head.channels={channels} and head.segment_channels={segment_channels} must be at least 1")
@@ -182,22 +230,61 @@ class FPNDecoder(SegmentationHead):
 
 # ---- the registered heads -------------------------------------------------------------------------
 
+
 @register.head("unet", tasks=("segmentation",))
-def unet(feature_info: list, info: DataInfo, channels: list[int] = (64, 32, 32, 16), convs: int = 2,
-         norm: Norm = "batch", dropout: float = 0.0, probabilities: bool = False, ce_weight: float = 1.0,
-         dice_weight: float = 0.0, class_weights: Optional[list[float]] = None) -> Head:
+def unet(
+    feature_info: list,
+    info: DataInfo,
+    channels: list[int] = (64, 32, 32, 16),
+    convs: int = 2,
+    norm: Norm = "batch",
+    dropout: float = 0.0,
+    probabilities: bool = False,
+    ce_weight: float = 1.0,
+    dice_weight: float = 0.0,
+    class_weights: Optional[list[float]] = None,
+) -> Head:
     """U-Net decoder over every feature level (deepest first: resize, concatenate the skip, convs); cross-entropy (+ Dice).
 
     channels: the width of each decoder block from the deepest level up; the last one repeats for further levels.
     """
-    return UNetDecoder(feature_info, info, list(channels), convs, norm, dropout, probabilities, ce_weight, dice_weight,
-                       None if class_weights is None else list(class_weights))
+    return UNetDecoder(
+        feature_info,
+        info,
+        list(channels),
+        convs,
+        norm,
+        dropout,
+        probabilities,
+        ce_weight,
+        dice_weight,
+        None if class_weights is None else list(class_weights),
+    )
 
 
 @register.head("fpn", tasks=("segmentation",))
-def fpn(feature_info: list, info: DataInfo, channels: int = 64, segment_channels: int = 32, norm: Norm = "batch",
-        dropout: float = 0.0, probabilities: bool = False, ce_weight: float = 1.0, dice_weight: float = 0.0,
-        class_weights: Optional[list[float]] = None) -> Head:
+def fpn(
+    feature_info: list,
+    info: DataInfo,
+    channels: int = 64,
+    segment_channels: int = 32,
+    norm: Norm = "batch",
+    dropout: float = 0.0,
+    probabilities: bool = False,
+    ce_weight: float = 1.0,
+    dice_weight: float = 0.0,
+    class_weights: Optional[list[float]] = None,
+) -> Head:
     """Feature pyramid (lateral 1x1, top-down sum) with a semantic branch merging every level; cross-entropy (+ Dice)."""
-    return FPNDecoder(feature_info, info, channels, segment_channels, norm, dropout, probabilities, ce_weight, dice_weight,
-                      None if class_weights is None else list(class_weights))
+    return FPNDecoder(
+        feature_info,
+        info,
+        channels,
+        segment_channels,
+        norm,
+        dropout,
+        probabilities,
+        ce_weight,
+        dice_weight,
+        None if class_weights is None else list(class_weights),
+    )

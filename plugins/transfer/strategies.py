@@ -5,6 +5,7 @@ a checkpoint file, or a previous run's directory (its best checkpoint). Across t
 the matching backbone weights are loaded and the head starts fresh; the run reports what was loaded,
 skipped and new.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,9 +40,17 @@ class Pretrained(Transfer):
         report = load_weights(model, self.weights, include_head=True)
         fresh = [k for k in report["new"] if k.startswith("head.")]
         if fresh:  # "as it is" only holds for what was loaded: say so, and how to keep a hub classifier whole
-            hint = "; head=pretrained_classifier keeps timm's own classifier and labels" if self.weights.startswith("timm") else ""
-            log.warning("transfer=pretrained: %d head tensors have no pretrained value and start "
-                                             "fresh (train them: trainer.max_epochs>0)%s", len(fresh), hint)
+            hint = (
+                "; head=pretrained_classifier keeps timm's own classifier and labels"
+                if self.weights.startswith("timm")
+                else ""
+            )
+            log.warning(
+                "transfer=pretrained: %d head tensors have no pretrained value and start "
+                "fresh (train them: trainer.max_epochs>0)%s",
+                len(fresh),
+                hint,
+            )
         return report
 
 
@@ -84,7 +93,7 @@ class FineTune(Transfer):
     def _deepest(self, model: ZooModel) -> list:
         stages = model.backbone.stages()
         k = len(stages) if self.unfreeze_stages < 0 else min(self.unfreeze_stages, len(stages))
-        return stages[len(stages) - k:]
+        return stages[len(stages) - k :]
 
     def setup(self, model: ZooModel) -> dict:
         report = load_weights(model, self.weights, include_head=False)
@@ -104,7 +113,7 @@ class FineTune(Transfer):
     def param_groups(self, model: ZooModel, lr: float) -> list[dict]:
         groups = [{"params": [p for p in model.head.parameters() if p.requires_grad], "lr": lr}]
         for depth, stage in enumerate(reversed(self.unfrozen)):  # deepest first
-            groups.append({"params": list(stage.parameters()), "lr": lr * self.lr_scale * self.layer_decay ** depth})
+            groups.append({"params": list(stage.parameters()), "lr": lr * self.lr_scale * self.layer_decay**depth})
         return groups
 
 
@@ -133,7 +142,12 @@ def frozen(weights: str = "timm", dropout: float = 0.2) -> Transfer:
 
 
 @register.transfer("finetune")
-def finetune(weights: str = "timm", head_epochs: int = 3, unfreeze_stages: int = 2, lr_scale: float = 0.1,
-             layer_decay: float = 1.0) -> Transfer:
+def finetune(
+    weights: str = "timm",
+    head_epochs: int = 3,
+    unfreeze_stages: int = 2,
+    lr_scale: float = 0.1,
+    layer_decay: float = 1.0,
+) -> Transfer:
     """Head only for head_epochs, then unfreeze the deepest stages (-1: all) at lr * lr_scale, with layer-wise decay."""
     return FineTune(weights, head_epochs, unfreeze_stages, lr_scale, layer_decay)

@@ -1,4 +1,5 @@
 """Acme's zoo plugins: one of each kind. Importing this module registers them."""
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,8 +18,12 @@ class AcmeNet(Backbone):
 
     def __init__(self, in_channels: int, width: int = 16):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2))
-        self.deep = nn.Sequential(nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2)
+        )
+        self.deep = nn.Sequential(
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2)
+        )
         self.feature_info = [FeatureInfo(width, 2), FeatureInfo(2 * width, 4)]
 
     def forward(self, x):
@@ -87,9 +92,9 @@ def acme_bars(seed: int, size: int = 32, images: int = 300, generator_seed: int 
     for i in range(images):
         at = int(torch.randint(2, size - 6, (), generator=g))
         if y[i] == 0:
-            x[i, 0, at:at + 4, :] = 1.0
+            x[i, 0, at : at + 4, :] = 1.0
         else:
-            x[i, 0, :, at:at + 4] = 1.0
+            x[i, 0, :, at : at + 4] = 1.0
     a, b = int(images * 0.7), int(images * 0.85)
     mean, std = channel_stats(x[:a])
     info = DataInfo("classification", ("horizontal", "vertical"), 1, (size, size), mean, std)
