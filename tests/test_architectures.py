@@ -100,7 +100,7 @@ def test_timm_pretrained_weights_fail_clearly_offline():
 
     code = (
         "from tests.test_architectures import cfg, info; from zoo.model import build_model; "
-        "m = build_model(cfg('timm', {'model_name': 'resnet18'}), info(3)); m.backbone.load_pretrained()"
+        "m = build_model(cfg('timm', {'model_name': 'resnet18'}), info(3)); m.backbone.load_source('timm')"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True

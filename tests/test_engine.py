@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from tests.conftest import small_config
-from zoo.engine import load_checkpoint, lr_factor, model_from_checkpoint, train
+from zoo.checkpoint import load_checkpoint, model_from_checkpoint
+from zoo.engine import lr_factor, train
 from zoo.errors import ZooError
 
 

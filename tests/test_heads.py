@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from tests.conftest import small_config
+from zoo.checkpoint import load_checkpoint, model_from_checkpoint
 from zoo.data import DataBundle, DataInfo, TensorImages
-from zoo.engine import load_checkpoint, model_from_checkpoint, train
+from zoo.engine import train
 from zoo.errors import ZooError
 from zoo.export import export_model
 from zoo.model import DeployModel, build_model

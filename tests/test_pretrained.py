@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 
 from tests.conftest import assert_one_line_error, run_zoo, small_config
+from zoo.checkpoint import load_checkpoint, load_weights
 from zoo.data import DataInfo
-from zoo.engine import load_checkpoint, train
+from zoo.engine import train
 from zoo.errors import ZooError
 from zoo.model import build_model
 
@@ -83,7 +84,7 @@ def test_the_classifier_is_timms_own_with_its_labels_and_statistics(as_is, weigh
     # metrics are over the dataset's three classes (their columns of the 1000), as for ImageNet subsets
     assert np.array(results["test"]["confusion_matrix"]).shape == (3, 3)
 
-    from zoo.engine import model_from_checkpoint
+    from zoo.checkpoint import model_from_checkpoint
 
     model = model_from_checkpoint(ckpt)[0].eval()
     x = torch.rand(4, 3, 48, 48)
@@ -204,16 +205,24 @@ def test_pretrained_with_a_new_head_says_what_starts_fresh(weights, caplog):
     assert model.normalize.mean.flatten().tolist() == [0.5]  # timm's RGB statistics folded to one channel
 
 
-def test_a_backbone_whose_hub_loader_takes_no_file_refuses_timm_file():
-    from types import SimpleNamespace
-
-    from zoo.model import load_weights
-
-    class HubOnly:
-        def load_pretrained(self):
-            raise AssertionError("not called")
-
+def test_a_weight_source_no_backbone_knows_is_read_as_a_checkpoint_and_refused_in_one_line(tmp_path):
+    model = build_model(
+        {"data": {"name": "digits"}, "model": {"name": "cnn"}, "head": {"name": "classification"}},
+        DataInfo("classification", tuple("0123"), 1, (32, 32), (0.5,), (0.25,)),
+    )
+    with pytest.raises(ZooError, match=r"^transfer.weights='timm' is not a checkpoint file or a run directory$"):
+        load_weights(model, "timm", include_head=False)
+    timm_model = build_model(
+        {
+            "data": {"name": "digits"},
+            "model": {"name": "timm", "model_name": "test_resnet"},
+            "head": {"name": "classification"},
+        },
+        DataInfo("classification", tuple("0123"), 3, (32, 32), (0.5,) * 3, (0.25,) * 3),
+    )
     with pytest.raises(
-        ZooError, match="transfer.weights=timm:w.pth: HubOnly loads its pretrained weights only from its hub"
+        ZooError, match=r"'hub' is not a checkpoint file or a run directory; .* also loads: timm, timm:FILE"
     ):
-        load_weights(SimpleNamespace(backbone=HubOnly()), "timm:w.pth", include_head=False)
+        load_weights(timm_model, "hub", include_head=False)
+    with pytest.raises(ZooError, match=r"transfer.weights=timm: names no file"):
+        load_weights(timm_model, "timm:", include_head=False)

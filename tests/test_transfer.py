@@ -169,7 +169,7 @@ def test_ensemble_export_is_the_average_of_its_members(source, tmp_path):
     out = tmp_path / "ens"
     proc = run_zoo("export", f"checkpoint={source}/checkpoints/best.pt,{other}", f"output={out}")
     assert proc.returncode == 0, proc.stderr
-    from zoo.engine import load_checkpoint, model_from_checkpoint
+    from zoo.checkpoint import load_checkpoint, model_from_checkpoint
     from zoo.model import DeployModel
     from zoo.runtime import Model
 
@@ -212,14 +212,17 @@ def test_bench_transfer_compares_head_epochs_side_by_side(source):
         "data.classes=[5,6,7,8,9]",
         "data.shots=10",
         "model.width=8",
+        "transfer=frozen",
         f"transfer.weights={source}",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     assert "data=digits (50 training images)" in lines[0] and "median of 1 interleaved" in lines[0]
-    assert "frozen" in lines[1] and "x1.00" in lines[1]
-    assert "feature_extraction" in lines[2] and "vs frozen" in lines[2] and "pays for itself after" in lines[3]
-    assert_one_line_error(run_zoo("bench", "transfer", "repeats=1"), "zoo bench transfer needs transfer.weights=SOURCE")
+    assert "transfer=frozen" in lines[0] and "run on every batch" in lines[1] and "x1.00" in lines[1]
+    assert "cached features" in lines[2] and "vs every batch" in lines[2] and "pays for itself after" in lines[3]
+    assert_one_line_error(
+        run_zoo("bench", "transfer", "repeats=1"), "transfer=scratch trains the backbone; choose a transfer strategy"
+    )
 
 
 def test_the_transfer_experiments_compose_and_run(source, tmp_path):

@@ -1,7 +1,8 @@
-"""The training loop, top to bottom: build, train, validate, checkpoint, stop early, test.
+"""The training loop, top to bottom: train, validate, checkpoint, stop early, test.
 
-Reads a plain config dict (validated by zoo.config) and writes into one run directory:
-checkpoints/{best,last}.pt (atomically), metrics.json and a log line per epoch.
+Takes an Experiment (zoo.experiment: data, model, transfer, augmentations, built once from a validated
+config) and writes into one run directory: checkpoints/{best,last}.pt (atomically), metrics.json and a
+log line per epoch.
 """
 
 from __future__ import annotations
@@ -10,38 +11,22 @@ import json
 import logging
 import math
 import os
-import random
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from zoo import __version__, registry
-from zoo.data import DataInfo, Transformed, build_augmentations, build_data, loader
+from zoo import __version__
+from zoo.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+from zoo.data import Transformed, loader
 from zoo.errors import ZooError
-from zoo.model import ZooModel, build_model, deployed_info, set_train_mode
+from zoo.experiment import Experiment, build_experiment
+from zoo.model import ZooModel, deployed_info, set_train_mode
 
 log = logging.getLogger("zoo")
-CHECKPOINT_FORMAT = "zoo.checkpoint/1"
-MINIMIZE = ("loss", "mae", "mse", "rmse")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch so a run repeats."""
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    """auto -> cuda when usable, else cpu; asking for cuda without one is an error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ZooError("trainer.device=cuda but no CUDA device is usable here; use trainer.device=auto or cpu")
-    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -53,55 +38,6 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: to_jsonable(v) for k, v in value.items()}
     return value
-
-
-def save_checkpoint(path: Path, payload: dict) -> None:
-    """Write to a temporary file and rename: a crash never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Load a zoo checkpoint (tensors and plain data only: weights_only=True, no unsafe fallback)."""
-    p = Path(path)
-    if p.is_dir():  # a run directory: its best checkpoint
-        p = p / "checkpoints" / "best.pt"
-    if not p.is_file():
-        raise ZooError(f"checkpoint {str(path)!r} does not exist (give a .pt file or a run directory)")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ZooError(f"cannot read checkpoint {p}: {str(e).splitlines()[0]}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ZooError(f"{p} is not a zoo checkpoint (no format {CHECKPOINT_FORMAT!r})")
-    return ckpt
-
-
-def model_from_checkpoint(ckpt: dict) -> tuple[ZooModel, DataInfo]:
-    """Rebuild the model a checkpoint was trained with and load its weights."""
-    info = DataInfo.from_dict(ckpt["info"])
-    model = build_model(ckpt["config"], info)
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), info
-
-
-def make_optimizer(model: ZooModel, transfer, tcfg: dict) -> torch.optim.Optimizer:
-    """Parameter groups from the transfer strategy, each split so biases and norms get no weight decay."""
-    groups = []
-    for g in transfer.param_groups(model, tcfg["lr"]):
-        params = [p for p in g["params"] if p.requires_grad]
-        decay = [p for p in params if p.ndim > 1]
-        no_decay = [p for p in params if p.ndim <= 1]
-        for ps, wd in ((decay, tcfg["weight_decay"]), (no_decay, 0.0)):
-            if ps:
-                groups.append({**g, "params": ps, "weight_decay": wd, "base_lr": g["lr"]})
-    if not groups:
-        raise ZooError("nothing to train: the transfer strategy froze every parameter")
-    if tcfg["optimizer"] == "sgd":
-        return torch.optim.SGD(groups, lr=tcfg["lr"], momentum=tcfg["momentum"], nesterov=tcfg["momentum"] > 0)
-    return torch.optim.AdamW(groups, lr=tcfg["lr"])
 
 
 def lr_factor(step: int, steps_per_epoch: int, tcfg: dict) -> float:
@@ -206,208 +142,184 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value < best if mode == "min" else value > best)
 
 
-def train(cfg: dict, run_dir: str | Path, env_keys: list[str] | None = None) -> dict:
-    """Train the experiment `cfg` (a plain, validated config dict); return what metrics.json holds."""
-    run_dir = Path(run_dir)
-    tcfg, seed = cfg["trainer"], int(cfg["seed"])
-    if tcfg["threads"]:  # several jobs on one machine: torch's default of a thread per core oversubscribes it
-        torch.set_num_threads(tcfg["threads"])
-    seed_everything(seed)
-    device = pick_device(tcfg["device"])
+@dataclass
+class Progress:
+    """Where a run stands after an epoch: what last.pt holds, so a resumed run goes on from there."""
 
-    bundle = build_data(cfg, seed)
-    info = bundle.info
-    model = build_model(cfg, info)
-    model.head.prepare(bundle)
-    tparams = dict(cfg["transfer"])
-    transfer = registry.get("transfer", tparams.pop("name")).build({}, tparams, where="transfer")
-    weights_report = transfer.setup(model)
-    if weights_report:
-        log.info(
-            "weights from %s: %d tensors loaded, %d skipped, %d new",
-            weights_report["source"],
-            weights_report["loaded"],
-            len(weights_report["skipped"]),
-            len(weights_report["new"]),
-        )
-    model.to(device)
-    sample_tf, batch_tf = build_augmentations(cfg["aug"], info)
+    epoch: int = 0
+    step: int = 0
+    best: float | None = None
+    best_epoch: int = -1
+    stale: int = 0
+    history: list[dict] = field(default_factory=list)
 
+
+def train(experiment: Experiment | dict, run_dir: str | Path, env_keys: list[str] | None = None) -> dict:
+    """Train an Experiment (or the one a plain, validated config builds); return what metrics.json holds."""
+    exp = experiment if isinstance(experiment, Experiment) else build_experiment(experiment)
+    tcfg, model, seed = exp.cfg["trainer"], exp.model, int(exp.cfg["seed"])
+    _log_start(exp)
     bs, workers = tcfg["batch_size"], tcfg["num_workers"]
-    train_loader = loader(Transformed(bundle.train, sample_tf), bs, True, workers, seed, drop_last=True)
-    val_loader = loader(bundle.val, tcfg["eval_batch_size"], False, workers, seed)
-    test_loader = loader(bundle.test, tcfg["eval_batch_size"], False, workers, seed)
-    if len(bundle.train) == 0 or len(bundle.val) == 0:
-        raise ZooError(f"data={cfg['data']['name']} has an empty train or val split")
+    train_loader = loader(Transformed(exp.data.train, exp.sample_transform), bs, True, workers, seed, drop_last=True)
+    run = Run(exp, Path(run_dir), loader(exp.data.val, tcfg["eval_batch_size"], False, workers, seed), env_keys)
 
-    head = model.head
-    monitor = head.monitor if tcfg["monitor"] == "auto" else tcfg["monitor"]
-    mode = head.monitor_mode if monitor == head.monitor else ("min" if monitor in MINIMIZE else "max")
-    steps_per_epoch = len(train_loader)
-    optimizer = make_optimizer(model, transfer, tcfg)
-    l1_params = [p for p in model.parameters() if p.ndim > 1] if tcfg["l1"] > 0 else []
-    ckpt_dir = run_dir / "checkpoints"
-    base = {
-        "format": CHECKPOINT_FORMAT,
-        "zoo_version": __version__,
-        "config": cfg,
-        "info": deployed_info(model, info).to_dict(),
-        "env_keys": list(env_keys or []),
-    }
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info(
-        "data=%s (%d train / %d val / %d test) model=%s head=%s: %.2fM parameters, %s",
-        cfg["data"]["name"],
-        len(bundle.train),
-        len(bundle.val),
-        len(bundle.test),
-        cfg["model"]["name"],
-        cfg["head"]["name"],
-        n_params / 1e6,
-        device,
-    )
-
-    best, best_epoch, stale, step, history = None, -1, 0, 0, []
-    show_bar = tcfg["progress"] and sys.stderr.isatty()
-    started = time.perf_counter()
-    cache, cache_seconds = None, 0.0
-    if transfer.cache_features and tcfg["max_epochs"] > 0:
+    started, cache, cache_seconds = time.perf_counter(), None, 0.0
+    if exp.transfer.cache_features and tcfg["max_epochs"] > 0:
         # cache features once: the frozen base gives the same output every epoch (so no augmentation here)
-        t = time.perf_counter()
-        cache = feature_cache(model, bundle.train, tcfg["eval_batch_size"], device)
-        cache_seconds = time.perf_counter() - t
+        cache = feature_cache(model, exp.data.train, tcfg["eval_batch_size"], exp.device)
+        cache_seconds = time.perf_counter() - started
         log.info(
-            "features of %d training images cached in %.1fs; the head trains on the cache",
-            len(bundle.train),
-            cache_seconds,
+            f"features of {len(exp.data.train)} training images cached in {cache_seconds:.1f}s; "
+            "the head trains on the cache"
         )
-    start = 0
-    if tcfg["resume"] and (ckpt_dir / "last.pt").is_file():
-        last = torch.load(ckpt_dir / "last.pt", map_location=device, weights_only=True)
-        for e in range(last["epoch"]):  # replay phase changes so the optimizer's groups match the saved ones
-            if transfer.on_epoch_start(e, model):
-                optimizer = make_optimizer(model, transfer, tcfg)
-        model.load_state_dict(last["model"])
-        optimizer.load_state_dict(last["optimizer"])
-        start, best, best_epoch, stale, history = (
-            last["epoch"],
-            last["best"],
-            last["best_epoch"],
-            last["stale"],
-            last["history"],
-        )
-        step = start * steps_per_epoch
-        log.info(
-            "resumed from %s at epoch %d (best val %s %.4f at epoch %d)",
-            ckpt_dir / "last.pt",
-            start,
-            monitor,
-            best,
-            best_epoch,
-        )
+    optimizer, progress = exp.optimizer(), Progress()
+    if tcfg["resume"] and (run.ckpt_dir / "last.pt").is_file():
+        optimizer, progress = _resume(run, len(train_loader))
     if tcfg["max_epochs"] == 0:  # use the weights as they are: evaluate, save, export
-        save_checkpoint(
-            ckpt_dir / "best.pt",
-            {**base, "model": model.state_dict(), "epoch": 0, "val": evaluate(model, val_loader, device)},
-        )
-    for epoch in range(start, tcfg["max_epochs"]):
-        if transfer.on_epoch_start(epoch, model):  # a new phase: new trainable set, new optimizer
-            optimizer = make_optimizer(model, transfer, tcfg)
-            log.info(
-                "phase change at epoch %d: %d trainable parameters",
-                epoch + 1,
-                sum(p.numel() for p in model.parameters() if p.requires_grad),
-            )
+        val = evaluate(model, run.val_loader, exp.device)
+        save_checkpoint(run.ckpt_dir / "best.pt", {**run.payload, "model": model.state_dict(), "epoch": 0, "val": val})
+    l1_params = exp.l1_params()
+    for epoch in range(progress.epoch, tcfg["max_epochs"]):
+        if exp.transfer.on_epoch_start(epoch, model):  # a new phase: new trainable set, new optimizer
+            optimizer, l1_params = exp.optimizer(), exp.l1_params()
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            log.info(f"phase change at epoch {epoch + 1}: {trainable} trainable parameters")
         set_train_mode(model)
         epoch_start, total, seen = time.perf_counter(), 0.0, 0
         batches = cached_batches(cache, bs, seed + epoch) if cache is not None else train_loader
-        if show_bar:
+        if tcfg["progress"] and sys.stderr.isatty():
             from tqdm import tqdm
 
-            batches = tqdm(
-                batches,
-                desc=f"epoch {epoch + 1}/{tcfg['max_epochs']}",
-                leave=False,
-                file=sys.stderr,
-                total=steps_per_epoch,
-            )
+            desc = f"epoch {epoch + 1}/{tcfg['max_epochs']}"
+            batches = tqdm(batches, desc=desc, leave=False, file=sys.stderr, total=len(train_loader))
         for x, y in batches:
             for g in optimizer.param_groups:
-                g["lr"] = g["base_lr"] * lr_factor(step, steps_per_epoch, tcfg)
-            loss = train_step(model, x, y, optimizer, tcfg, l1_params, cache is not None, batch_tf, device)
-            total, seen, step = total + loss * len(x), seen + len(x), step + 1
-        train_time = time.perf_counter() - epoch_start
-        val = evaluate(model, val_loader, device)
-        if monitor not in val:
-            raise ZooError(f"trainer.monitor={monitor!r} is not a validation metric; valid: {', '.join(sorted(val))}")
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": round(total / max(1, seen), 6),
-                "train_seconds": round(train_time, 3),
-                **{f"val_{k}": v for k, v in val.items() if not isinstance(v, list)},
-            }
-        )
-        improved = _improved(val[monitor], best, mode)
-        log.info(
-            "epoch %d/%d  loss %.4f  val %s %.4f%s  (%.1fs)",
-            epoch + 1,
-            tcfg["max_epochs"],
-            total / max(1, seen),
-            monitor,
-            val[monitor],
-            " *" if improved else "",
-            train_time,
-        )
-        state = {**base, "model": model.state_dict(), "epoch": epoch + 1, "val": val}
-        if improved:
-            best, best_epoch, stale = val[monitor], epoch + 1, 0
-            save_checkpoint(ckpt_dir / "best.pt", state)
-        else:
-            stale += 1
-        save_checkpoint(
-            ckpt_dir / "last.pt",
-            {
-                **state,
-                "optimizer": optimizer.state_dict(),
-                "best": best,
-                "best_epoch": best_epoch,
-                "stale": stale,
-                "history": history,
-            },
-        )
-        if tcfg["patience"] and stale >= tcfg["patience"]:
-            log.info(
-                "early stop: val %s has not improved for %d epochs (best %.4f at epoch %d)",
-                monitor,
-                stale,
-                best,
-                best_epoch,
+                g["lr"] = g["base_lr"] * lr_factor(progress.step, len(train_loader), tcfg)
+            loss = train_step(
+                model, x, y, optimizer, tcfg, l1_params, cache is not None, exp.batch_transform, exp.device
             )
+            total, seen, progress.step = total + loss * len(x), seen + len(x), progress.step + 1
+        train_time = time.perf_counter() - epoch_start
+        if _end_of_epoch(run, progress, epoch, total / max(1, seen), train_time, optimizer):
             break
-    train_seconds = time.perf_counter() - started
+    return _finish(run, progress, time.perf_counter() - started, cache_seconds)
 
-    # Report the best epoch's weights, not the last one's.
+
+class Run:
+    """One run's fixed parts: its experiment, folders, validation loader, monitored metric and the plain data
+    every checkpoint carries (config, DataInfo of the deployed model, versions)."""
+
+    def __init__(self, exp: Experiment, run_dir: Path, val_loader, env_keys: list[str] | None):
+        self.exp, self.run_dir, self.ckpt_dir, self.val_loader = exp, run_dir, run_dir / "checkpoints", val_loader
+        self.monitor, self.mode = exp.monitor()
+        info = deployed_info(exp.model, exp.info).to_dict()
+        self.payload = {
+            "format": CHECKPOINT_FORMAT,
+            "zoo_version": __version__,
+            "config": exp.cfg,
+            "info": info,
+            "env_keys": list(env_keys or []),
+        }
+
+
+def _log_start(exp: Experiment) -> None:
+    cfg, data = exp.cfg, exp.data
+    if exp.weights:
+        w = exp.weights
+        log.info(
+            f"weights from {w['source']}: {w['loaded']} tensors loaded, {len(w['skipped'])} skipped, "
+            f"{len(w['new'])} new"
+        )
+    millions = sum(p.numel() for p in exp.model.parameters()) / 1e6
+    log.info(
+        f"data={cfg['data']['name']} ({len(data.train)} train / {len(data.val)} val / {len(data.test)} test) "
+        f"model={cfg['model']['name']} head={cfg['head']['name']}: {millions:.2f}M parameters, {exp.device}"
+    )
+
+
+def _end_of_epoch(run: Run, progress: Progress, epoch: int, train_loss: float, train_time: float, optimizer) -> bool:
+    """Validate, log, save best.pt (when the monitored metric improved) and last.pt; True to stop early."""
+    exp, name, tcfg = run.exp, run.monitor, run.exp.cfg["trainer"]
+    val = evaluate(exp.model, run.val_loader, exp.device)
+    if name not in val:
+        raise ZooError(f"trainer.monitor={name!r} is not a validation metric; valid: {', '.join(sorted(val))}")
+    scalars = {f"val_{k}": v for k, v in val.items() if not isinstance(v, list)}
+    progress.history.append(
+        {"epoch": epoch + 1, "train_loss": round(train_loss, 6), "train_seconds": round(train_time, 3), **scalars}
+    )
+    improved = _improved(val[name], progress.best, run.mode)
+    log.info(
+        f"epoch {epoch + 1}/{tcfg['max_epochs']}  loss {train_loss:.4f}  val {name} {val[name]:.4f}"
+        f"{' *' if improved else ''}  ({train_time:.1f}s)"
+    )
+    state = {**run.payload, "model": exp.model.state_dict(), "epoch": epoch + 1, "val": val}
+    progress.epoch = epoch + 1
+    if improved:
+        progress.best, progress.best_epoch, progress.stale = val[name], epoch + 1, 0
+        save_checkpoint(run.ckpt_dir / "best.pt", state)
+    else:
+        progress.stale += 1
+    kept = {
+        "best": progress.best,
+        "best_epoch": progress.best_epoch,
+        "stale": progress.stale,
+        "history": progress.history,
+    }
+    save_checkpoint(run.ckpt_dir / "last.pt", {**state, "optimizer": optimizer.state_dict(), **kept})
+    if tcfg["patience"] and progress.stale >= tcfg["patience"]:
+        log.info(
+            f"early stop: val {name} has not improved for {progress.stale} epochs "
+            f"(best {progress.best:.4f} at epoch {progress.best_epoch})"
+        )
+        return True
+    return False
+
+
+def _resume(run: Run, steps_per_epoch: int) -> tuple[Any, Progress]:
+    """The optimizer and progress saved in last.pt, the model's weights loaded from it."""
+    exp, last = run.exp, run.ckpt_dir / "last.pt"
+    saved = torch.load(last, map_location=exp.device, weights_only=True)
+    optimizer = exp.optimizer()
+    for e in range(saved["epoch"]):  # replay phase changes so the optimizer's groups match the saved ones
+        if exp.transfer.on_epoch_start(e, exp.model):
+            optimizer = exp.optimizer()
+    exp.model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    epoch = saved["epoch"]
+    progress = Progress(
+        epoch, epoch * steps_per_epoch, saved["best"], saved["best_epoch"], saved["stale"], saved["history"]
+    )
+    log.info(
+        f"resumed from {last} at epoch {epoch} "
+        f"(best val {run.monitor} {progress.best:.4f} at epoch {progress.best_epoch})"
+    )
+    return optimizer, progress
+
+
+def _finish(run: Run, progress: Progress, train_seconds: float, cache_seconds: float) -> dict:
+    """Reload the best epoch's weights (not the last one's), test them, and write metrics.json."""
+    exp, ckpt_dir, tcfg = run.exp, run.ckpt_dir, run.exp.cfg["trainer"]
     if not (ckpt_dir / "best.pt").is_file():
         raise ZooError(
             f"nothing was trained: {ckpt_dir / 'last.pt'} is already at trainer.max_epochs={tcfg['max_epochs']}"
         )
-    model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location=device, weights_only=True)["model"])
-    epoch_times = [h["train_seconds"] for h in history]
+    exp.model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location=exp.device, weights_only=True)["model"])
+    seed, ebs, workers = int(exp.cfg["seed"]), tcfg["eval_batch_size"], tcfg["num_workers"]
+    epoch_times = [h["train_seconds"] for h in progress.history]
     results = {
-        "test": evaluate(model, test_loader, device),
-        "val": evaluate(model, val_loader, device),
+        "test": evaluate(exp.model, loader(exp.data.test, ebs, False, workers, seed), exp.device),
+        "val": evaluate(exp.model, loader(exp.data.val, ebs, False, workers, seed), exp.device),
         "train_seconds": round(train_seconds, 3),
         "epoch_seconds": round(sum(epoch_times) / len(epoch_times), 4) if epoch_times else 0.0,
         "feature_cache_seconds": round(cache_seconds, 3),
-        "epochs": len(history),
-        "best_epoch": best_epoch,
-        "monitor": monitor,
-        "transfer": {"name": cfg["transfer"]["name"], "weights": weights_report},
-        "history": history,
+        "epochs": len(progress.history),
+        "best_epoch": progress.best_epoch,
+        "monitor": run.monitor,
+        "transfer": {"name": exp.cfg["transfer"]["name"], "weights": exp.weights},
+        "history": progress.history,
     }
-    tmp = run_dir / ".metrics.json.tmp"
+    tmp = run.run_dir / ".metrics.json.tmp"
     tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, run_dir / "metrics.json")
+    os.replace(tmp, run.run_dir / "metrics.json")
     log.info("test %s", "  ".join(f"{k} {v:.4f}" for k, v in results["test"].items() if isinstance(v, float)))
     return results

@@ -113,7 +113,7 @@ def export_settings(cfg: dict, overrides: dict | None) -> dict:
 
 def export(checkpoint: str | Path, output: str | Path, overrides: dict | None = None) -> dict:
     """Export `checkpoint` to OUTPUT/model.onnx and OUTPUT/model.json; return the model card."""
-    from zoo.engine import load_checkpoint, model_from_checkpoint
+    from zoo.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt["config"]
@@ -144,7 +144,7 @@ def export(checkpoint: str | Path, output: str | Path, overrides: dict | None = 
 
 def export_ensemble(checkpoints: list[str], output: str | Path, overrides: dict | None = None) -> dict:
     """Export several checkpoints of one task and label set as one ONNX model averaging their outputs."""
-    from zoo.engine import load_checkpoint, model_from_checkpoint
+    from zoo.checkpoint import load_checkpoint, model_from_checkpoint
     from zoo.model import Ensemble
 
     ckpts = [load_checkpoint(c) for c in checkpoints]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,13 +35,13 @@ class Backbone(nn.Module):
         """Modules whose parameters form each stage, shallow to deep."""
         raise NotImplementedError
 
-    def load_pretrained(self, file: str | None = None) -> dict | None:
-        """Load the architecture's own pretrained weights (from a hub, or `file`, a local copy of them);
-        may return the {"mean", "std"} they expect. Not all backbones have them."""
-        raise ZooError(
-            f"transfer.weights=timm, but {type(self).__name__} has no pretrained weights of its own; give a checkpoint "
-            f"or run directory instead (transfer.weights=PATH), or a model=timm architecture"
-        )
+    weight_sources: tuple[str, ...] = ()  # the forms of transfer.weights load_source() takes, for error messages
+
+    def load_source(self, source: str) -> dict | None:
+        """Load the weights `source` names when it is one of this architecture's own sources (a hub, a
+        local copy of a hub's file); return the input statistics they expect ({"mean", "std"}, or {} for
+        none), or None when `source` is not one of them (zoo then reads it as a checkpoint or run directory)."""
+        return None
 
 
 class Head(nn.Module):
@@ -61,6 +60,11 @@ class Head(nn.Module):
     def prepare(self, data) -> None:
         """Look at the training data (a zoo.data.DataBundle) once before training, e.g. for target
         statistics kept as buffers; called by the engine, not on export (buffers travel in checkpoints)."""
+
+    def load_source(self, source: str) -> bool:
+        """Load this head's part of the weights a backbone source names (a head that is the backbone's own
+        pretrained classifier); True when it loaded them. Other heads start fresh."""
+        return False
 
     def loss(self, outputs: Any, targets: Any) -> torch.Tensor:
         """The training loss for a batch."""
@@ -235,47 +239,3 @@ def set_train_mode(model: ZooModel) -> None:
         params = list(stage.parameters())
         if params and not any(p.requires_grad for p in params):
             stage.eval()
-
-
-def load_weights(model: ZooModel, source: str, include_head: bool) -> dict:
-    """Load weights from `timm` (the architecture's hub weights), `timm:FILE` (a local copy of them), a
-    checkpoint file, or a run directory.
-
-    Across tasks and class counts, every tensor whose name and shape match is loaded (the backbone, the
-    input normalisation it was trained with, and the head when `include_head` and it fits); the rest
-    keeps its fresh initialisation. Returns what was loaded, skipped and new.
-    """
-    if source == "timm" or source.startswith("timm:"):
-        file = source[len("timm:") :] or None
-        if file and len(inspect.signature(model.backbone.load_pretrained).parameters) == 0:
-            raise ZooError(
-                f"transfer.weights={source}: {type(model.backbone).__name__} loads its pretrained weights only "
-                f"from its hub (transfer.weights=timm), not from a file"
-            )
-        stats = model.backbone.load_pretrained(file) if file else model.backbone.load_pretrained()
-        loaded = [f"backbone.{k}" for k in model.backbone.state_dict()]
-        if stats:  # the pretrained weights expect their own input statistics
-            model.normalize.mean.copy_(torch.tensor(stats["mean"]).view_as(model.normalize.mean))
-            model.normalize.std.copy_(torch.tensor(stats["std"]).view_as(model.normalize.std))
-            loaded += ["normalize.mean", "normalize.std"]
-        if include_head and hasattr(model.head, "load_pretrained"):  # a head that is the backbone's own classifier
-            model.head.load_pretrained(file)
-            loaded += [f"head.{k}" for k in model.head.state_dict()]
-        new = sorted(k for k in model.state_dict() if k not in set(loaded))
-        return {"source": source, "loaded": len(loaded), "skipped": [], "new": new}
-    from zoo.engine import load_checkpoint
-
-    state = load_checkpoint(source)["model"]
-    own = model.state_dict()
-    keep, skipped = {}, []
-    for k, v in state.items():
-        wanted = k.startswith(("backbone.", "normalize.")) or (include_head and k.startswith("head."))
-        if wanted and k in own and own[k].shape == v.shape:
-            keep[k] = v
-        elif wanted or k.startswith("head."):
-            skipped.append(k if k in own else f"{k} (not in this model)")
-    if not any(k.startswith("backbone.") for k in keep):
-        raise ZooError(f"no backbone weights in {source!r} fit this model (was it trained with another architecture?)")
-    model.load_state_dict(keep, strict=False)
-    new = sorted(k for k in own if k not in keep)
-    return {"source": str(source), "loaded": len(keep), "skipped": sorted(skipped), "new": new}

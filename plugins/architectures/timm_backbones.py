@@ -1,7 +1,7 @@
 """Any timm model as a multi-scale Backbone, through timm's `features_only` mode.
 
 Weights are not a parameter of the architecture: a transfer strategy asks for them
-(`Backbone.load_pretrained`), so rebuilding a model from a checkpoint never downloads anything.
+(`Backbone.load_source`), so rebuilding a model from a checkpoint never downloads anything.
 They come from the hub (`transfer.weights=timm`) or from a local copy of timm's weight file
 (`transfer.weights=timm:FILE`, for machines that cannot reach the hub).
 """
@@ -102,8 +102,21 @@ def pretrained_stats(model: nn.Module, channels: int) -> Optional[dict]:
     return {"mean": mean, "std": std}
 
 
+def _timm_file(source: str) -> Optional[str]:
+    """The weight file a `timm` / `timm:FILE` source names ("" for the hub), or None for other sources."""
+    if source == "timm":
+        return ""
+    if source.startswith("timm:"):
+        if not source[len("timm:") :]:
+            raise ZooError("transfer.weights=timm: names no file; give transfer.weights=timm:FILE or timm (the hub)")
+        return source[len("timm:") :]
+    return None
+
+
 class TimmBackbone(Backbone):
     """Wraps timm's FeatureListNet: its feature levels, and its children grouped into stages."""
+
+    weight_sources = ("timm", "timm:FILE")
 
     def __init__(self, model_name: str, in_channels: int, out_indices: Optional[list[int]], drop_path_rate: float):
         super().__init__()
@@ -141,11 +154,15 @@ class TimmBackbone(Backbone):
             stages.append(nn.ModuleList(current))
         return stages
 
-    def load_pretrained(self, file: Optional[str] = None) -> Optional[dict]:
-        """Load timm's pretrained weights (the hub, once, or `file`); returns the mean/std they expect."""
-        pretrained = create_pretrained(self.model_name, file, **self._kwargs)
+    def load_source(self, source: str) -> Optional[dict]:
+        """`timm`: timm's pretrained weights from the hub (once, then its cache); `timm:FILE`: from a local copy
+        of the hub's weight file. Returns the mean/std they expect; None for any other source."""
+        file = _timm_file(source)
+        if file is None:
+            return None
+        pretrained = create_pretrained(self.model_name, file or None, **self._kwargs)
         self.body.load_state_dict(pretrained.state_dict())
-        return pretrained_stats(pretrained, self.in_channels)
+        return pretrained_stats(pretrained, self.in_channels) or {}
 
     def classifier(self) -> tuple[nn.Module, list[str], list[str]]:
         """timm's own classifier for this model: the layers after the deepest feature level (final
@@ -180,11 +197,16 @@ class TimmBackbone(Backbone):
         label_set = ImageNetInfo(subset)
         return tail, list(label_set.label_descriptions()), list(label_set.label_names())
 
-    def load_pretrained_classifier(self, tail: nn.Module, file: Optional[str] = None) -> None:
-        """Load timm's pretrained weights into a module made by `classifier()`."""
-        full = create_pretrained(self.model_name, file, in_chans=self.in_channels)
+    def load_classifier_source(self, tail: nn.Module, source: str) -> bool:
+        """Load timm's pretrained weights named by `source` (as `load_source` reads it) into a module made by
+        `classifier()`; False for a source that is not timm's."""
+        file = _timm_file(source)
+        if file is None:
+            return False
+        full = create_pretrained(self.model_name, file or None, in_chans=self.in_channels)
         keep = {k: v for k, v in full.state_dict().items() if k.split(".")[0] in dict(tail.named_children())}
         tail.load_state_dict(keep)
+        return True
 
 
 @register.architecture("timm")

@@ -175,9 +175,9 @@ class PretrainedClassifierHead(ClassificationHead):
     def metrics(self):
         return _OnColumns(super().metrics(), self.columns)
 
-    def load_pretrained(self, file: Optional[str] = None) -> None:
-        """The classifier's pretrained weights, from where the backbone gets its own."""
-        self._backbone[0].load_pretrained_classifier(self.tail, file)
+    def load_source(self, source: str) -> bool:
+        """The classifier's pretrained weights, from the source the backbone loads its own from."""
+        return self._backbone[0].load_classifier_source(self.tail, source)
 
 
 @register.head("pretrained_classifier", tasks=("classification",))

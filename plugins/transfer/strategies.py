@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from zoo import register
 from zoo.errors import ZooError
-from zoo.model import Transfer, ZooModel, freeze, load_weights
+from zoo.checkpoint import load_weights
+from zoo.model import Transfer, ZooModel, freeze
 
 log = logging.getLogger("zoo")
 
