@@ -66,75 +66,11 @@ def parse_kv(args: list[str], allowed: dict[str, type], command: str) -> dict:
 # ---- train -----------------------------------------------------------------------------------
 
 
-def _preflight(overrides: list[str], multirun: bool, build: bool) -> None:
-    """Compose and check every run before any work: bad names, keys, types, data folders, models."""
-    from zoo.config import compose, expand, to_plain
-    from zoo.data import build_data
-    from zoo.model import build_model
-
-    combos = expand(overrides) if multirun else [overrides]
-    built = set()
-    for combo in combos:
-        plain = to_plain(compose(combo))
-        key = json.dumps([plain["data"], plain["model"], plain["head"]], sort_keys=True)
-        if (
-            build and key not in built
-        ):  # building is cheap for small data; it catches missing folders and bad models early
-            built.add(key)
-            bundle = build_data(plain, int(plain["seed"]))
-            build_model(plain, bundle.info)
-
-
-def _remove_untrained_run(run_dir: Path) -> None:
-    """Delete a failed run's folder when it holds only what this run wrote (its config, Hydra's log and
-    .hydra folder, an empty checkpoints folder); a folder with anything else in it is left as it is."""
-    import shutil
-
-    ours = {"config.yaml", "train.log", ".hydra", "checkpoints"}
-    entries = list(run_dir.iterdir()) if run_dir.is_dir() else []
-    if any(e.name not in ours for e in entries) or any((run_dir / "checkpoints").glob("*")):
-        return
-    shutil.rmtree(run_dir, ignore_errors=True)
-
-
 def cmd_train(argv: list[str]) -> int:
-    """Run Hydra with zoo's config, after validating everything it will run."""
-    import logging
+    """zoo train [HYDRA FLAGS] OVERRIDES...: see zoo.launch."""
+    from zoo.launch import train_command
 
-    import hydra
-    from hydra._internal.utils import get_args_parser
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    from zoo.config import check, conf_dir, env_keys, search_dirs, searchpath_override, store_configs
-
-    args = get_args_parser().parse_args(argv)
-    store_configs()
-    overrides = [o for o in args.overrides if not o.startswith("hydra.")]
-    if not (args.help or args.hydra_help):  # --cfg/--info only print: compose and check, build nothing
-        _preflight(overrides, args.multirun, build=not (args.cfg or args.info or args.shell_completion))
-
-    def task(cfg) -> float | None:
-        from zoo.engine import train
-
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
-        try:
-            plain = check(cfg)
-            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(plain)))
-            results = train(plain, run_dir, env_keys=env_keys(cfg))
-        except ZooError as e:  # a late failure (weights that do not load, say): leave no run that never trained
-            print(f"zoo: error: {e}", file=sys.stderr)
-            _remove_untrained_run(run_dir)
-            raise SystemExit(2)
-        logging.getLogger("zoo").info("run directory: %s", run_dir)
-        value = results["test"].get(results["monitor"])
-        return float(value) if isinstance(value, (int, float)) else None
-
-    main = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)
-    extra = [searchpath_override()] if len(search_dirs()) > 1 else []
-    sys.argv = ["zoo"] + argv + extra
-    main()
-    return 0
+    return train_command(argv)
 
 
 # ---- export / predict ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -167,10 +168,11 @@ def search_dirs() -> list[Path]:
     return [conf_dir()] + [Path(d) for d in config_dirs()]
 
 
-def searchpath_override() -> str:
-    """The `hydra.searchpath` override that adds plugin packages' config folders."""
-    extra = [f"file://{d}" for d in search_dirs()[1:]]
-    return "hydra.searchpath=[" + ",".join(f"'{e}'" for e in extra) + "]"
+def searchpath_override(extra_dirs: Sequence[str | Path] = ()) -> str | None:
+    """The `hydra.searchpath` override that adds plugin packages' config folders and `extra_dirs` (a user's
+    own groups and experiments) after zoo's own, or None when there are none."""
+    extra = [f"file://{Path(d).resolve()}" for d in [*search_dirs()[1:], *extra_dirs]]
+    return "hydra.searchpath=[" + ",".join(f"'{e}'" for e in extra) + "]" if extra else None
 
 
 def group_options(group: str) -> list[str]:
@@ -299,40 +301,59 @@ def _one_line(e: Exception) -> str:
     return first
 
 
-def compose(overrides: list[str]):
-    """Compose the experiment config for `overrides` (no run), raising ZooError on any problem."""
+def _hydra_compose(overrides: list[str], with_hydra: bool):
+    """One composition through Hydra's compose API (zoo's conf/ as the primary config folder)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="zoo"):
+        return hydra_compose("config", overrides=overrides, return_hydra_config=with_hydra)
+
+
+def compose(overrides: list[str], *, with_hydra: bool = False, extra_dirs: Sequence[str | Path] = ()):
+    """Compose and check the experiment config for `overrides` (no run), once; ZooError on any problem.
+
+    `with_hydra` keeps the `hydra` node (run directory, logging). `extra_dirs` are config folders searched
+    after zoo's own and the plugin packages'.
+    """
     from hydra.core.global_hydra import GlobalHydra
 
     store_configs()
+    for d in extra_dirs:
+        if not Path(d).is_dir():
+            raise ZooError(f"--config-dir {str(d)!r} is not a folder (it adds config groups and experiments)")
     parsed = _parse(overrides)
     _check_group_choices(parsed)
-    groups_only = [
-        o.input_line
-        for o in parsed
-        if o.key_or_group in ALL_GROUPS
-        and not o.is_sweep_override()
-        and "." not in o.key_or_group
-        and not o.is_delete()
-    ]
+    extra = [o for o in [searchpath_override(extra_dirs)] if o]
     GlobalHydra.instance().clear()
-    extra = [searchpath_override()] if len(search_dirs()) > 1 else []
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="zoo"):
-            try:
-                base = hydra_compose("config", overrides=groups_only + extra)
-            except Exception as e:
-                raise ZooError(_one_line(e)) from None
-            _check_keys(parsed, base)
-            try:
-                cfg = hydra_compose("config", overrides=overrides + extra)
-            except Exception as e:
-                raise ZooError(_one_line(e)) from None
+        try:
+            cfg = _hydra_compose(overrides + extra, with_hydra)
+        except Exception as e:  # say which key is wrong and what is close, as Hydra's message does not
+            groups = [o.input_line for o in parsed if _is_group_choice(o)]
+            GlobalHydra.instance().clear()
+            _check_keys(parsed, _hydra_compose(groups + extra, False))
+            raise ZooError(_one_line(e)) from None
     finally:
         GlobalHydra.instance().clear()
-    check(cfg)
+    _check_keys(parsed, cfg)
+    check(job_config(cfg) if with_hydra else cfg)
     return cfg
+
+
+def _is_group_choice(o) -> bool:
+    key = o.key_or_group
+    return key in ALL_GROUPS and "." not in key and not o.is_sweep_override() and not o.is_delete()
+
+
+def job_config(cfg):
+    """The config without its `hydra` node: what a job sees."""
+    from omegaconf import OmegaConf, open_dict
+
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
+    with open_dict(job):
+        job.pop("hydra", None)
+    return job
 
 
 def to_plain(cfg) -> dict:

@@ -1,0 +1,41 @@
+"""zoo's Hydra application: what `zoo train -m` (a sweep) and Hydra's own flags (--help, --info,
+--hydra-help, --shell-completion) run, in a process of their own, so Hydra's launchers and sweepers
+(hydra/launcher=joblib, hydra/sweeper=optuna, ...) run the jobs as in any Hydra app.
+
+`zoo train` checks and builds every job before it starts this app (zoo.launch.preflight); each job then
+builds its experiment once and trains in the directory Hydra made for it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+from zoo.config import check, conf_dir, env_keys, store_configs
+from zoo.errors import ZooError
+from zoo.experiment import build_experiment
+from zoo.launch import remove_untrained_run, run_in
+
+store_configs()  # every registered plugin is a config-group option before Hydra composes
+
+
+@hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
+def job(cfg) -> float | None:
+    """One job of a sweep: build its experiment, train it in Hydra's job directory; the test metric."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        experiment = build_experiment(check(cfg))
+        results = run_in(experiment, run_dir, env_keys(cfg), created=True)
+    except ZooError as e:
+        remove_untrained_run(run_dir, created=True)
+        print(f"zoo: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    value = results["test"].get(results["monitor"])
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+if __name__ == "__main__":
+    job()

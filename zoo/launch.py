@@ -1,0 +1,163 @@
+"""`zoo train`: compose the config once, build the experiment once, and only then make a run directory.
+
+A single run goes through Hydra's compose API in this process: nothing is written until the config is
+valid and the experiment (data, model, weights, augmentations) is built, so bad input leaves no folder.
+A sweep (`-m`) and Hydra's own informational flags go to zoo's Hydra application (zoo.hydra_app) in a
+child process, so Hydra's launchers and sweepers run the jobs; every job of a sweep is checked and built
+here first. The command line is parsed here, with flags anywhere among the overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.config
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from zoo.config import compose, env_keys, expand, job_config, searchpath_override, to_plain
+from zoo.errors import ZooError
+from zoo.experiment import Experiment, build_experiment
+
+log = logging.getLogger("zoo")
+RUN_FILES = ("config.yaml", "train.log", ".hydra", "checkpoints")  # what a run writes before its first epoch ends
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise ZooError(f"zoo train: {message}; see: zoo train --help")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Hydra's command-line flags and the overrides, flags anywhere (as Hydra users type them)."""
+    p = _Parser(prog="zoo train", add_help=False, allow_abbrev=False)
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("-m", "--multirun", action="store_true")
+    p.add_argument("-c", "--cfg", choices=["job", "hydra", "all"])
+    p.add_argument("-p", "--package")
+    p.add_argument("--resolve", action="store_true")
+    p.add_argument("-h", "--help", action="store_true")
+    p.add_argument("--hydra-help", action="store_true")
+    p.add_argument("-i", "--info", nargs="?", const="all")
+    p.add_argument("-sc", "--shell-completion", action="store_true")
+    p.add_argument("-cd", "--config-dir", action="append", default=[])
+    p.add_argument("-cp", "--config-path")
+    p.add_argument("-cn", "--config-name")
+    p.add_argument("--experimental-rerun")
+    p.add_argument("--version", action="store_true")
+    args = p.parse_intermixed_args(argv)
+    if args.config_path or args.config_name:
+        raise ZooError("zoo train composes zoo's own config; add config groups and experiments with --config-dir DIR")
+    if args.experimental_rerun:
+        raise ZooError("zoo train does not rerun pickled configs (--experimental-rerun); run the overrides again")
+    return args
+
+
+def train_command(argv: list[str]) -> int:
+    """`zoo train [flags] OVERRIDES...`: one run here, or a sweep / Hydra's own flags in zoo's Hydra app."""
+    args = parse_args(argv)
+    overrides = list(args.overrides)
+    if args.multirun or args.help or args.hydra_help or args.info or args.shell_completion or args.version:
+        if args.multirun and not (args.help or args.hydra_help or args.info or args.cfg):
+            preflight(overrides, args.config_dir)
+        return _hydra_app(args, overrides)
+    if args.cfg:
+        cfg = compose(overrides, with_hydra=args.cfg != "job", extra_dirs=args.config_dir)
+        return _print_config(cfg, args)
+    return single_run(overrides, args.config_dir)
+
+
+def preflight(overrides: list[str], config_dirs: list[str]) -> None:
+    """Compose and check every job of a sweep, and build each distinct experiment, before any job runs."""
+    built = set()
+    for combo in expand(overrides):
+        plain = to_plain(compose(combo, extra_dirs=config_dirs))
+        key = json.dumps({k: v for k, v in plain.items() if k not in ("seed", "trainer", "export")}, sort_keys=True)
+        if key not in built:  # a sweep over seeds or trainer settings builds its data and model once
+            built.add(key)
+            build_experiment(plain)
+
+
+def _hydra_app(args: argparse.Namespace, overrides: list[str]) -> int:
+    flags = ["--multirun"] * args.multirun + ["--help"] * args.help + ["--hydra-help"] * args.hydra_help
+    flags += (
+        ["--shell-completion"] * args.shell_completion + ["--version"] * args.version + ["--resolve"] * args.resolve
+    )
+    flags += ["--info", args.info] if args.info else []
+    flags += ["--cfg", args.cfg] if args.cfg else []
+    flags += ["--package", args.package] if args.package else []
+    extra = [o for o in [searchpath_override(args.config_dir)] if o]
+    return subprocess.call([sys.executable, "-m", "zoo.hydra_app", *flags, *overrides, *extra])
+
+
+def _print_config(cfg, args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    if args.cfg == "job":
+        cfg = job_config(cfg)
+    elif args.cfg == "hydra":
+        cfg = OmegaConf.create({"hydra": cfg.hydra})
+    if args.package:
+        cfg = OmegaConf.select(cfg, args.package)
+        if cfg is None:
+            raise ZooError(f"--package {args.package!r} is not a node of the config")
+    print(OmegaConf.to_yaml(cfg, resolve=args.resolve), end="")
+    return 0
+
+
+def single_run(overrides: list[str], config_dirs: list[str] = ()) -> int:
+    """Compose once, build the experiment once, then create the run directory, log into it and train."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = compose(overrides, with_hydra=True, extra_dirs=config_dirs)
+    job = job_config(cfg)
+    plain = to_plain(job)
+    run_dir = Path(str(cfg.hydra.run.dir))
+    if not str(cfg.hydra.run.dir).strip():
+        raise ZooError("hydra.run.dir is empty; name the run's folder, e.g. hydra.run.dir=runs/mine")
+    experiment = build_experiment(plain)
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir.resolve())
+    HydraConfig.instance().set_config(cfg)  # ${hydra:...} in the config resolves as in any Hydra app
+    if cfg.hydra.output_subdir is not None:
+        hydra_dir = run_dir / str(cfg.hydra.output_subdir)
+        hydra_dir.mkdir(exist_ok=True)
+        OmegaConf.save(job, hydra_dir / "config.yaml")
+        OmegaConf.save(cfg.hydra, hydra_dir / "hydra.yaml")
+        OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
+    logging.config.dictConfig(OmegaConf.to_container(cfg.hydra.job_logging, resolve=True))
+    run_in(experiment, run_dir, env_keys(job), created)
+    return 0
+
+
+def run_in(experiment: Experiment, run_dir: Path, keys: list[str], created: bool) -> dict:
+    """Write the run's config.yaml and train in `run_dir`. A late failure (a metric that does not exist,
+    say) removes what this run wrote, and the folder too when the run created it; never anything else."""
+    from omegaconf import OmegaConf
+
+    from zoo.engine import train
+
+    try:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(experiment.cfg)))
+        results = train(experiment, run_dir, env_keys=keys)
+    except ZooError:
+        remove_untrained_run(run_dir, created)
+        raise
+    log.info("run directory: %s", run_dir)
+    return results
+
+
+def remove_untrained_run(run_dir: Path, created: bool) -> None:
+    """Delete a failed run's folder when this run created it, saved no checkpoint in it and nothing else is
+    in it. A folder that was there before, or holds anything else, keeps every file."""
+    entries = list(run_dir.iterdir()) if run_dir.is_dir() else []
+    if any(e.name not in RUN_FILES for e in entries) or any((run_dir / "checkpoints").glob("*")):
+        return
+    if created:
+        shutil.rmtree(run_dir, ignore_errors=True)
