@@ -26,7 +26,7 @@ def inference(model_path: str, batch: int, repeats: int) -> Iterator[str]:
     """Median latency of one batch: PyTorch eager (CPU) vs onnxruntime on each usable provider."""
     import torch
 
-    from zoo.engine import load_checkpoint, model_from_checkpoint
+    from zoo.checkpoint import load_checkpoint, model_from_checkpoint
     from zoo.model import DeployModel
     from zoo.runtime import Model, gpu_usable
 
@@ -43,84 +43,68 @@ def inference(model_path: str, batch: int, repeats: int) -> Iterator[str]:
     rows = [("pytorch eager (cpu)", base)]
     for providers in ["cpu"] + (["cuda"] if gpu_usable() else []):
         m = Model(model_path, providers)
-        rows.append((f"onnxruntime ({m.providers[0]})", _time(lambda: m.run(x), repeats)))
+        rows.append((f"onnxruntime ({m.providers[0]})", _time(lambda m=m: m.run(x), repeats)))
     yield f"inference, batch {batch}, {h}x{w}, median of {repeats} (threads: torch {torch.get_num_threads()})"
     for name, t in rows:
         yield f"  {name:<42} {t * 1000:9.2f} ms   {batch / t:10.0f} img/s   x{base / t:.2f} vs pytorch"
 
 
 def transfer(overrides: list[str], repeats: int) -> Iterator[str]:
-    """Head epochs of transfer=frozen (the base runs every step) against transfer=feature_extraction (the
-    base ran once, into a cache), on one experiment's data, interleaved; the cache's one-off cost."""
+    """Head epochs on a frozen base, two ways, on one experiment's data, interleaved: the base runs on every
+    batch (as transfer strategies that augment do), or it ran once into a feature cache (as strategies with
+    `cache_features` do); and the cache's one-off cost."""
     import torch
 
-    from zoo import registry
     from zoo.config import compose, to_plain
-    from zoo.data import Transformed, build_augmentations, build_data, loader
-    from zoo.engine import cached_batches, feature_cache, make_optimizer, pick_device, train_step
-    from zoo.model import build_model, set_train_mode
+    from zoo.data import Transformed, loader
+    from zoo.engine import cached_batches, feature_cache, train_step
+    from zoo.experiment import build_experiment
+    from zoo.model import set_train_mode
 
     cfg = to_plain(compose(overrides))
-    weights = cfg["transfer"].get("weights")
-    if weights in (None, "", "none"):
+    exp = build_experiment(cfg)
+    if any(p.requires_grad for p in exp.model.backbone.parameters()):
         raise ZooError(
-            "zoo bench transfer needs transfer.weights=SOURCE (timm, timm:FILE, a checkpoint or a run directory)"
+            f"zoo bench transfer compares head epochs on a frozen base, but transfer={cfg['transfer']['name']} "
+            "trains the backbone; choose a transfer strategy that freezes it"
         )
-    tcfg, seed = cfg["trainer"], int(cfg["seed"])
-    if tcfg["threads"]:
-        torch.set_num_threads(tcfg["threads"])
-    device = pick_device(tcfg["device"])
-    bundle = build_data(cfg, seed)
-    sample_tf, batch_tf = build_augmentations(cfg["aug"], bundle.info)
-    bs = tcfg["batch_size"]
-    epochs = {}
-    for name in ("frozen", "feature_extraction"):
-        torch.manual_seed(seed)
-        model = build_model(cfg, bundle.info)
-        model.head.prepare(bundle)
-        strategy = registry.get("transfer", name).build({}, {"weights": weights}, where="transfer")
-        strategy.setup(model)
-        model.to(device)
-        optimizer = make_optimizer(model, strategy, tcfg)
-        l1 = [p for p in model.parameters() if p.ndim > 1 and p.requires_grad] if tcfg["l1"] > 0 else []
-        if name == "frozen":
+    tcfg, seed, bs = cfg["trainer"], int(cfg["seed"]), cfg["trainer"]["batch_size"]
+    start = time.perf_counter()
+    cache = feature_cache(exp.model, exp.data.train, tcfg["eval_batch_size"], exp.device)
+    cache_seconds = time.perf_counter() - start
+    images = Transformed(exp.data.train, exp.sample_transform)
+    paths = {  # name -> (batches, cached, batch transform)
+        "frozen base, every batch": (lambda: loader(images, bs, True, tcfg["num_workers"], seed, drop_last=True), False,
+                                     exp.batch_transform),
+        "cached features": (lambda: cached_batches(cache, bs, seed), True, None),
+    }  # fmt: skip
+    optimizer, l1 = exp.optimizer(), exp.l1_params()
 
-            def batches():
-                return loader(Transformed(bundle.train, sample_tf), bs, True, tcfg["num_workers"], seed, drop_last=True)
+    def epoch(batches, cached, batch_tf) -> None:
+        set_train_mode(exp.model)
+        for x, y in batches():
+            train_step(exp.model, x, y, optimizer, tcfg, l1, cached, batch_tf, exp.device)
 
-            cached, tf = False, batch_tf
-        else:
-            start = time.perf_counter()
-            cache = feature_cache(model, bundle.train, tcfg["eval_batch_size"], device)
-            cache_seconds = time.perf_counter() - start
-
-            def batches(cache=cache):
-                return cached_batches(cache, bs, seed)
-
-            cached, tf = True, None
-
-        def epoch(model=model, optimizer=optimizer, l1=l1, batches=batches, cached=cached, tf=tf):
-            set_train_mode(model)
-            for x, y in batches():
-                train_step(model, x, y, optimizer, tcfg, l1, cached, tf, device)
-
-        epoch()  # warm-up
-        epochs[name] = epoch
-    times: dict[str, list[float]] = {name: [] for name in epochs}
+    for path in paths.values():
+        epoch(*path)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in paths}
     for _ in range(repeats):  # interleaved, so a change in the machine's load hits both alike
-        for name, epoch in epochs.items():
+        for name, path in paths.items():
             t = time.perf_counter()
-            epoch()
+            epoch(*path)
             times[name].append(time.perf_counter() - t)
-    frozen, cached = (float(np.median(times[n])) for n in ("frozen", "feature_extraction"))
+    frozen, cached = (float(np.median(t)) for t in times.values())
     yield (
-        f"transfer head epochs: data={cfg['data']['name']} ({len(bundle.train)} training images), model={cfg['model']['name']}, "
-        f"head={cfg['head']['name']}, batch {bs}, median of {repeats} interleaved (threads: torch {torch.get_num_threads()})"
+        f"transfer head epochs: data={cfg['data']['name']} ({len(exp.data.train)} training images), "
+        f"model={cfg['model']['name']}, head={cfg['head']['name']}, transfer={cfg['transfer']['name']}, batch {bs}, "
+        f"median of {repeats} interleaved (threads: torch {torch.get_num_threads()})"
     )
-    yield f"  {'frozen (base runs every step)':<42} {frozen * 1000:9.2f} ms/epoch   x1.00"
-    yield f"  {'feature_extraction (cached features)':<42} {cached * 1000:9.2f} ms/epoch   x{frozen / cached:.1f} vs frozen"
+    yield f"  {'frozen base, run on every batch':<42} {frozen * 1000:9.2f} ms/epoch   x1.00"
+    ratio = f"x{frozen / cached:.1f} vs every batch"
+    yield f"  {'cached features (base ran once)':<42} {cached * 1000:9.2f} ms/epoch   {ratio}"
     pays = cache_seconds / (frozen - cached) if frozen > cached else float("inf")
-    yield f"  {'feature cache, filled once':<42} {cache_seconds * 1000:9.2f} ms         pays for itself after {pays:.1f} epochs"
+    after = f"pays for itself after {pays:.1f} epochs"
+    yield f"  {'feature cache, filled once':<42} {cache_seconds * 1000:9.2f} ms         {after}"
 
 
 def write_fake_package(site: Path, dist: str, module: str, source: str, entry_name: str | None = None) -> None:
@@ -174,8 +158,12 @@ def discovery(packages: int, repeats: int) -> Iterator[str]:
         for _ in range(repeats):  # interleaved, so drift on a busy machine hits both sides alike
             base.append(run(empty))
             loaded.append(run(site))
-        b, l = float(np.median(base)), float(np.median(loaded))
+        b, with_packages = float(np.median(base)), float(np.median(loaded))
     yield f"discovery: `zoo list`, median of {repeats} interleaved runs"
     yield f"  no plugin packages          {b * 1000:8.0f} ms"
-    yield f"  {packages:>3} plugin packages         {l * 1000:8.0f} ms   x{l / b:.2f}"
-    yield f"  added cost                  {(l - b) * 1000:8.0f} ms   ({(l - b) * 1000 / max(1, packages):.1f} ms a package; target: <= 300 ms for 50)"
+    added = with_packages - b
+    yield f"  {packages:>3} plugin packages         {with_packages * 1000:8.0f} ms   x{with_packages / b:.2f}"
+    yield (
+        f"  added cost                  {added * 1000:8.0f} ms   ({added * 1000 / max(1, packages):.1f} ms a package; "
+        "target: <= 300 ms for 50)"
+    )

@@ -1,4 +1,4 @@
-"""`make demo`: train digits, export to ONNX, serve it with onnxruntime, and print the figures.
+"""`make demo`: train `experiment=demo`, export it to ONNX, serve it with onnxruntime, print the figures.
 
 Every step runs the real `zoo` CLI, as a user would. The ONNX accuracy on the test split must equal
 the PyTorch accuracy the run reported, or the demo fails.
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 RUN = Path("runs/demo")
-EXPORT = Path("exports/digits")
+EXPORT = Path("exports/demo")
 
 
 def zoo(*args: str, capture: bool = False) -> str:
@@ -70,7 +70,7 @@ def write_samples(run_dir: Path, n: int = 5) -> Path:
 def main() -> int:
     """Train, export, serve, report."""
     t0 = time.perf_counter()
-    zoo("train", "data=digits", "model=cnn", "head=classification", "seed=0", f"hydra.run.dir={RUN}")
+    zoo("train", "experiment=demo", f"hydra.run.dir={RUN}")
     metrics = json.loads((RUN / "metrics.json").read_text())
     zoo("export", f"checkpoint={RUN}/checkpoints/best.pt", f"output={EXPORT}", capture=True)
     card = json.loads((EXPORT / "model.json").read_text())
@@ -80,18 +80,15 @@ def main() -> int:
     zoo("bench", "inference", f"model={EXPORT}/model.onnx", "batch=64", capture=True)
 
     acc_torch = metrics["test"]["accuracy"]
-    print("\n=== zoo demo: digits classification ===")
-    print(f"  data            sklearn digits, {n} test images (real scans, 32x32)")
-    print(
-        f"  training        {metrics['epochs']} epochs in {metrics['train_seconds']:.1f} s (best epoch {metrics['best_epoch']})"
-    )
+    cfg, parity, size = card["config"], card["parity"], card["onnx"]["bytes"] / 1024
+    data, (h, w) = cfg["data"]["name"], card["input"]["size"]
+    print(f"\n=== zoo demo: {card['task']} of {data} with model={cfg['model']['name']} ===")
+    print(f"  data            {data}: {n} test images, {h}x{w}")
+    epochs, seconds, best = metrics["epochs"], metrics["train_seconds"], metrics["best_epoch"]
+    print(f"  training        {epochs} epochs in {seconds:.1f} s (best epoch {best})")
     print(f"  test accuracy   PyTorch {acc_torch:.4f}   ONNX ({provider}) {acc_onnx:.4f}")
-    print(
-        f"  parity          max |ONNX - PyTorch| = {max(card['parity']['max_abs_diff'].values()):.2e} on {card['parity']['inputs']}"
-    )
-    print(
-        f"  exported        {EXPORT}/model.onnx ({card['onnx']['bytes'] / 1024:.0f} KiB, opset {card['onnx']['opset']}) + model.json"
-    )
+    print(f"  parity          max |ONNX - PyTorch| = {max(parity['max_abs_diff'].values()):.2e} on {parity['inputs']}")
+    print(f"  exported        {EXPORT}/model.onnx ({size:.0f} KiB, opset {card['onnx']['opset']}) + model.json")
     print(f"  total           {time.perf_counter() - t0:.1f} s")
     if abs(acc_onnx - acc_torch) > 0.5 / n:
         print(f"demo: ONNX accuracy {acc_onnx:.4f} differs from PyTorch accuracy {acc_torch:.4f}", file=sys.stderr)
