@@ -107,7 +107,7 @@ def output_roles(meta: dict[str, Any], graph_outputs: Sequence[str], where: str)
     if task not in tasks.TABLE:  # a task this zoo does not know: outputs by name only
         return {}
     if major == 1:
-        return tasks.roles_by_position(task, [str(n) for n in listed])
+        return tasks.roles_by_position(task, [str(n) for n in listed], where)
     roles = {str(e["role"]): str(e["name"]) for e in listed if isinstance(e, dict) and "role" in e and "name" in e}
     for out in tasks.task(task).required:
         if out.role not in roles:
@@ -266,8 +266,7 @@ class Model:
         """Per-image predictions for a preprocessed batch, in the task's JSON form (segmentation masks
         come back as arrays under "mask"; detection boxes in `original_sizes` pixels when given)."""
         if not self.roles:  # a task this zoo does not know: every output by name
-            out = self.run(batch)
-            return [{name: out[name][i].tolist() for name in self.output_names} for i in range(len(batch))]
+            return self._by_name(batch)
         out = self.run_roles(batch)
         n = len(batch)
         if self.task == "classification":
@@ -314,7 +313,11 @@ class Model:
                     )
                 results.append({"detections": dets})
             return results
-        raise ZooError(f"no predictions for task {self.task!r}")  # unreachable while every task in zoo.tasks is served
+        return self._by_name(batch)
+
+    def _by_name(self, batch: np.ndarray) -> list[dict]:
+        out = self.run(batch)
+        return [{name: out[name][i].tolist() for name in self.output_names} for i in range(len(batch))]
 
     def _label(self, i: int) -> str:
         return self.labels[i] if 0 <= i < len(self.labels) else str(i)

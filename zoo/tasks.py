@@ -156,6 +156,6 @@ def check_tensors(task_name: str, outputs: Sequence[tuple[str, str, int]], where
             )
 
 
-def roles_by_position(task_name: str, output_names: Sequence[str]) -> dict[str, str]:
+def roles_by_position(task_name: str, output_names: Sequence[str], where: str = "outputs") -> dict[str, str]:
     """{role: output name} for outputs named in the table's order (format-1 exports, which name no roles)."""
-    return {role.role: name for name, role in match(task_name, output_names, "the model's outputs")}
+    return {role.role: name for name, role in match(task_name, output_names, where)}
