@@ -110,7 +110,8 @@ def test_head_exports_with_parity(head, model, mparams, tmp_path):
         m.head.fit_targets(y)
     card = export_model(m.eval(), info, c, tmp_path / "x", ECFG, x, "random")
     assert max(card["parity"]["max_abs_diff"].values()) <= 1e-4
-    assert card["outputs"] == (["values"] if head == "regression" else ["mask"])
+    role = "values" if head == "regression" else "mask"
+    assert [(o["name"], o["role"]) for o in card["outputs"]] == [(role, role)]
     got = run_onnx(tmp_path / "x" / "model.onnx", x)
     if head == "regression":
         assert got["values"].dtype == np.float32 and got["values"].shape == (len(x), 2)
@@ -208,7 +209,10 @@ def test_segmentation_parameters():
     assert (
         m.head.output_names == ("mask", "probabilities") and m.head.monitor == "miou" and m.head.monitor_mode == "max"
     )
-    assert m.head.dynamic_size and m.head.output_axes["mask"] == {0: "batch", 1: "height", 2: "width"}
+    assert m.head.dynamic_size and DeployModel(m).output_axes == {
+        "mask": {0: "batch", 1: "height", 2: "width"},
+        "probabilities": {0: "batch", 2: "height", 3: "width"},
+    }
     x, y = seg_batch(2)
     assert torch.isfinite(m.head.loss(m(x), y))
     m = build_model(

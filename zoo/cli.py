@@ -129,10 +129,11 @@ def cmd_predict(argv: list[str]) -> int:
 
     model = Model(kv["model"], kv.get("providers", "auto"))
     files = list_images(kv["input"])
-    if "masks" in kv and model.task != "segmentation":
-        raise ZooError(f"masks=DIR writes segmentation masks, but this is a {model.task} model")
-    if "draw" in kv and model.task != "detection":
-        raise ZooError(f"draw=DIR draws detected boxes, but this is a {model.task} model")
+    # what the model gives is declared by its outputs' roles (zoo.tasks), whatever the head named them
+    if "masks" in kv and "mask" not in model.roles:
+        raise ZooError(f"masks=DIR writes segmentation masks, but this {model.task} model gives no mask output")
+    if "draw" in kv and "boxes" not in model.roles:
+        raise ZooError(f"draw=DIR draws detected boxes, but this {model.task} model gives no boxes output")
     for r in model.predict_files(
         files,
         topk=kv.get("topk", 5),

@@ -10,8 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.errors import ZooError
-
-TASKS = ("classification", "regression", "segmentation", "detection")
+from zoo.tasks import TASKS  # re-exported: the task list lives in zoo.tasks beside the output table
 
 
 @dataclass(frozen=True)

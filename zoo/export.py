@@ -22,7 +22,8 @@ import torch
 from zoo import __version__
 from zoo.errors import ZooError
 
-CARD_FORMAT = "zoo.model-card/1"
+CARD_FORMAT = "zoo.model-card/2"
+METADATA_FORMAT = 2  # 2: `outputs` lists {name, role, dtype, axes, shape}; 1 listed output names only
 REDACTED = "<from environment: not exported>"
 
 
@@ -54,10 +55,34 @@ def parity_inputs(cfg: dict, info, n: int) -> tuple[torch.Tensor, str]:
     return torch.rand(n, info.channels, *info.size, generator=g), f"random images ({reason})"
 
 
-def metadata(info, output_names: list[str], cfg: dict, ecfg: dict, dynamic_size: bool = False) -> dict[str, Any]:
+def output_entries(deploy, expected: tuple[torch.Tensor, ...]) -> list[dict[str, Any]]:
+    """Each deployed output as the metadata lists it: its name, its role in the task (zoo.tasks), dtype, symbolic
+    axes, and shape (the size of each fixed axis, the name of each dynamic one)."""
+    entries = []
+    for (name, out), tensor in zip(deploy.roles, expected):
+        dynamic = out.dynamic_axes(deploy.dynamic_size)
+        shape = [dynamic.get(i, int(n)) for i, n in enumerate(tensor.shape)]
+        entries.append({"name": name, "role": out.role, "dtype": out.dtype, "axes": list(out.axes), "shape": shape})
+    return entries
+
+
+def check_outputs(deploy, expected: tuple[torch.Tensor, ...], where: str) -> None:
+    """The deployed outputs' count, dtypes and ranks against the task's table (zoo.tasks): one line on a misfit."""
+    from zoo import tasks
+
+    if len(expected) != len(deploy.output_names):
+        raise ZooError(
+            f"{where}: postprocess returns {len(expected)} output(s) but output_names names "
+            f"{len(deploy.output_names)}: {tuple(deploy.output_names)}"
+        )
+    found = [(n, str(t.dtype).removeprefix("torch."), t.ndim) for n, t in zip(deploy.output_names, expected)]
+    tasks.check_tensors(deploy.task, found, where)
+
+
+def metadata(info, outputs: list[dict], cfg: dict, ecfg: dict, dynamic_size: bool = False) -> dict[str, Any]:
     """What any onnxruntime client needs, as JSON values under `zoo.` keys."""
     return {
-        "format": 1,
+        "format": METADATA_FORMAT,
         "version": __version__,
         "task": info.task,
         "labels": list(info.classes),
@@ -88,7 +113,7 @@ def metadata(info, output_names: list[str], cfg: dict, ecfg: dict, dynamic_size:
                 "HWC -> CHW, add batch axis",
             ],
         },
-        "outputs": list(output_names),
+        "outputs": outputs,
         "opset": ecfg["opset"],
         "config": cfg,
     }
@@ -166,7 +191,7 @@ def export_ensemble(checkpoints: list[str], output: str | Path, overrides: dict 
     ecfg = export_settings(cfg, overrides)
     x, source = parity_inputs(cfg, first, int(ecfg["parity_samples"]))
     card = export_model(
-        Ensemble(list(models)),
+        Ensemble(list(models), first.task),
         first,
         cfg,
         output,
@@ -232,10 +257,11 @@ def export_model(
     ecfg = export_settings({}, ecfg)
     if ecfg["opset"] < 17:
         raise ZooError(f"export.opset={ecfg['opset']} is too old; zoo exports opset 17 or newer")
-    deploy = (DeployModel(model) if isinstance(model, ZooModel) else model).eval()
+    deploy = (DeployModel(model, info.task) if isinstance(model, ZooModel) else model).eval()
     with torch.no_grad():
         expected = deploy(x)
     expected = expected if isinstance(expected, tuple) else (expected,)
+    check_outputs(deploy, expected, f"head={cfg['head']['name']}")
 
     output = Path(output)
     if output.exists() and not output.is_dir():
@@ -261,7 +287,8 @@ def export_model(
                 dynamic_axes={"input": input_axes, **deploy.output_axes},
             )
         proto = onnx.load(str(onnx_path))
-        meta = metadata(info, names, redact(cfg, env_keys or []), ecfg, deploy.dynamic_size)
+        outputs = output_entries(deploy, expected)
+        meta = metadata(info, outputs, redact(cfg, env_keys or []), ecfg, deploy.dynamic_size)
         del proto.metadata_props[:]
         for k, v in meta.items():
             proto.metadata_props.add(key=f"zoo.{k}", value=json.dumps(v))
@@ -287,7 +314,7 @@ def export_model(
             "labels": list(info.classes),
             "input": meta["input"],
             "preprocessing": meta["preprocessing"],
-            "outputs": names,
+            "outputs": outputs,
             "metrics": metrics or {},
             "parity": {
                 "max_abs_diff": diffs,

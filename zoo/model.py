@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo import tasks
 from zoo.errors import ZooError
 
 
@@ -48,14 +49,15 @@ class Head(nn.Module):
     """A task head built from the backbone's feature_info and the dataset's DataInfo.
 
     `forward(features)` gives the raw outputs the loss needs; `postprocess(outputs)` gives the deployed
-    model's outputs (named by `output_names`), and is exported in the same ONNX graph.
+    model's outputs, and is exported in the same ONNX graph. `output_names` are the head's own names for
+    them, matched by position to the roles of its task in zoo.tasks (required roles first, then optional);
+    dtypes, ranks and dynamic axes come from that table.
     """
 
     task: str = ""
     output_names: tuple[str, ...] = ()
     dynamic_size: bool = False  # True: the exported model takes any height and width (segmentation)
     wants_input_size: bool = False  # True: forward(features, size) also gets the input's (h, w) (dense outputs)
-    output_axes: dict[str, dict[int, str]] = {}  # ONNX dynamic axes per output; default: the batch axis only
 
     def prepare(self, data) -> None:
         """Look at the training data (a zoo.data.DataBundle) once before training, e.g. for target
@@ -134,14 +136,16 @@ class ZooModel(nn.Module):
 
 
 class DeployModel(nn.Module):
-    """The exported graph: ZooModel plus the head's postprocess."""
+    """The exported graph: ZooModel plus the head's postprocess; outputs matched to the task's roles (zoo.tasks)."""
 
-    def __init__(self, model: ZooModel):
+    def __init__(self, model: ZooModel, task: str | None = None):
         super().__init__()
         self.model = model
+        self.task = task or model.head.task
         self.output_names = tuple(model.head.output_names)
         self.dynamic_size = model.head.dynamic_size
-        self.output_axes = {n: dict(model.head.output_axes.get(n, {0: "batch"})) for n in self.output_names}
+        self.roles = tasks.match(self.task, self.output_names, f"{type(model.head).__name__}")
+        self.output_axes = {name: out.dynamic_axes(self.dynamic_size) for name, out in self.roles}
 
     def forward(self, x: torch.Tensor):
         out = self.model.head.postprocess(self.model(x))
@@ -194,6 +198,7 @@ def build_model(cfg: dict, info) -> ZooModel:
         raise ZooError(
             f"head={head_plugin.name} is a {head.task} head but data={cfg['data']['name']} is a {info.task} dataset"
         )
+    tasks.match(head.task or info.task, head.output_names, f"head={head_plugin.name}")  # its outputs fit the task
     return ZooModel(backbone, head, info.mean, info.std)
 
 
@@ -208,20 +213,25 @@ def deployed_info(model: ZooModel, info):
 class Ensemble(nn.Module):
     """Several trained models of one task and label set as one graph that averages their outputs."""
 
-    def __init__(self, models: list[ZooModel]):
+    def __init__(self, models: list[ZooModel], task: str | None = None):
         super().__init__()
-        task = models[0].head.task
-        if task not in ("classification", "regression"):
+        task = task or models[0].head.task
+        if not tasks.task(task).averageable:
             raise ZooError(
-                f"ensembles average probabilities or values: task {task!r} is not supported (classification, regression)"
+                f"ensembles average their members' outputs, which task {task!r} cannot "
+                f"(tasks that average: {', '.join(tasks.averageable())})"
             )
-        self.members = nn.ModuleList(DeployModel(m) for m in models)
+        self.members = nn.ModuleList(DeployModel(m, task) for m in models)
+        self.task = task
         self.output_names = self.members[0].output_names
         self.dynamic_size = self.members[0].dynamic_size
+        self.roles = self.members[0].roles
         self.output_axes = self.members[0].output_axes
 
     def forward(self, x: torch.Tensor):
         outs = [m(x) for m in self.members]
+        if isinstance(outs[0], tuple):
+            return tuple(torch.stack(o).mean(dim=0) for o in zip(*outs))
         return torch.stack(outs).mean(dim=0)
 
 

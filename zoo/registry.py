@@ -432,6 +432,8 @@ def _check_returns(base_name: str) -> Callable[[Plugin], None]:
             )
         if base_name == "Backbone" and inspect.isclass(f):
             _check_backbone_class(f, plugin)
+        if base_name == "Head":
+            _check_head_class(f if inspect.isclass(f) else ret, plugin)
 
     return check
 
@@ -457,6 +459,24 @@ def _check_backbone_class(cls: type, plugin: Plugin) -> None:
             f"{where}: a Backbone must implement stages() -> list[nn.Module], its parameter groups "
             f"shallow to deep (used to freeze and to set per-stage learning rates)"
         )
+
+
+def _check_head_class(cls: type, plugin: Plugin) -> None:
+    """A Head class that declares `task`/`output_names` as class attributes must fit zoo.tasks' table."""
+    from zoo import tasks
+
+    task, names = getattr(cls, "task", "") or "", tuple(getattr(cls, "output_names", ()) or ())
+    where = f"{plugin.module}.{cls.__qualname__}"
+    if task and plugin.tasks is not None and task not in plugin.tasks:
+        raise PluginDefinitionError(f"{where}: a {task} head is registered for tasks {', '.join(plugin.tasks)}")
+    try:
+        for t in [task] if task else list(plugin.tasks or ()):
+            if names:
+                tasks.match(t, names, where)
+            else:
+                tasks.task(t, where)
+    except ZooError as e:
+        raise PluginDefinitionError(str(e)) from None
 
 
 registries: dict[str, Registry] = {

@@ -1,9 +1,9 @@
 """Serve an exported zoo model with onnxruntime alone: no torch, no zoo plugins.
 
 The ONNX file carries what a client needs in its metadata (task, labels, input size and channels,
-preprocessing). `Model` reads it, picks TensorRT/CUDA only where a GPU is really usable (else the
-CPU, without onnxruntime's CUDA load errors), checks inputs before onnxruntime sees them, and turns
-outputs into per-task predictions.
+preprocessing, each output's role). `Model` reads it, picks TensorRT/CUDA only where a GPU is really
+usable (else the CPU, without onnxruntime's CUDA load errors), checks inputs before onnxruntime sees
+them, and turns outputs, found by their role in the task (zoo.tasks), into per-task predictions.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from zoo import tasks
 from zoo.errors import ZooError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 METADATA_PREFIX = "zoo."
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
+METADATA_FORMATS = (1, 2)  # the major versions of zoo's metadata this runtime reads
 
 
 def gpu_usable() -> bool:
@@ -86,6 +88,34 @@ def read_metadata(props: dict[str, str]) -> dict[str, Any]:
             except json.JSONDecodeError:
                 out[k[len(METADATA_PREFIX) :]] = v
     return out
+
+
+def output_roles(meta: dict[str, Any], graph_outputs: Sequence[str], where: str) -> dict[str, str]:
+    """{role: output name} from zoo metadata. Format 2 lists each output's role; format 1 lists names only,
+    matched by position to the task's roles (zoo.tasks). A major format this runtime does not know is refused."""
+    fmt = meta.get("format", 1)
+    try:
+        major = int(str(fmt).split(".")[0])
+    except ValueError:
+        major = None
+    if major not in METADATA_FORMATS:
+        raise ZooError(
+            f"{where} has zoo metadata format {fmt!r}; this zoo reads formats "
+            f"{', '.join(map(str, METADATA_FORMATS))}: upgrade zoo to serve it"
+        )
+    task, listed = meta.get("task"), meta.get("outputs") or list(graph_outputs)
+    if task not in tasks.TABLE:  # a task this zoo does not know: outputs by name only
+        return {}
+    if major == 1:
+        return tasks.roles_by_position(task, [str(n) for n in listed], where)
+    roles = {str(e["role"]): str(e["name"]) for e in listed if isinstance(e, dict) and "role" in e and "name" in e}
+    for out in tasks.task(task).required:
+        if out.role not in roles:
+            raise ZooError(f"{where}: its metadata gives no output for the {task} role {out.role!r}")
+    absent = [n for n in roles.values() if n not in graph_outputs]
+    if absent:
+        raise ZooError(f"{where}: its metadata names output(s) {absent} that the graph lacks ({list(graph_outputs)})")
+    return roles
 
 
 def load_image(path: str | Path, channels: int, size: Sequence[int] | None) -> np.ndarray:
@@ -176,6 +206,7 @@ class Model:
         self.size = tuple(self.metadata["input"]["size"])
         self.dynamic_size = "height" in self.metadata["input"].get("dynamic", [])
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.roles: dict[str, str] = output_roles(self.metadata, self.output_names, str(path))  # role -> output name
 
     def check_input(self, batch: np.ndarray) -> None:
         """Refuse what onnxruntime would not check (dynamic dims) or would explain badly."""
@@ -205,6 +236,11 @@ class Model:
         self.check_input(batch)
         return dict(zip(self.output_names, self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})))
 
+    def run_roles(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run a preprocessed batch; returns outputs by their role in the task (zoo.tasks), e.g. "probabilities"."""
+        out = self.run(batch)
+        return {role: out[name] for role, name in self.roles.items()}
+
     def preprocess(self, images: Iterable[str | Path | np.ndarray]) -> np.ndarray:
         """Files or HxW / HxWxC uint8 arrays -> the float32 NCHW batch the model takes."""
         arrays = []
@@ -229,10 +265,12 @@ class Model:
     ) -> list[dict]:
         """Per-image predictions for a preprocessed batch, in the task's JSON form (segmentation masks
         come back as arrays under "mask"; detection boxes in `original_sizes` pixels when given)."""
-        out = self.run(batch)
+        if not self.roles:  # a task this zoo does not know: every output by name
+            return self._by_name(batch)
+        out = self.run_roles(batch)
         n = len(batch)
         if self.task == "classification":
-            probs = out[self.output_names[0]]
+            probs = out["probabilities"]
             k = max(1, min(topk, probs.shape[1]))
             results = []
             for row in probs:
@@ -275,7 +313,11 @@ class Model:
                     )
                 results.append({"detections": dets})
             return results
-        return [{name: out[name][i].tolist() for name in self.output_names} for i in range(n)]
+        return self._by_name(batch)
+
+    def _by_name(self, batch: np.ndarray) -> list[dict]:
+        out = self.run(batch)
+        return [{name: out[name][i].tolist() for name in self.output_names} for i in range(len(batch))]
 
     def _label(self, i: int) -> str:
         return self.labels[i] if 0 <= i < len(self.labels) else str(i)

@@ -119,12 +119,6 @@ class FCOSHead(Head):
 
     task = "detection"
     output_names = ("boxes", "scores", "labels", "num_detections")
-    output_axes = {
-        "boxes": {0: "batch"},
-        "scores": {0: "batch"},
-        "labels": {0: "batch"},
-        "num_detections": {0: "batch"},
-    }
     monitor, monitor_mode = "map_50", "max"
     dynamic_size = False  # the location grid is fixed by the training input size
 

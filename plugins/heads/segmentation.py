@@ -70,10 +70,6 @@ class SegmentationHead(Head):
     task = "segmentation"
     monitor, monitor_mode = "miou", "max"
     dynamic_size = True
-    output_axes = {
-        "mask": {0: "batch", 1: "height", 2: "width"},
-        "probabilities": {0: "batch", 2: "height", 3: "width"},
-    }
     wants_input_size = True  # forward(features, size): the input's (h, w), which the features cannot always tell
 
     def __init__(
