@@ -155,12 +155,16 @@ def test_feature_extraction_run_reports_its_cache(source, tmp_path):
 
 def test_weight_source_errors(tmp_path):
     model, _, _ = target_model()
-    with pytest.raises(ZooError, match="checkpoint '/no/such/run' does not exist"):
+    with pytest.raises(ZooError, match=r"^transfer.weights='/no/such/run' is not a checkpoint file or a run directory$"):
         strategy("finetune", weights="/no/such/run").setup(model)
-    with pytest.raises(ZooError, match="has no pretrained weights of its own; give a checkpoint"):
+    # model=cnn has no weight source of its own: a hub name is read as a path, and refused as one
+    with pytest.raises(ZooError, match=r"^transfer.weights='timm' is not a checkpoint file or a run directory$"):
         strategy("frozen", weights="timm").setup(model)
-    with pytest.raises(ZooError, match="has no pretrained weights of its own"):
+    with pytest.raises(ZooError, match=r"'timm:/some/file.pth' is not a checkpoint file or a run directory"):
         strategy("frozen", weights="timm:/some/file.pth").setup(model)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ZooError, match="cannot read checkpoint"):
+        strategy("frozen", weights=str(tmp_path / "junk.pt")).setup(model)
 
 
 def test_ensemble_export_is_the_average_of_its_members(source, tmp_path):

@@ -257,7 +257,13 @@ def _check_keys(parsed, base_cfg) -> None:
 
     for o in parsed:
         key = o.key_or_group
-        if o.is_add() or o.is_force_add() or key.startswith("hydra") or (key in ALL_GROUPS and o.package is None):
+        if (
+            o.is_add()
+            or o.is_force_add()
+            or o.is_delete()
+            or key.startswith("hydra")
+            or (key in ALL_GROUPS and o.package is None)
+        ):
             continue
         parts = key.split(".")
         for i in range(1, len(parts) + 1):

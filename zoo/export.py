@@ -249,8 +249,6 @@ def export_model(
     env_keys: list[str] | None = None,
 ) -> dict:
     """Export a ZooModel (or an Ensemble): ONNX + metadata, checker, parity on `x`, model card; atomic."""
-    import onnx
-
     from zoo.model import DeployModel, ZooModel
     from zoo.runtime import Model
 
@@ -272,68 +270,25 @@ def export_model(
     tmp.mkdir()
     try:
         onnx_path = tmp / "model.onnx"
-        names = list(deploy.output_names)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-            input_axes = {0: "batch", 2: "height", 3: "width"} if deploy.dynamic_size else {0: "batch"}
-            torch.onnx.export(
-                deploy,
-                (x[:2],),
-                str(onnx_path),
-                dynamo=False,
-                opset_version=ecfg["opset"],
-                input_names=["input"],
-                output_names=names,
-                dynamic_axes={"input": input_axes, **deploy.output_axes},
-            )
-        proto = onnx.load(str(onnx_path))
         outputs = output_entries(deploy, expected)
         meta = metadata(info, outputs, redact(cfg, env_keys or []), ecfg, deploy.dynamic_size)
-        del proto.metadata_props[:]
-        for k, v in meta.items():
-            proto.metadata_props.add(key=f"zoo.{k}", value=json.dumps(v))
-        proto.producer_name, proto.producer_version = "zoo", __version__
-        proto.doc_string = (
-            f"zoo {info.task} model: {cfg['model']['name']} + {cfg['head']['name']} on {cfg['data']['name']}"
-        )
-        onnx.save(proto, str(onnx_path))
-        try:
-            onnx.checker.check_model(str(onnx_path), full_check=True)
-        except onnx.checker.ValidationError as e:
-            raise ZooError(f"the exported graph fails onnx.checker: {str(e).splitlines()[0]}") from None
+        write_onnx(deploy, x, onnx_path, ecfg["opset"], meta, f"zoo {info.task} model: {_described(cfg)}")
 
         # Parity: the same real images through onnxruntime (CPU) and PyTorch.
         got = Model(onnx_path, providers="cpu").run(x.numpy())
+        names = list(deploy.output_names)
         diffs, mismatch, failure = compare_outputs(got, {n: e.numpy() for n, e in zip(names, expected)}, ecfg)
         if failure:
             raise ZooError(f"{failure}; nothing was written")
-        card = {
-            "format": CARD_FORMAT,
-            "zoo_version": __version__,
-            "task": info.task,
-            "labels": list(info.classes),
-            "input": meta["input"],
-            "preprocessing": meta["preprocessing"],
-            "outputs": outputs,
-            "metrics": metrics or {},
-            "parity": {
-                "max_abs_diff": diffs,
-                "tolerance": ecfg["parity_tolerance"],
-                "mismatch_fraction": mismatch,
-                "mismatch_tolerance": ecfg["parity_mismatch"],
-                "inputs": inputs_source,
-                "provider": "CPUExecutionProvider",
-            },
-            "onnx": {
-                "file": "model.onnx",
-                "opset": ecfg["opset"],
-                "sha256": _sha256(onnx_path),
-                "bytes": onnx_path.stat().st_size,
-                "checker": "onnx.checker full_check passed",
-            },
-            "source": source or {},
-            "config": meta["config"],
+        parity = {
+            "max_abs_diff": diffs,
+            "tolerance": ecfg["parity_tolerance"],
+            "mismatch_fraction": mismatch,
+            "mismatch_tolerance": ecfg["parity_mismatch"],
+            "inputs": inputs_source,
+            "provider": "CPUExecutionProvider",
         }
+        card = model_card(meta, onnx_path, parity, metrics, source)
         (tmp / "model.json").write_text(json.dumps(card, indent=2))
         # Move into place only now that everything passed.
         output.mkdir(exist_ok=True)
@@ -342,3 +297,61 @@ def export_model(
         return card
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _described(cfg: dict) -> str:
+    return f"{cfg['model']['name']} + {cfg['head']['name']} on {cfg['data']['name']}"
+
+
+def write_onnx(deploy, x: torch.Tensor, path: Path, opset: int, meta: dict, doc: str) -> None:
+    """Trace `deploy` to ONNX at `path` (dynamic batch, and size where the head allows), add the `zoo.*`
+    metadata, and pass onnx.checker's full check."""
+    import onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        input_axes = {0: "batch", 2: "height", 3: "width"} if deploy.dynamic_size else {0: "batch"}
+        torch.onnx.export(
+            deploy,
+            (x[:2],),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
+            output_names=list(deploy.output_names),
+            dynamic_axes={"input": input_axes, **deploy.output_axes},
+        )
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        proto.metadata_props.add(key=f"zoo.{k}", value=json.dumps(v))
+    proto.producer_name, proto.producer_version, proto.doc_string = "zoo", __version__, doc
+    onnx.save(proto, str(path))
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ZooError(f"the exported graph fails onnx.checker: {str(e).splitlines()[0]}") from None
+
+
+def model_card(meta: dict, onnx_path: Path, parity: dict, metrics: dict | None, source: dict | None) -> dict:
+    """model.json: what the export holds, how it was checked, and where it came from."""
+    return {
+        "format": CARD_FORMAT,
+        "zoo_version": __version__,
+        "task": meta["task"],
+        "labels": meta["labels"],
+        "input": meta["input"],
+        "preprocessing": meta["preprocessing"],
+        "outputs": meta["outputs"],
+        "metrics": metrics or {},
+        "parity": parity,
+        "onnx": {
+            "file": "model.onnx",
+            "opset": meta["opset"],
+            "sha256": _sha256(onnx_path),
+            "bytes": onnx_path.stat().st_size,
+            "checker": "onnx.checker full_check passed",
+        },
+        "source": source or {},
+        "config": meta["config"],
+    }
