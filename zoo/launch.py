@@ -4,7 +4,8 @@ A single run goes through Hydra's compose API in this process: nothing is writte
 valid and the experiment (data, model, weights, augmentations) is built, so bad input leaves no folder.
 A sweep (`-m`) and Hydra's own informational flags go to zoo's Hydra application (zoo.hydra_app) in a
 child process, so Hydra's launchers and sweepers run the jobs; every job of a sweep is checked and built
-here first. The command line is parsed here, with flags anywhere among the overrides.
+here first. The command line is parsed here, with flags anywhere among the overrides. torch is imported
+only when an experiment is built, so the flags that only print answer sooner.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pathlib import Path
 
 from zoo.config import compose, env_keys, expand, job_config, searchpath_override, to_plain
 from zoo.errors import ZooError
-from zoo.experiment import Experiment, build_experiment
 
 log = logging.getLogger("zoo")
 RUN_FILES = ("config.yaml", "train.log", ".hydra", "checkpoints")  # what a run writes before its first epoch ends
@@ -72,6 +72,8 @@ def train_command(argv: list[str]) -> int:
 
 def preflight(overrides: list[str], config_dirs: list[str]) -> None:
     """Compose and check every job of a sweep, and build each distinct experiment, before any job runs."""
+    from zoo.experiment import build_experiment
+
     built = set()
     for combo in expand(overrides):
         plain = to_plain(compose(combo, extra_dirs=config_dirs))
@@ -113,6 +115,8 @@ def single_run(overrides: list[str], config_dirs: list[str] = ()) -> int:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict
 
+    from zoo.experiment import build_experiment
+
     cfg = compose(overrides, with_hydra=True, extra_dirs=config_dirs)
     job = job_config(cfg)
     plain = to_plain(job)
@@ -136,7 +140,7 @@ def single_run(overrides: list[str], config_dirs: list[str] = ()) -> int:
     return 0
 
 
-def run_in(experiment: Experiment, run_dir: Path, keys: list[str], created: bool) -> dict:
+def run_in(experiment, run_dir: Path, keys: list[str], created: bool) -> dict:
     """Write the run's config.yaml and train in `run_dir`. A late failure (a metric that does not exist,
     say) removes what this run wrote, and the folder too when the run created it; never anything else."""
     from omegaconf import OmegaConf
