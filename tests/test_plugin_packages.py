@@ -102,6 +102,26 @@ def test_model_by_name_and_preset_from_the_package(acme, tmp_path):
     assert proc.returncode == 0 and "width: 32" in proc.stdout and "name: acme_net" in proc.stdout
 
 
+def test_hydra_flags_after_the_overrides_with_a_package_config_folder(acme, tmp_path):
+    # Hydra users type flags last; zoo's own search-path addition never breaks Hydra's argument grammar
+    proc = run_zoo("train", "experiment=acme_demo", "--cfg", "job", "trainer.lr=0.02", env=with_site(acme))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "name: acme_net" in proc.stdout and "lr: 0.02" in proc.stdout
+    sweep = tmp_path / "sweep"
+    proc = run_zoo(
+        "train",
+        "model=acme_net",
+        "trainer.max_epochs=1",
+        "-m",
+        "seed=0,1",
+        f"hydra.sweep.dir={sweep}",
+        "trainer.progress=false",
+        env=with_site(acme),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.parent.name for p in sweep.glob("*/metrics.json")) == ["0", "1"]
+
+
 def test_readme_shows_the_tested_package():
     """What the README's 'Writing a plugin package' shows is exactly what these tests install."""
     readme = (ROOT / "README.md").read_text()
