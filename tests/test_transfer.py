@@ -155,7 +155,7 @@ def test_feature_extraction_run_reports_its_cache(source, tmp_path):
 
 def test_weight_source_errors(tmp_path):
     model, _, _ = target_model()
-    with pytest.raises(ZooError, match=r"^transfer.weights='/no/such/run' is not a checkpoint file or a run directory$"):
+    with pytest.raises(ZooError, match=r"^transfer.weights='/no/such/run' is not a checkpoint file or a run directory"):
         strategy("finetune", weights="/no/such/run").setup(model)
     # model=cnn has no weight source of its own: a hub name is read as a path, and refused as one
     with pytest.raises(ZooError, match=r"^transfer.weights='timm' is not a checkpoint file or a run directory$"):

@@ -17,7 +17,7 @@ USAGE = """usage: zoo COMMAND [ARGS]
 commands:
   train   [OVERRIDES...]             train an experiment composed by Hydra (zoo train --help)
   export  checkpoint=PATH[,PATH...] [output=DIR] [opset=N] [parity_tolerance=X] [parity_mismatch=F]
-                                     export a checkpoint (several: one averaging ensemble) to DIR/model.onnx + model.json
+                                     export a checkpoint (several: an averaging ensemble) to DIR/model.onnx + model.json
   predict model=PATH input=FILE_OR_DIR [topk=5] [providers=auto|cpu|cuda|tensorrt] [masks=DIR] [draw=DIR]
                                      run an exported model with onnxruntime; one JSON line per image
                                      (masks=: segmentation mask PNGs; draw=: images with detected boxes)

@@ -8,6 +8,7 @@ them, and turns outputs, found by their role in the task (zoo.tasks), into per-t
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -185,10 +186,8 @@ class Model:
         options.log_severity_level = 3
         wanted = select_providers(providers)
         if "CUDAExecutionProvider" in wanted and hasattr(ort, "preload_dlls"):
-            try:  # CUDA/cuDNN from the nvidia-* wheels, where present
+            with contextlib.suppress(Exception):  # CUDA/cuDNN from the nvidia-* wheels, where present
                 ort.preload_dlls()
-            except Exception:
-                pass
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
         except Exception as e:
@@ -221,7 +220,8 @@ class Model:
             raise ZooError(f"input {self.input_name!r} must have rank 4 {expected}, got shape {list(batch.shape)}")
         if batch.shape[1] != self.channels:
             raise ZooError(
-                f"input {self.input_name!r} must have {self.channels} channel(s), got shape {list(batch.shape)}; expected {expected}"
+                f"input {self.input_name!r} must have {self.channels} channel(s), got shape {list(batch.shape)}; "
+                f"expected {expected}"
             )
         if self.dynamic_size and min(batch.shape[2:]) < 32:
             raise ZooError(f"input {self.input_name!r} must be at least 32x32, got shape {list(batch.shape)}")
