@@ -16,7 +16,7 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
 from zoo import registry
-from zoo.data import Transformed, collate, stratified_split
+from zoo.data import Transformed, collate
 from zoo.errors import ZooError
 
 SMALL = {"num_images": 60, "size": 48, "max_size": 20}
@@ -215,13 +215,14 @@ def test_digits_rotation_targets_and_info(rotated):
 
 
 def test_digits_rotation_is_a_real_rotation_by_the_target_angle(rotated):
+    from zoo_plugins._shared import split_indices
     from zoo_plugins.datasets.digits import load_digits_images, rotation_fit
 
     inner = rotation_fit(32, 45.0)
     x, y = load_digits_images(inner, 1)
     pad = 32 - inner
     upright = F.pad(x, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
-    _, _, test = stratified_split(y.tolist(), 0.15, 0.2, 0)
+    _, _, test = split_indices(len(y), 0.15, 0.2, 0, labels=y.tolist())
     assert float(upright[:, :, : pad // 2].abs().max()) == 0.0  # the digit sits inside a black border
     checked = 0
     for k, i in enumerate(test[:40]):

@@ -12,32 +12,9 @@ from torch import nn
 
 from zoo import register
 from zoo.model import Backbone, FeatureInfo
-
-Norm = Literal["batch", "group", "none"]
-
+from zoo_plugins._shared import Norm, conv_norm_act, norm_layer
 
 # ---- building blocks -------------------------------------------------------------------------
-
-
-def norm_layer(kind: str, channels: int) -> nn.Module:
-    """BatchNorm, GroupNorm (up to 8 groups that divide the channels) or nothing."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "group":
-        groups = max(g for g in (8, 4, 2, 1) if channels % g == 0)
-        return nn.GroupNorm(groups, channels)
-    return nn.Identity()
-
-
-def conv_block(
-    cin: int, cout: int, kernel: int, norm: str, padding_mode: str = "zeros", act: type = nn.ReLU
-) -> nn.Sequential:
-    """conv (same padding) -> norm -> activation; the conv has no bias when a norm follows."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, padding_mode=padding_mode, bias=norm == "none"),
-        norm_layer(norm, cout),
-        act(inplace=True) if act is nn.ReLU else act(),
-    )
 
 
 class StagedBackbone(Backbone):
@@ -104,16 +81,16 @@ def alexnet(
         )
         s0 = 8
     else:
-        first = nn.Sequential(conv_block(in_channels, c[0], 5, norm), nn.MaxPool2d(2))
+        first = nn.Sequential(conv_norm_act(in_channels, c[0], norm, 5), nn.MaxPool2d(2))
         s0 = 2
     drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
     stages = [
         first,
-        nn.Sequential(conv_block(c[0], c[1], 5, norm), nn.MaxPool2d(2)),
+        nn.Sequential(conv_norm_act(c[0], c[1], norm, 5), nn.MaxPool2d(2)),
         nn.Sequential(
-            conv_block(c[1], c[2], 3, norm),
-            conv_block(c[2], c[3], 3, norm),
-            conv_block(c[3], c[4], 3, norm),
+            conv_norm_act(c[1], c[2], norm, 3),
+            conv_norm_act(c[2], c[3], norm, 3),
+            conv_norm_act(c[3], c[4], norm, 3),
             drop,
             nn.MaxPool2d(2),
         ),
@@ -142,7 +119,7 @@ def vgg(
     for i, stage in enumerate(VGG_LAYOUTS[depth]):
         layers = []
         for cout in stage:
-            layers.append(conv_block(cin, _w(cout, width), 3, norm))
+            layers.append(conv_norm_act(cin, _w(cout, width), norm, 3))
             cin = _w(cout, width)
         if i < pools:
             layers.append(nn.MaxPool2d(2))
@@ -177,22 +154,10 @@ def cnn(
         cout = int(round(width * growth**i))
         layers = []
         for j in range(convs_per_block):
-            if pool == "stride" and j == 0:
-                layers += [
-                    nn.Conv2d(
-                        cin,
-                        cout,
-                        kernel_size,
-                        stride=2,
-                        padding=kernel_size // 2,
-                        padding_mode=padding_mode,
-                        bias=norm == "none",
-                    ),
-                    norm_layer(norm, cout),
-                    nn.ReLU(inplace=True),
-                ]
+            if pool == "stride" and j == 0:  # the first conv downsamples; its layers sit in the stage itself
+                layers += conv_norm_act(cin, cout, norm, kernel_size, stride=2, padding_mode=padding_mode)
             else:
-                layers.append(conv_block(cin, cout, kernel_size, norm, padding_mode))
+                layers.append(conv_norm_act(cin, cout, norm, kernel_size, padding_mode=padding_mode))
             cin = cout
         if pool != "stride":
             layers.append(nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2))

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from zoo import register
-from zoo.data import DataBundle, DataInfo, TensorImages, channel_stats, stratified_split
+from zoo.data import DataBundle, DataInfo, TensorImages, channel_stats
 from zoo.errors import ZooError
+from zoo_plugins._shared import check_fractions, split_indices
 
 
 def load_digits_images(size: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,6 +47,7 @@ def digits(
     """Handwritten digits (scikit-learn, 1,797 images), stratified split, upsampled; a subset of classes, N shots per class."""
     if size < 8:
         raise ZooError(f"data.size={size} must be at least 8 (the scans are 8x8)")
+    check_fractions(val_fraction, test_fraction)
     x, y = load_digits_images(size, channels)
     keep = list(range(10)) if classes is None else list(classes)
     if not keep or len(set(keep)) != len(keep) or any(not 0 <= c <= 9 for c in keep):
@@ -55,7 +57,7 @@ def digits(
         remap = torch.full((10,), -1, dtype=torch.long)
         remap[torch.tensor(keep)] = torch.arange(len(keep))
         x, y = x[chosen], remap[y[chosen]]
-    train, val, test = stratified_split(y.tolist(), val_fraction, test_fraction, split_seed)
+    train, val, test = split_indices(len(y), val_fraction, test_fraction, split_seed, labels=y.tolist())
     if shots is not None:  # a few labelled images per class; val and test stay whole
         if shots < 1:
             raise ZooError(f"data.shots={shots} must be at least 1")
@@ -91,6 +93,7 @@ def digits_rotation(
 
     if not 0.0 < max_angle <= 180.0:
         raise ZooError(f"data.max_angle={max_angle} must be in (0, 180] degrees")
+    check_fractions(val_fraction, test_fraction)
     inner = rotation_fit(size, max_angle)
     if inner < 8:
         need = next(n for n in range(size, 64) if rotation_fit(n, max_angle) >= 8)
@@ -106,9 +109,8 @@ def digits_rotation(
     x = torch.stack([TF.rotate(img, float(a), interpolation=InterpolationMode.BILINEAR) for img, a in zip(x, angles)])
     x = x.clamp_(0.0, 1.0).contiguous()
     targets = angles.unsqueeze(1)
-    train, val, test = stratified_split(
-        y.tolist(), val_fraction, test_fraction, split_seed
-    )  # every digit in every split
+    # stratified by digit: every digit in every split
+    train, val, test = split_indices(len(y), val_fraction, test_fraction, split_seed, labels=y.tolist())
     mean, std = channel_stats(x[train])
     info = DataInfo("regression", ("angle",), channels, (size, size), mean, std)
     return DataBundle(

@@ -19,9 +19,9 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo import register
-from zoo.data import DataBundle, DataInfo, channel_stats
+from zoo.data import DataBundle, DataInfo
 from zoo.errors import ZooError
-from zoo_plugins.datasets.formats import check_fractions, random_split
+from zoo_plugins._shared import check_fractions, sampled_stats, split_indices
 
 SHAPES = ("circle", "square", "triangle")
 TARGETS = ("count", "count_circle", "count_square", "count_triangle", "mean_size")
@@ -272,11 +272,10 @@ def shapes(
         num_images, size, channels, min_objects, max_objects, min_size, max_size, min_visible, generator_seed
     )
     # every image is an independent draw, so a seeded shuffle split is as good as any
-    tr, va, te = random_split(num_images, val_fraction, test_fraction, generator_seed)
+    tr, va, te = split_indices(num_images, val_fraction, test_fraction, generator_seed)
     cols = [TARGETS.index(n) for n in names]
     train, val, test = (ShapeImages(scenes, idx, task, cols) for idx in (tr, va, te))
-    step = max(1, len(tr) // max(1, stats_samples))
-    mean, std = channel_stats(train.pixels[::step].float().div_(255.0))
+    mean, std = sampled_stats(train, stats_samples)
     classes = {"segmentation": ("background", *SHAPES), "detection": SHAPES, "regression": tuple(names)}[task]
     info = DataInfo(task, classes, channels, (size, size), mean, std)
     return DataBundle(info, train, val, test)

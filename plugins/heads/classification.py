@@ -13,27 +13,7 @@ from zoo import register
 from zoo.data import DataInfo
 from zoo.errors import ZooError, unknown
 from zoo.model import Backbone, FeatureInfo, Head
-
-
-def pooled_mlp(
-    last: FeatureInfo, pool: str, hidden: list[int], dropout: float, outputs: int
-) -> tuple[nn.Module, nn.Sequential]:
-    """Pool (avg, max, or flatten at the probed size) the deepest features, then dropout-linear-ReLU
-    hidden layers and a final linear layer: the shared body of the vector-output heads."""
-    if any(h < 1 for h in hidden):
-        raise ZooError(f"head.hidden={list(hidden)}: every hidden layer needs at least one unit")
-    if pool == "flatten":
-        h, w = last.size
-        pooling, width = nn.Flatten(), last.channels * h * w
-    else:
-        pooling = nn.Sequential(nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1), nn.Flatten())
-        width = last.channels
-    layers: list[nn.Module] = []
-    for h in hidden:
-        layers += [nn.Dropout(dropout), nn.Linear(width, h), nn.ReLU(inplace=True)]
-        width = h
-    layers += [nn.Dropout(dropout), nn.Linear(width, outputs)]
-    return pooling, nn.Sequential(*layers)
+from zoo_plugins._shared import pooled_mlp
 
 
 class ClassificationHead(Head):

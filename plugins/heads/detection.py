@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +32,8 @@ from zoo import register
 from zoo.data import DataInfo
 from zoo.errors import ZooError
 from zoo.model import FeatureInfo, Head
-from zoo_plugins.architectures.classic import norm_layer
+from zoo_plugins._shared import Norm, conv_norm_act
 
-Norm = Literal["group", "batch", "none"]
 RANGE_STRIDES = 8.0  # a level takes locations whose largest distance to the box's sides is up to 8 of its strides
 MAX_LOG_DISTANCE = 10.0  # distances are exp(.) * stride: clamp the exponent so an early step cannot overflow
 
@@ -182,11 +180,7 @@ class FCOSHead(Head):
         def tower() -> nn.Sequential:
             layers = []
             for _ in range(tower_depth):
-                layers += [
-                    nn.Conv2d(width, width, 3, padding=1, bias=norm == "none"),
-                    norm_layer(norm, width),
-                    nn.ReLU(inplace=True),
-                ]
+                layers += conv_norm_act(width, width, norm)
             return nn.Sequential(*layers)
 
         self.cls_tower, self.box_tower = tower(), tower()

@@ -15,7 +15,7 @@ from zoo import register
 from zoo.data import DataInfo
 from zoo.errors import ZooError
 from zoo.model import FeatureInfo, Head
-from zoo_plugins.heads.classification import pooled_mlp
+from zoo_plugins._shared import pooled_mlp
 
 # ---- building blocks -------------------------------------------------------------------------
 
