@@ -70,7 +70,7 @@ def alexnet(
     norm: Norm = "none",
     dropout: float = 0.0,
 ) -> Backbone:
-    """AlexNet's five convs (64-192-384-256-256 x width); stem=small swaps the 11x11/4 stem for 5x5/1 on small images."""
+    """AlexNet's five convs (64-192-384-256-256 x width); stem=small: a 5x5/1 stem for small images, not 11x11/4."""
     c = [_w(x, width) for x in (64, 192, 384, 256, 256)]
     if stem == "imagenet":
         first = nn.Sequential(
@@ -142,7 +142,7 @@ def cnn(
     dropout: float = 0.0,
     pool: Literal["max", "avg", "stride"] = "max",
 ) -> Backbone:
-    """A plain conv stack: depth blocks of convs_per_block conv-norm-ReLU, then downsampling; channels grow by `growth`."""
+    """A plain conv stack: depth blocks of convs_per_block conv-norm-ReLU and a downsampling; channels x growth each."""
     from zoo.errors import ZooError
 
     if depth < 1 or convs_per_block < 1 or width < 1:

@@ -37,7 +37,8 @@ def soft_targets(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     if targets.ndim == 2 and targets.shape[1] == num_classes:
         return targets.float()
     raise ValueError(
-        f"mixing needs class indices (N,) or soft targets (N, {num_classes}); got {targets.dtype} of shape {tuple(targets.shape)}"
+        f"mixing needs class indices (N,) or soft targets (N, {num_classes}); "
+        f"got {targets.dtype} of shape {tuple(targets.shape)}"
     )
 
 

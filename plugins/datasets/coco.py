@@ -81,7 +81,8 @@ def read_coco(
             raise ZooError(f"{path}: image entry {str(im)[:80]} needs an integer 'id' and a string 'file_name'")
         if im["id"] in images:
             raise ZooError(
-                f"{path}: image id {im['id']} is listed twice ({images[im['id']]['file_name']!r} and {im['file_name']!r})"
+                f"{path}: image id {im['id']} is listed twice "
+                f"({images[im['id']]['file_name']!r} and {im['file_name']!r})"
             )
         file = folder / im["file_name"]
         if not file.is_file():
@@ -102,7 +103,8 @@ def read_coco(
             )
         if not isinstance(a.get("category_id"), int) or a["category_id"] not in cat_ids:
             raise ZooError(
-                f"{path}: annotation id {aid} has unknown category_id {a.get('category_id')!r}; the categories are {names}"
+                f"{path}: annotation id {aid} has unknown category_id {a.get('category_id')!r}; "
+                f"the categories are {names}"
             )
         if a.get("iscrowd", 0):
             continue  # a crowd region is not one object: left out, as COCO's own detectors do
@@ -111,12 +113,14 @@ def read_coco(
         bbox = a.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(_number(v) for v in bbox):
             raise ZooError(
-                f"{path}: annotation id {aid} (image {im['file_name']!r}) has bbox {bbox!r}; expected [x, y, width, height]"
+                f"{path}: annotation id {aid} (image {im['file_name']!r}) has bbox {bbox!r}; "
+                "expected [x, y, width, height]"
             )
         x, y, bw, bh = (float(v) for v in bbox)
         if bw <= 0 or bh <= 0:
             raise ZooError(
-                f"{path}: annotation id {aid} (image {im['file_name']!r}) has bbox {bbox} with non-positive width or height"
+                f"{path}: annotation id {aid} (image {im['file_name']!r}) has bbox {bbox} "
+                "with non-positive width or height"
             )
         if x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1:  # one pixel of tolerance for rounding
             raise ZooError(

@@ -53,7 +53,8 @@ def read_table(path: Path, image_column: str, target_columns: list[str], root: P
                         v = math.nan
                     if not math.isfinite(v):
                         raise ZooError(
-                            f"{path}: row {row_number} (line {reader.line_num}), column {col!r} has {row[j]!r}, which is not a number"
+                            f"{path}: row {row_number} (line {reader.line_num}), column {col!r} has {row[j]!r}, "
+                            "which is not a number"
                         )
                     numbers.append(v)
                 if not row[at]:

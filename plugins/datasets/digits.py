@@ -28,7 +28,8 @@ def load_digits_images(size: int, channels: int) -> tuple[torch.Tensor, torch.Te
 
 
 def rotation_fit(size: int, max_angle: float) -> int:
-    """The side the 8x8 scan is upsampled to so that, rotated by up to max_angle degrees, it stays in a size x size frame."""
+    """The side the 8x8 scan is upsampled to so that, rotated by up to max_angle degrees, it stays in a size x size
+    frame."""
     a = math.radians(min(abs(max_angle), 45.0))  # a square's extent grows by |cos| + |sin|, most (sqrt 2) at 45 degrees
     return int(size / (math.cos(a) + math.sin(a)))
 
@@ -44,7 +45,7 @@ def digits(
     classes: Optional[list[int]] = None,
     shots: Optional[int] = None,
 ) -> DataBundle:
-    """Handwritten digits (scikit-learn, 1,797 images), stratified split, upsampled; a subset of classes, N shots per class."""
+    """Handwritten digits (scikit-learn, 1,797 images), stratified split, upsampled; some classes, N shots per class."""
     if size < 8:
         raise ZooError(f"data.size={size} must be at least 8 (the scans are 8x8)")
     check_fractions(val_fraction, test_fraction)
@@ -87,7 +88,7 @@ def digits_rotation(
     split_seed: int = 0,
     angle_seed: int = 0,
 ) -> DataBundle:
-    """Digits rotated by a known random angle in [-max_angle, max_angle] degrees (counter-clockwise): regress the angle."""
+    """Digits rotated by a known random angle in [-max_angle, max_angle] degrees, counter-clockwise: regress it."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as TF
 

@@ -60,7 +60,8 @@ def pair_masks(image_dir: Path, mask_dir: Path, num_classes: int) -> list[tuple[
         top = int(values.max())
         if top >= num_classes:
             raise ZooError(
-                f"mask {m} has pixel value {top}, but data.classes names {num_classes} classes (values 0 to {num_classes - 1})"
+                f"mask {m} has pixel value {top}, but data.classes names {num_classes} classes "
+                f"(values 0 to {num_classes - 1})"
             )
     return pairs
 

@@ -245,7 +245,7 @@ def shapes(
     regression_targets: list[Target] = ("count_circle", "count_square", "count_triangle", "mean_size"),
     stats_samples: int = 512,
 ) -> DataBundle:
-    """Generated circles, squares and triangles on textured backgrounds: masks, boxes or counts; fixed by generator_seed."""
+    """Generated circles, squares and triangles on textured backgrounds: masks, boxes or counts, by generator_seed."""
     check_fractions(val_fraction, test_fraction)
     if size < 16:
         raise ZooError(f"data.size={size} must be at least 16 pixels")
@@ -255,11 +255,13 @@ def shapes(
         )
     if not 0 <= min_objects <= max_objects <= 100:
         raise ZooError(
-            f"data.min_objects={min_objects} and data.max_objects={max_objects} must satisfy 0 <= min_objects <= max_objects <= 100"
+            f"data.min_objects={min_objects} and data.max_objects={max_objects} "
+            "must satisfy 0 <= min_objects <= max_objects <= 100"
         )
     if not 4 <= min_size <= max_size <= size:
         raise ZooError(
-            f"data.min_size={min_size} and data.max_size={max_size} must satisfy 4 <= min_size <= max_size <= data.size ({size})"
+            f"data.min_size={min_size} and data.max_size={max_size} "
+            f"must satisfy 4 <= min_size <= max_size <= data.size ({size})"
         )
     if not 0.0 <= min_visible <= 1.0:
         raise ZooError(f"data.min_visible={min_visible} must be a fraction in [0, 1]")

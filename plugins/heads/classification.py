@@ -107,7 +107,8 @@ def label_columns(classes: tuple[str, ...], labels: tuple[str, ...], synsets: tu
                 "pretrained label",
                 c,
                 sorted(index),
-                see="class folders must be named as the pretrained labels (or their synset ids); for new labels use head=classification",
+                see="class folders must be named as the pretrained labels (or their synset ids); "
+                "for new labels use head=classification",
             )
         columns.append(index[_words(c)])
     return columns

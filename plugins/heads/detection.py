@@ -161,7 +161,8 @@ class FCOSHead(Head):
                 raise ZooError(message)
         if not feature_info or any(f.size is None for f in feature_info):
             raise ZooError(
-                "head=detection needs the backbone's feature sizes (FeatureInfo.size); build it with zoo.model.build_model"
+                "head=detection needs the backbone's feature sizes (FeatureInfo.size); "
+                "build it with zoo.model.build_model"
             )
         self.num_classes = info.num_classes
         self.center_radius, self.focal_alpha, self.focal_gamma = center_radius, focal_alpha, focal_gamma
@@ -387,7 +388,7 @@ def _detection_map_class():
 
 
 def detection_map(decode) -> torchmetrics.Metric:  # noqa: F821
-    """A torchmetrics Metric: COCO mAP of the detections `decode(outputs)` gives (torchmetrics is imported only here)."""
+    """A torchmetrics Metric: COCO mAP of the detections `decode(outputs)` gives (torchmetrics imported only here)."""
     return _detection_map_class()(decode)
 
 

@@ -74,7 +74,7 @@ def fpn(
     dice_weight: float = 0.0,
     class_weights: Optional[list[float]] = None,
 ) -> Head:
-    """Feature pyramid (lateral 1x1, top-down sum) with a semantic branch merging every level; cross-entropy (+ Dice)."""
+    """Feature pyramid (lateral 1x1, top-down sum), a semantic branch merging every level; cross-entropy (+ Dice)."""
     return FPNDecoder(
         feature_info,
         info,

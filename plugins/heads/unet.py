@@ -76,7 +76,7 @@ def unet(
     dice_weight: float = 0.0,
     class_weights: Optional[list[float]] = None,
 ) -> Head:
-    """U-Net decoder over every feature level (deepest first: resize, concatenate the skip, convs); cross-entropy (+ Dice).
+    """U-Net decoder over every feature level (deepest first: resize, concatenate the skip, convs); cross-entropy, Dice.
 
     channels: the width of each decoder block from the deepest level up; the last one repeats for further levels.
     """

@@ -119,7 +119,7 @@ class FineTune(Transfer):
 
 @register.transfer("scratch")
 def scratch(weights: str = "none") -> Transfer:
-    """Train from random initialisation: nothing loaded, nothing frozen (weights is ignored, for sweeps over strategies)."""
+    """Train from random initialisation: nothing loaded or frozen (weights is ignored, for sweeps over strategies)."""
     return Scratch(weights)
 
 
@@ -131,13 +131,13 @@ def pretrained(weights: str = "timm") -> Transfer:
 
 @register.transfer("feature_extraction")
 def feature_extraction(weights: str = "timm") -> Transfer:
-    """Frozen base whose features are computed once and cached; a new head trains on the cache (fast, no augmentation)."""
+    """Frozen base whose features are computed once and cached; a new head trains on the cache (fast, no augmenting)."""
     return FrozenBase(weights, cache=True)
 
 
 @register.transfer("frozen")
 def frozen(weights: str = "timm", dropout: float = 0.2) -> Transfer:
-    """A new head on a frozen base, trained on augmented images with dropout on the base's features (base in eval mode)."""
+    """A new head on a frozen base (in eval mode), trained on augmented images with dropout on the base's features."""
     return FrozenBase(weights, cache=False, dropout=dropout)
 
 
