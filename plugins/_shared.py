@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from zoo import Range
 from zoo.data import channel_stats
 from zoo.errors import ZooError
 from zoo.model import FeatureInfo
@@ -25,6 +26,11 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".
 MASK_MODES = ("1", "L", "P", "I", "I;16")  # single-channel modes whose pixel values are class indices
 
 Norm = Literal["batch", "group", "none"]
+
+# Constraints many plugins declare on a parameter (the registry enforces them before a factory is called)
+Probability = Annotated[float, Range(0, 1)]
+DropoutRate = Annotated[float, Range(0, 1, max_exclusive=True)]
+Fraction = Annotated[float, Range(0, 1, min_exclusive=True, max_exclusive=True)]  # a val or test split's share
 
 
 # ---- image files -----------------------------------------------------------------------------
@@ -87,24 +93,11 @@ def existing_folder(value: str, key: str, note: str) -> Path:
     return path
 
 
-def check_size(size: int) -> None:
-    """Refuse an input size too small to be an image."""
-    if size < 8:
-        raise ZooError(f"data.size={size} must be at least 8 pixels")
-
-
 # ---- splits ----------------------------------------------------------------------------------
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
-    """Refuse split fractions outside (0, 1) or that leave nothing to train on."""
-    for key, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 < v < 1.0:
-            raise ZooError(f"data.{key}={v} must be between 0 and 1")
-    _check_held_out(val_fraction, test_fraction)
-
-
-def _check_held_out(val_fraction: float, test_fraction: float) -> None:
+    """Refuse val and test fractions that leave nothing to train on (the range of each is declared)."""
     if val_fraction + test_fraction >= 1.0:
         raise ZooError(
             f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction} leaves nothing to train on"
@@ -127,7 +120,7 @@ def split_indices(
     rest; `joint_hold_out` draws both as one held-out set, then divides it (how the folder plugin has always
     carved them out of ROOT/train/, kept so that its splits stay the same).
     """
-    _check_held_out(val_fraction, test_fraction)
+    check_fractions(val_fraction, test_fraction)
     if labels is None:
         n_val = max(1, round(count * val_fraction)) if val_fraction > 0 else 0
         n_test = max(1, round(count * test_fraction)) if test_fraction > 0 else 0
@@ -202,8 +195,6 @@ def pooled_mlp(
 ) -> tuple[nn.Module, nn.Sequential]:
     """Pool (avg, max, or flatten at the probed size) the deepest features, then dropout-linear-ReLU
     hidden layers and a final linear layer: the shared body of the vector-output heads."""
-    if any(h < 1 for h in hidden):
-        raise ZooError(f"head.hidden={list(hidden)}: every hidden layer needs at least one unit")
     if pool == "flatten":
         h, w = last.size
         pooling, width = nn.Flatten(), last.channels * h * w

@@ -47,6 +47,10 @@ def test_folder_split_by_fraction(tmp_path):
     assert len(b.train) + len(b.val) + len(b.test) == 20
     image, label = b.train[0]
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and label in (0, 1)
+    none = build("folder", root=str(tmp_path), size=32, val_fraction=0.2, test_fraction=0.0)
+    assert (len(none.train), len(none.val), len(none.test)) == (16, 4, 0)  # a zero fraction: no such split
+    with pytest.raises(ZooError, match=r"data.val_fraction=1.0 must be in \[0, 1\)"):
+        build("folder", root=str(tmp_path), val_fraction=1.0)
 
 
 def test_folder_given_splits(tmp_path):
@@ -94,10 +98,10 @@ def test_shuffled_split_is_seeded_and_leaves_no_split_empty():
     assert split_indices(10, 0.2, 0.0, seed=0)[2] == []  # zero: an empty split, for splits given separately
     with pytest.raises(ZooError, match="cannot split 2 images into train/val/test"):
         split_indices(2, 0.3, 0.3, seed=0)
-    with pytest.raises(ZooError, match="data.test_fraction=1.5 must be between 0 and 1"):
-        check_fractions(0.1, 1.5)
-    with pytest.raises(ZooError, match="leaves nothing to train on"):
+    with pytest.raises(ZooError, match="data.val_fraction \\+ data.test_fraction = 1.0 leaves nothing to train on"):
         check_fractions(0.5, 0.5)
+    with pytest.raises(ZooError, match=r"data.test_fraction=1.5 must be in \(0, 1\)"):  # declared by the datasets
+        build("digits", test_fraction=1.5)
 
 
 def test_stratified_split_keeps_classes_in_proportion_and_allows_a_zero_fraction():

@@ -6,13 +6,14 @@ deep), and reports the stages for freezing and per-stage learning rates.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from torch import nn
 
-from zoo import register
+from zoo import Range, register
+from zoo.errors import ZooError
 from zoo.model import Backbone, FeatureInfo
-from zoo_plugins._shared import Norm, conv_norm_act, norm_layer
+from zoo_plugins._shared import DropoutRate, Norm, conv_norm_act, norm_layer
 
 # ---- building blocks -------------------------------------------------------------------------
 
@@ -68,7 +69,7 @@ def alexnet(
     width: float = 0.5,
     stem: Literal["small", "imagenet"] = "small",
     norm: Norm = "none",
-    dropout: float = 0.0,
+    dropout: DropoutRate = 0.0,
 ) -> Backbone:
     """AlexNet's five convs (64-192-384-256-256 x width); stem=small: a 5x5/1 stem for small images, not 11x11/4."""
     c = [_w(x, width) for x in (64, 192, 384, 256, 256)]
@@ -108,13 +109,13 @@ VGG_LAYOUTS = {
 
 @register.architecture("vgg")
 def vgg(
-    in_channels: int, depth: Literal[11, 13, 16, 19] = 11, width: float = 0.25, norm: Norm = "batch", pools: int = 5
+    in_channels: int,
+    depth: Literal[11, 13, 16, 19] = 11,
+    width: float = 0.25,
+    norm: Norm = "batch",
+    pools: Annotated[int, Range(1, 5)] = 5,  # VGG has five stages
 ) -> Backbone:
     """VGG (Simonyan & Zisserman 2014) in its 11/13/16/19-layer layouts, 3x3 convs, with a width multiplier."""
-    if not 1 <= pools <= 5:
-        from zoo.errors import ZooError
-
-        raise ZooError(f"model.pools={pools} must be between 1 and 5 (VGG has five stages)")
     stages, channels, strides, cin = [], [], [], in_channels
     for i, stage in enumerate(VGG_LAYOUTS[depth]):
         layers = []
@@ -132,22 +133,18 @@ def vgg(
 @register.architecture("cnn")
 def cnn(
     in_channels: int,
-    depth: int = 3,
-    width: int = 32,
+    depth: Annotated[int, Range(1)] = 3,
+    width: Annotated[int, Range(1)] = 32,
     growth: float = 2.0,
-    kernel_size: int = 3,
-    convs_per_block: int = 1,
+    kernel_size: Annotated[int, Range(1)] = 3,
+    convs_per_block: Annotated[int, Range(1)] = 1,
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros",
     norm: Norm = "batch",
-    dropout: float = 0.0,
+    dropout: DropoutRate = 0.0,
     pool: Literal["max", "avg", "stride"] = "max",
 ) -> Backbone:
     """A plain conv stack: depth blocks of convs_per_block conv-norm-ReLU and a downsampling; channels x growth each."""
-    from zoo.errors import ZooError
-
-    if depth < 1 or convs_per_block < 1 or width < 1:
-        raise ZooError("model.depth, model.width and model.convs_per_block must be at least 1")
-    if kernel_size < 1 or kernel_size % 2 == 0:
+    if kernel_size % 2 == 0:
         raise ZooError(f"model.kernel_size={kernel_size} must be odd (same padding needs a centre)")
     stages, channels, cin = [], [], in_channels
     for i in range(depth):

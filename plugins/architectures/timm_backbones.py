@@ -19,6 +19,7 @@ from torch import nn
 from zoo import register
 from zoo.errors import ZooError, unknown
 from zoo.model import Backbone, FeatureInfo
+from zoo_plugins._shared import DropoutRate
 
 
 def _check_name(model_name: str) -> None:
@@ -190,7 +191,10 @@ class TimmBackbone(Backbone):
 
 @register.architecture("timm")
 def timm_backbone(
-    in_channels: int, model_name: str = "resnet18", out_indices: Optional[list[int]] = None, drop_path_rate: float = 0.0
+    in_channels: int,
+    model_name: str = "resnet18",
+    out_indices: Optional[list[int]] = None,
+    drop_path_rate: DropoutRate = 0.0,
 ) -> Backbone:
     """Any timm model (ResNet, MobileNet, EfficientNet, ConvNeXt...) via features_only; model.model_name=NAME."""
     return TimmBackbone(model_name, in_channels, out_indices, drop_path_rate)

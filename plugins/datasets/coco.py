@@ -9,18 +9,18 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from zoo import register
+from zoo import Range, register
 from zoo.data import DataBundle, DataInfo
 from zoo.errors import ZooError
 from zoo_plugins._shared import (
+    Fraction,
     check_fractions,
-    check_size,
     existing_folder,
     image_size,
     read_image,
@@ -176,16 +176,15 @@ def coco_json(
     test_annotations: Optional[str] = None,
     val_images: Optional[str] = None,
     test_images: Optional[str] = None,
-    size: int = 128,
+    size: Annotated[int, Range(8)] = 128,
     channels: Literal[1, 3] = 3,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
+    val_fraction: Fraction = 0.15,
+    test_fraction: Fraction = 0.15,
     split_seed: int = 0,
     stats_samples: int = 256,
 ) -> DataBundle:
     """COCO-json object detection: boxes resized with the images to size x size; splits given or by fraction."""
     check_fractions(val_fraction, test_fraction)
-    check_size(size)
     image_dir = existing_folder(images, "images", "expected the folder the json's file_name entries are relative to")
     train_json = Path(annotations).expanduser()
     d = _read_json(train_json, "annotations")

@@ -9,15 +9,15 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 from torch.utils.data import Dataset
 
-from zoo import register
+from zoo import Length, Range, register
 from zoo.data import DataBundle, DataInfo
 from zoo.errors import ZooError, close_matches
-from zoo_plugins._shared import check_fractions, check_size, existing_folder, read_image, sampled_stats, split_indices
+from zoo_plugins._shared import Fraction, check_fractions, existing_folder, read_image, sampled_stats, split_indices
 
 # ---- building blocks -------------------------------------------------------------------------
 
@@ -98,24 +98,21 @@ def csv_table(
     seed: int,
     file: str,
     image_column: str = "image",
-    target_columns: list[str] = ("target",),
+    target_columns: Annotated[list[str], Length(min=1)] = ("target",),
     root: Optional[str] = None,
-    size: int = 64,
+    size: Annotated[int, Range(8)] = 64,
     channels: Literal[1, 3] = 3,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
+    val_fraction: Fraction = 0.15,
+    test_fraction: Fraction = 0.15,
     split_seed: int = 0,
     stats_samples: int = 256,
 ) -> DataBundle:
     """Regression from a CSV: an image path column and numeric target columns; split by a seeded shuffle."""
     check_fractions(val_fraction, test_fraction)
-    check_size(size)
     path = Path(file).expanduser()
     if not path.is_file():
         raise ZooError(f"data.file={file!r}: file does not exist (expected a CSV with a header row)")
     targets = list(target_columns)
-    if not targets:
-        raise ZooError("data.target_columns=[] is empty; name one or more numeric columns of the CSV")
     if len(set(targets)) != len(targets):
         raise ZooError(f"data.target_columns={targets} names a column twice")
     base = path.parent if root is None else existing_folder(root, "root", "image paths in the CSV are relative to it")

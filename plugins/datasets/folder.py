@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from torch.utils.data import Dataset
 
-from zoo import register
+from zoo import Range, register
 from zoo.data import DataBundle, DataInfo
 from zoo.errors import ZooError
 from zoo_plugins._shared import (
     IMAGE_EXTENSIONS,
-    check_fractions,
     existing_folder,
     read_image,
     sampled_stats,
@@ -67,14 +66,17 @@ def _find(root: Path, names: tuple[str, ...]) -> Path | None:
 def folder(
     seed: int,
     root: str,
-    size: int = 64,
+    size: Annotated[int, Range(8)] = 64,
     channels: Literal[1, 3] = 3,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
+    val_fraction: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.15,
+    test_fraction: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.15,
     split_seed: int = 0,
     stats_samples: int = 256,
 ) -> DataBundle:
-    """Images in ROOT/<class>/*.jpg (split by fraction), or ROOT/train|val|test/<class>/ (given splits)."""
+    """Images in ROOT/<class>/*.jpg (split by fraction), or ROOT/train|val|test/<class>/ (given splits).
+
+    A split neither given as a folder nor carved out of the images (its fraction 0) is empty.
+    """
     base = existing_folder(root, "root", "expected ROOT/<class>/<images> or ROOT/train/<class>/...")
     hw = (size, size)
     train_dir = base / "train"
@@ -99,7 +101,6 @@ def folder(
                 parts["test"] = ([f[i] for i in idx_test], [lab[i] for i in idx_test])
     else:
         classes, files, labels = scan(base)
-        check_fractions(val_fraction, test_fraction)
         tr, va, te = split_indices(len(labels), val_fraction, test_fraction, split_seed, labels=labels)
         parts = {
             s: ([files[i] for i in idx], [labels[i] for i in idx])

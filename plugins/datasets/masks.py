@@ -7,18 +7,18 @@ run before any training with one line naming it; images and masks are decoded wh
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from torch.utils.data import Dataset
 
-from zoo import register
+from zoo import Range, register
 from zoo.data import DataBundle, DataInfo
 from zoo.errors import ZooError
 from zoo_plugins._shared import (
     IMAGE_EXTENSIONS,
+    Fraction,
     check_fractions,
-    check_size,
     existing_folder,
     image_files,
     image_size,
@@ -92,16 +92,15 @@ def mask_folders(
     images: str,
     masks: str,
     classes: list[str] = ("background", "foreground"),
-    size: int = 128,
+    size: Annotated[int, Range(8)] = 128,
     channels: Literal[1, 3] = 3,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
+    val_fraction: Fraction = 0.15,
+    test_fraction: Fraction = 0.15,
     split_seed: int = 0,
     stats_samples: int = 256,
 ) -> DataBundle:
     """Semantic segmentation from IMAGES/x.jpg + MASKS/x.png (pixel value = index into classes, 0 = background)."""
     check_fractions(val_fraction, test_fraction)
-    check_size(size)
     classes = list(classes)
     if len(classes) < 2 or classes[0] != "background":
         raise ZooError(

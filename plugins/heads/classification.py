@@ -3,17 +3,17 @@ backbone's own pretrained classifier (timm's ImageNet head) with its own labels.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo import register
+from zoo import Range, register
 from zoo.data import DataInfo
 from zoo.errors import ZooError, unknown
 from zoo.model import Backbone, FeatureInfo, Head
-from zoo_plugins._shared import pooled_mlp
+from zoo_plugins._shared import DropoutRate, pooled_mlp
 
 
 class ClassificationHead(Head):
@@ -34,15 +34,11 @@ class ClassificationHead(Head):
         topk: int,
     ):
         super().__init__()
-        if not 0 <= dropout < 1:
-            raise ZooError(f"head.dropout={dropout} must be in [0, 1)")
         self._scoring(info.num_classes, label_smoothing, topk)
         self.pool, self.classifier = pooled_mlp(feature_info[-1], pool, hidden, dropout, self.num_classes)
 
     def _scoring(self, num_classes: int, label_smoothing: float, topk: int) -> None:
         """What the loss and the metrics need: the class count they score, label smoothing, top-k."""
-        if not 0 <= label_smoothing < 1:
-            raise ZooError(f"head.label_smoothing={label_smoothing} must be in [0, 1)")
         self.num_classes, self.label_smoothing, self.topk = num_classes, label_smoothing, topk
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
@@ -77,10 +73,10 @@ class ClassificationHead(Head):
 def classification(
     feature_info: list,
     info: DataInfo,
-    dropout: float = 0.0,
-    label_smoothing: float = 0.0,
+    dropout: DropoutRate = 0.0,
+    label_smoothing: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.0,
     pool: Literal["avg", "max", "flatten"] = "avg",
-    hidden: list[int] = (),
+    hidden: list[Annotated[int, Range(1)]] = (),
     topk: int = 5,
 ) -> Head:
     """Global pooling (or flatten), optional hidden layers, dropout and a linear classifier; label smoothing."""
@@ -163,7 +159,11 @@ class PretrainedClassifierHead(ClassificationHead):
 
 @register.head("pretrained_classifier", tasks=("classification",))
 def pretrained_classifier(
-    feature_info: list, info: DataInfo, backbone: Backbone, label_smoothing: float = 0.0, topk: int = 5
+    feature_info: list,
+    info: DataInfo,
+    backbone: Backbone,
+    label_smoothing: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.0,
+    topk: int = 5,
 ) -> Head:
     """The backbone's own classifier with its own labels (timm's ImageNet classes); data classes name labels it has."""
     return PretrainedClassifierHead(backbone, info, label_smoothing, topk)

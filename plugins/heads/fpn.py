@@ -7,16 +7,15 @@ Shares outputs, loss and metrics with every segmentation decoder (heads/segmenta
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
+from typing import Annotated, Optional
 
 import torch
 from torch import nn
 
-from zoo import register
+from zoo import Range, register
 from zoo.data import DataInfo
-from zoo.errors import ZooError
 from zoo.model import FeatureInfo, Head
-from zoo_plugins._shared import Norm, conv_norm_act
+from zoo_plugins._shared import DropoutRate, Norm, conv_norm_act
 from zoo_plugins.heads.segmentation import SegmentationHead, resize
 
 # ---- the module -------------------------------------------------------------------------------
@@ -39,8 +38,6 @@ class FPNDecoder(SegmentationHead):
         class_weights: Optional[list[float]],
     ):
         super().__init__(feature_info, info, dropout, probabilities, ce_weight, dice_weight, class_weights)
-        if channels < 1 or segment_channels < 1:
-            raise ZooError(f"head.channels={channels} and head.segment_channels={segment_channels} must be at least 1")
         self.lateral = nn.ModuleList(nn.Conv2d(f.channels, channels, 1) for f in feature_info)
         self.smooth = nn.ModuleList(conv_norm_act(channels, segment_channels, norm) for _ in feature_info)
         self.fuse = conv_norm_act(segment_channels, segment_channels, norm)
@@ -65,14 +62,14 @@ class FPNDecoder(SegmentationHead):
 def fpn(
     feature_info: list,
     info: DataInfo,
-    channels: int = 64,
-    segment_channels: int = 32,
+    channels: Annotated[int, Range(1)] = 64,
+    segment_channels: Annotated[int, Range(1)] = 32,
     norm: Norm = "batch",
-    dropout: float = 0.0,
+    dropout: DropoutRate = 0.0,
     probabilities: bool = False,
-    ce_weight: float = 1.0,
-    dice_weight: float = 0.0,
-    class_weights: Optional[list[float]] = None,
+    ce_weight: Annotated[float, Range(0)] = 1.0,
+    dice_weight: Annotated[float, Range(0)] = 0.0,
+    class_weights: Optional[list[Annotated[float, Range(0)]]] = None,
 ) -> Head:
     """Feature pyramid (lateral 1x1, top-down sum), a semantic branch merging every level; cross-entropy (+ Dice)."""
     return FPNDecoder(

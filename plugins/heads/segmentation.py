@@ -75,17 +75,13 @@ class SegmentationHead(Head):
         where = type(self).__name__
         if not feature_info:
             raise ZooError(f"{where}: the backbone returns no feature maps")
-        if not 0 <= dropout < 1:
-            raise ZooError(f"head.dropout={dropout} must be in [0, 1)")
-        if ce_weight < 0 or dice_weight < 0 or ce_weight + dice_weight == 0:
-            raise ZooError(
-                f"head.ce_weight={ce_weight} and head.dice_weight={dice_weight} must be >= 0, and not both 0"
-            )
+        if ce_weight + dice_weight == 0:
+            raise ZooError(f"head.ce_weight={ce_weight} and head.dice_weight={dice_weight} must not both be 0")
         self.num_classes = info.num_classes
         if class_weights is not None:
-            if len(class_weights) != self.num_classes or any(w < 0 for w in class_weights):
+            if len(class_weights) != self.num_classes:
                 raise ZooError(
-                    f"head.class_weights={list(class_weights)} needs one weight >= 0 per class "
+                    f"head.class_weights={list(class_weights)} needs one weight per class "
                     f"({self.num_classes}: {', '.join(info.classes)})"
                 )
             self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))

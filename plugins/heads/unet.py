@@ -6,16 +6,15 @@ Shares outputs, loss and metrics with every segmentation decoder (heads/segmenta
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
+from typing import Annotated, Optional
 
 import torch
 from torch import nn
 
-from zoo import register
+from zoo import Length, Range, register
 from zoo.data import DataInfo
-from zoo.errors import ZooError
 from zoo.model import FeatureInfo, Head
-from zoo_plugins._shared import Norm, conv_norm_act
+from zoo_plugins._shared import DropoutRate, Norm, conv_norm_act
 from zoo_plugins.heads.segmentation import SegmentationHead, resize
 
 # ---- the module -------------------------------------------------------------------------------
@@ -38,10 +37,6 @@ class UNetDecoder(SegmentationHead):
         class_weights: Optional[list[float]],
     ):
         super().__init__(feature_info, info, dropout, probabilities, ce_weight, dice_weight, class_weights)
-        if convs < 1:
-            raise ZooError(f"head.convs={convs} must be at least 1")
-        if not channels or any(c < 1 for c in channels):
-            raise ZooError(f"head.channels={list(channels)} needs one or more widths >= 1 (deepest level first)")
         # the k-th block from the deepest level up has width channels[k]; the last width repeats for further levels
         blocks, cin = [], 0
         for k, level in enumerate(reversed(feature_info)):
@@ -67,14 +62,14 @@ class UNetDecoder(SegmentationHead):
 def unet(
     feature_info: list,
     info: DataInfo,
-    channels: list[int] = (64, 32, 32, 16),
-    convs: int = 2,
+    channels: Annotated[list[Annotated[int, Range(1)]], Length(min=1)] = (64, 32, 32, 16),
+    convs: Annotated[int, Range(1)] = 2,
     norm: Norm = "batch",
-    dropout: float = 0.0,
+    dropout: DropoutRate = 0.0,
     probabilities: bool = False,
-    ce_weight: float = 1.0,
-    dice_weight: float = 0.0,
-    class_weights: Optional[list[float]] = None,
+    ce_weight: Annotated[float, Range(0)] = 1.0,
+    dice_weight: Annotated[float, Range(0)] = 0.0,
+    class_weights: Optional[list[Annotated[float, Range(0)]]] = None,
 ) -> Head:
     """U-Net decoder over every feature level (deepest first: resize, concatenate the skip, convs); cross-entropy, Dice.
 

@@ -9,12 +9,13 @@ skipped and new.
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import torch.nn.functional as F
 
-from zoo import register
-from zoo.errors import ZooError
+from zoo import Range, register
 from zoo.model import Transfer, ZooModel, freeze, load_weights
+from zoo_plugins._shared import DropoutRate
 
 log = logging.getLogger("zoo")
 
@@ -59,8 +60,6 @@ class FrozenBase(Transfer):
     on their way into the head while training."""
 
     def __init__(self, weights: str, cache: bool, dropout: float = 0.0):
-        if not 0 <= dropout < 1:
-            raise ZooError(f"transfer.dropout={dropout} must be in [0, 1)")
         self.weights, self.cache_features, self.dropout = weights, cache, dropout
 
     def setup(self, model: ZooModel) -> dict:
@@ -82,10 +81,6 @@ class FineTune(Transfer):
     shallower stage scaled again by `layer_decay`."""
 
     def __init__(self, weights: str, head_epochs: int, unfreeze_stages: int, lr_scale: float, layer_decay: float):
-        if head_epochs < 0:
-            raise ZooError(f"transfer.head_epochs={head_epochs} must be zero or more")
-        if not 0 < lr_scale <= 1 or not 0 < layer_decay <= 1:
-            raise ZooError(f"transfer.lr_scale={lr_scale} and transfer.layer_decay={layer_decay} must be in (0, 1]")
         self.weights, self.head_epochs, self.unfreeze_stages = weights, head_epochs, unfreeze_stages
         self.lr_scale, self.layer_decay = lr_scale, layer_decay
         self.unfrozen: list = []
@@ -136,7 +131,7 @@ def feature_extraction(weights: str = "timm") -> Transfer:
 
 
 @register.transfer("frozen")
-def frozen(weights: str = "timm", dropout: float = 0.2) -> Transfer:
+def frozen(weights: str = "timm", dropout: DropoutRate = 0.2) -> Transfer:
     """A new head on a frozen base (in eval mode), trained on augmented images with dropout on the base's features."""
     return FrozenBase(weights, cache=False, dropout=dropout)
 
@@ -144,10 +139,10 @@ def frozen(weights: str = "timm", dropout: float = 0.2) -> Transfer:
 @register.transfer("finetune")
 def finetune(
     weights: str = "timm",
-    head_epochs: int = 3,
+    head_epochs: Annotated[int, Range(0)] = 3,
     unfreeze_stages: int = 2,
-    lr_scale: float = 0.1,
-    layer_decay: float = 1.0,
+    lr_scale: Annotated[float, Range(0, 1, min_exclusive=True)] = 0.1,
+    layer_decay: Annotated[float, Range(0, 1, min_exclusive=True)] = 1.0,
 ) -> Transfer:
     """Head only for head_epochs, then unfreeze the deepest stages (-1: all) at lr * lr_scale, with layer-wise decay."""
     return FineTune(weights, head_epochs, unfreeze_stages, lr_scale, layer_decay)
