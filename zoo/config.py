@@ -36,8 +36,7 @@ _POSITIVE, _AT_LEAST_0, _FRACTION = Range(0, min_exclusive=True), Range(0), Rang
 
 @dataclass
 class TrainerConfig:
-    """The training loop's settings. OmegaConf sees each field's plain type; zoo's check() adds what `declared`
-    says (one-line errors in the plugin parameters' style), so no table of keys lives anywhere else."""
+    """The training loop's settings (OmegaConf sees the plain types; check() enforces what `declared` adds)."""
 
     max_epochs: int = declared(30, _AT_LEAST_0)
     batch_size: int = declared(64, Range(1))
