@@ -320,10 +320,6 @@ class Plugin:
         return self.factory(**kwargs)
 
 
-def _show(value: Any) -> str:
-    return repr(value)
-
-
 def _coerce(p: Param, value: Any, key: str) -> Any:
     if value is None:
         if p.optional:
@@ -331,9 +327,9 @@ def _coerce(p: Param, value: Any, key: str) -> Any:
         raise ZooError(f"{key}=null is not allowed; expected {p.describe()}")
     if p.is_list:
         if not isinstance(value, (list, tuple)):
-            raise ZooError(f"{key}={_show(value)} is not a list; expected {p.describe()}")
+            raise ZooError(f"{key}={value!r} is not a list; expected {p.describe()}")
         if p.length is not None and not p.length.contains(len(value)):
-            raise ZooError(f"{key}={_show(list(value))} must have {p.length.text()}")
+            raise ZooError(f"{key}={list(value)!r} must have {p.length.text()}")
         return [_coerce_scalar(p, v, f"{key}[{i}]") for i, v in enumerate(value)]
     return _coerce_scalar(p, value, key)
 
@@ -347,17 +343,17 @@ def _coerce_scalar(p: Param, value: Any, key: str) -> Any:
         except OverflowError:
             raise ZooError(f"{key}={value!r} must be a finite number") from None
     if not ok:
-        raise ZooError(f"{key}={_show(value)} has the wrong type; expected {p.describe()}")
+        raise ZooError(f"{key}={value!r} has the wrong type; expected {p.describe()}")
     if base is float and not math.isfinite(value):
-        raise ZooError(f"{key}={_show(value)} must be a finite number")
+        raise ZooError(f"{key}={value!r} must be a finite number")
     if base is int and not INT64[0] <= value <= INT64[1]:
         raise ZooError(f"{key}={value!r} must fit in 64 bits ({INT64[0]} to {INT64[1]})")
     if p.choices is not None and value not in p.choices:
         hint = close_matches(str(value), [str(c) for c in p.choices])
-        msg = f"{key}={_show(value)} is not one of: " + ", ".join(str(c) for c in p.choices)
+        msg = f"{key}={value!r} is not one of: " + ", ".join(str(c) for c in p.choices)
         raise ZooError(msg + (f"; did you mean {hint[0]!r}?" if hint else ""))
     if p.range is not None and not p.range.contains(value):
-        raise ZooError(f"{key}={_show(given)} must be {p.range.text()}")
+        raise ZooError(f"{key}={given!r} must be {p.range.text()}")
     return value
 
 
