@@ -47,6 +47,10 @@ def test_folder_split_by_fraction(tmp_path):
     assert len(b.train) + len(b.val) + len(b.test) == 20
     image, label = b.train[0]
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and label in (0, 1)
+    none = build("folder", root=str(tmp_path), size=32, val_fraction=0.2, test_fraction=0.0)
+    assert (len(none.train), len(none.val), len(none.test)) == (16, 4, 0)  # a zero fraction: no such split
+    with pytest.raises(ZooError, match=r"data.val_fraction=1.0 must be in \[0, 1\)"):
+        build("folder", root=str(tmp_path), val_fraction=1.0)
 
 
 def test_folder_given_splits(tmp_path):
@@ -84,17 +88,35 @@ def test_folder_errors(tmp_path):
         )
 
 
-def test_random_split_is_seeded_and_leaves_no_split_empty():
-    from zoo_plugins.datasets.formats import check_fractions, random_split
+def test_shuffled_split_is_seeded_and_leaves_no_split_empty():
+    from zoo_plugins._shared import check_fractions, split_indices
 
-    a = random_split(20, 0.15, 0.25, seed=0)
+    a = split_indices(20, 0.15, 0.25, seed=0)
     assert [len(x) for x in a] == [12, 3, 5] and sorted(a[0] + a[1] + a[2]) == list(range(20))
-    assert random_split(20, 0.15, 0.25, seed=0) == a and random_split(20, 0.15, 0.25, seed=1) != a
-    assert [len(x) for x in random_split(5, 0.05, 0.05, seed=0)] == [3, 1, 1]  # a small fraction still gets one image
-    assert random_split(10, 0.2, 0.0, seed=0)[2] == []  # zero: an empty split, for splits given separately
+    assert split_indices(20, 0.15, 0.25, seed=0) == a and split_indices(20, 0.15, 0.25, seed=1) != a
+    assert [len(x) for x in split_indices(5, 0.05, 0.05, seed=0)] == [3, 1, 1]  # a small fraction still gets one
+    assert split_indices(10, 0.2, 0.0, seed=0)[2] == []  # zero: an empty split, for splits given separately
     with pytest.raises(ZooError, match="cannot split 2 images into train/val/test"):
-        random_split(2, 0.3, 0.3, seed=0)
-    with pytest.raises(ZooError, match="data.test_fraction=1.5 must be between 0 and 1"):
-        check_fractions(0.1, 1.5)
-    with pytest.raises(ZooError, match="leaves nothing to train on"):
+        split_indices(2, 0.3, 0.3, seed=0)
+    with pytest.raises(ZooError, match="data.val_fraction \\+ data.test_fraction = 1.0 leaves nothing to train on"):
         check_fractions(0.5, 0.5)
+    with pytest.raises(ZooError, match=r"data.test_fraction=1.5 must be in \(0, 1\)"):  # declared by the datasets
+        build("digits", test_fraction=1.5)
+
+
+def test_stratified_split_keeps_classes_in_proportion_and_allows_a_zero_fraction():
+    from zoo_plugins._shared import split_indices
+
+    labels = [0] * 20 + [1] * 40
+    for joint in (False, True):
+        train, val, test = split_indices(60, 0.25, 0.25, 0, labels=labels, joint_hold_out=joint)
+        assert sorted(train + val + test) == list(range(60))
+        assert [sum(labels[i] for i in s) for s in (val, test)] == [10, 10]  # two thirds of each split is class 1
+        assert split_indices(60, 0.25, 0.25, 0, labels=labels, joint_hold_out=joint) == (train, val, test)
+    assert (
+        split_indices(60, 0.25, 0.0, 0, labels=labels)[2] == [] and split_indices(60, 0, 0.5, 0, labels=labels)[1] == []
+    )
+    with pytest.raises(ZooError, match="cannot split 3 images into train/val/test"):
+        split_indices(3, 0.3, 0.3, 0, labels=[0, 1, 2])
+    with pytest.raises(ZooError, match="leaves nothing to train on"):
+        split_indices(60, 0.5, 0.5, 0, labels=labels)

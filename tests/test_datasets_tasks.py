@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
 from zoo import registry
-from zoo.data import Transformed, collate, stratified_split
+from zoo.data import Transformed, collate
 from zoo.errors import ZooError
 
 SMALL = {"num_images": 60, "size": 48, "max_size": 20}
@@ -152,14 +153,17 @@ def test_shapes_regression_default_targets():
         ({"min_size": 30, "max_size": 20}, "data.min_size=30 and data.max_size=20"),
         ({"max_size": 100}, "max_size <= data.size (64)"),
         ({"min_objects": 5, "max_objects": 2}, "data.min_objects=5 and data.max_objects=2"),
-        ({"num_images": 2}, "data.num_images=2"),
-        ({"val_fraction": 0.0}, "data.val_fraction=0.0 must be between 0 and 1"),
-        ({"regression_targets": ["count", "area"]}, "data.regression_targets='area' is not one of"),
+        ({"num_images": 2}, "data.num_images=2 must be in [3, 1000000]"),
+        ({"val_fraction": 0.0}, "data.val_fraction=0.0 must be in (0, 1)"),
+        ({"val_fraction": 0.5, "test_fraction": 0.5}, "data.val_fraction + data.test_fraction = 1.0 leaves nothing"),
+        ({"regression_targets": []}, "data.regression_targets=[] must have at least 1 item"),
+        ({"regression_targets": ["count", "count"]}, "data.regression_targets=['count', 'count'] names a target twice"),
+        ({"regression_targets": ["count", "area"]}, "data.regression_targets[1]='area' is not one of"),
         ({"task": "detecton"}, "did you mean 'detection'"),
     ],
 )
 def test_shapes_errors(params, message):
-    with pytest.raises(ZooError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
+    with pytest.raises(ZooError, match=re.escape(message)) as e:
         build("shapes", **params)
     assert "\n" not in str(e.value)
 
@@ -215,13 +219,14 @@ def test_digits_rotation_targets_and_info(rotated):
 
 
 def test_digits_rotation_is_a_real_rotation_by_the_target_angle(rotated):
+    from zoo_plugins._shared import split_indices
     from zoo_plugins.datasets.digits import load_digits_images, rotation_fit
 
     inner = rotation_fit(32, 45.0)
     x, y = load_digits_images(inner, 1)
     pad = 32 - inner
     upright = F.pad(x, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
-    _, _, test = stratified_split(y.tolist(), 0.15, 0.2, 0)
+    _, _, test = split_indices(len(y), 0.15, 0.2, 0, labels=y.tolist())
     assert float(upright[:, :, : pad // 2].abs().max()) == 0.0  # the digit sits inside a black border
     checked = 0
     for k, i in enumerate(test[:40]):

@@ -168,7 +168,7 @@ def test_segmentation_logits_at_the_training_size_and_at_multiples_of_the_stride
     ids=["cnn", "lenet5", "timm"],
 )
 def test_segmentation_logits_at_any_input_size(model, mparams):
-    # 45x37 is no multiple of any stride, and lenet5's valid convolutions crop: the model gives the head the input's size
+    # 45x37 is no multiple of any stride, and lenet5's valid convolutions crop: the model tells the head the input size
     for head in SEG_HEADS:
         m = build_model(cfg("shapes", model, mparams, head), seg_info()).eval()
         assert m.head.wants_input_size

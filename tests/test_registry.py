@@ -1,15 +1,22 @@
-"""Registration: schemas from signatures, checks at registration, collisions, idempotence, errors."""
+"""Registration: schemas from signatures, declared constraints, checks at registration, collisions, idempotence,
+errors, and the registry's place in the layers (it imports nothing above it)."""
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+import ast
+import math
+import subprocess
+import sys
+from typing import Annotated, Literal, Optional
+from unittest import mock
 
 import pytest
 
-from zoo import registry
-from zoo.errors import ZooError
-from zoo.model import Backbone
-from zoo.registry import PluginDefinitionError, Registry
+from zoo import Length, Range, ZooError, registry
+from zoo.model import Backbone, FeatureInfo, probe_features
+from zoo.registry import PluginDefinitionError, Registry, param
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def test_every_kind_has_standard_plugins():
@@ -83,7 +90,7 @@ def test_architecture_must_return_a_backbone():
     def not_annotated(in_channels: int, width: int = 3):
         """Returns something."""
 
-    with pytest.raises(PluginDefinitionError, match="must be a Backbone subclass"):
+    with pytest.raises(PluginDefinitionError, match="an architecture plugin must be a Backbone subclass"):
         reg.add(not_annotated, "x")
 
     def ok(in_channels: int, width: int = 3, mode: Literal["a", "b"] = "a", k: Optional[int] = None) -> Backbone:
@@ -112,12 +119,369 @@ def test_registration_is_idempotent_and_collisions_name_both_packages():
         reg.add(other, "op")
     finally:
         registry.current_package.reset(token)
-    from unittest import mock
-
-    with mock.patch("zoo.discovery.discover"):
+    with mock.patch.object(registry, "_loader", []):  # no plugin packages: only this registry's entries
         with pytest.raises(
             ZooError,
-            match=r"registered by package 'tests' .* and by package 'zoo-acme' .*qualified name: 'tests:op' or 'zoo-acme:op'",
+            match=r"registered by package 'tests' .* and by package 'zoo-acme' "
+            r".*qualified name: 'tests:op' or 'zoo-acme:op'",
         ):
             reg.get("op")
         assert reg.get("zoo-acme:op").factory is other
+
+
+# ---- declared constraints ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "annotation,described",
+    [
+        (Annotated[float, Range(0, 1)], "float in [0, 1]"),
+        (Annotated[float, Range(0, 1, max_exclusive=True)], "float in [0, 1)"),
+        (Annotated[float, Range(0, 1, min_exclusive=True)], "float in (0, 1]"),
+        (Annotated[int, Range(1)], "int >= 1"),
+        (Annotated[float, Range(0, min_exclusive=True)], "float > 0"),
+        (Annotated[int, Range(max=64)], "int <= 64"),
+        (Annotated[float, Range(max=1, max_exclusive=True)], "float < 1"),
+        (Optional[Annotated[int, Range(1)]], "int >= 1 or null"),
+        (Annotated[Optional[int], Range(1)], "int >= 1 or null"),
+        (list[Annotated[int, Range(1)]], "list[int >= 1]"),
+        (Annotated[list[int], Length(min=1)], "list[int] of length >= 1"),
+        (
+            Annotated[list[Annotated[float, Range(0.5, 2)]], Length(1, 3)],
+            "list[float in [0.5, 2]] of length 1 to 3",
+        ),
+        (Annotated[list[str], Length(max=2)], "list[str] of length <= 2"),
+        (Annotated[tuple[int, ...], Length(2, 2)], "list[int] of length 2"),
+    ],
+)
+def test_declared_constraints_are_read_and_described(annotation, described):
+    p = param("x", annotation)
+    assert p.describe() == described
+    assert p.annotation == annotation
+
+
+@pytest.mark.parametrize(
+    "annotation,value,message",
+    [
+        (Annotated[float, Range(0, 1)], 1.5, "aug.ops.hflip.p=1.5 must be in [0, 1]"),
+        (Annotated[float, Range(0, 1)], -0.01, "aug.ops.hflip.p=-0.01 must be in [0, 1]"),
+        (Annotated[float, Range(0, 1, max_exclusive=True)], 1.0, "aug.ops.hflip.p=1.0 must be in [0, 1)"),
+        (Annotated[float, Range(0, 1, min_exclusive=True)], 0, "aug.ops.hflip.p=0 must be in (0, 1]"),
+        (Annotated[int, Range(1)], 0, "aug.ops.hflip.p=0 must be at least 1"),
+        (Annotated[float, Range(0, min_exclusive=True)], 0.0, "aug.ops.hflip.p=0.0 must be greater than 0"),
+        (Annotated[int, Range(max=64)], 65, "aug.ops.hflip.p=65 must be at most 64"),
+        (Annotated[float, Range(max=1, max_exclusive=True)], 1.0, "aug.ops.hflip.p=1.0 must be less than 1"),
+        (Annotated[float, Range(0, 1e-3)], 0.5, "aug.ops.hflip.p=0.5 must be in [0, 0.001]"),
+        (Optional[Annotated[int, Range(1)]], 0, "aug.ops.hflip.p=0 must be at least 1"),
+        (list[Annotated[int, Range(1)]], [4, 0], "aug.ops.hflip.p[1]=0 must be at least 1"),
+        (Annotated[list[int], Length(min=1)], [], "aug.ops.hflip.p=[] must have at least 1 item"),
+        (Annotated[list[int], Length(max=2)], [1, 2, 3], "aug.ops.hflip.p=[1, 2, 3] must have at most 2 items"),
+        (Annotated[list[int], Length(2, 3)], [1], "aug.ops.hflip.p=[1] must have 2 to 3 items"),
+        (Annotated[list[int], Length(2, 2)], [1], "aug.ops.hflip.p=[1] must have exactly 2 items"),
+        (float, math.nan, "aug.ops.hflip.p=nan must be a finite number"),
+        (float, math.inf, "aug.ops.hflip.p=inf must be a finite number"),
+        (Optional[float], -math.inf, "aug.ops.hflip.p=-inf must be a finite number"),
+        (list[float], [1.0, math.nan], "aug.ops.hflip.p[1]=nan must be a finite number"),
+        (float, 10**400, "must be a finite number"),
+        (int, 2**63, f"aug.ops.hflip.p={2**63} must fit in 64 bits (-9223372036854775808 to 9223372036854775807)"),
+        (int, -(2**63) - 1, "must fit in 64 bits"),
+        (list[int], [1, "x"], "aug.ops.hflip.p[1]='x' has the wrong type; expected list[int]"),
+    ],
+)
+def test_a_value_outside_its_declaration_is_one_line_naming_the_full_key(annotation, value, message):
+    p = param("p", annotation)
+    with pytest.raises(ZooError) as e:
+        p.check(value, "aug.ops.hflip.p")
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert str(e.value).startswith("aug.ops.hflip.p")
+
+
+@pytest.mark.parametrize(
+    "annotation,value,expected",
+    [
+        (Annotated[float, Range(0, 1)], 0, 0.0),
+        (Annotated[float, Range(0, 1)], 1, 1.0),
+        (Annotated[float, Range(0, 1, max_exclusive=True)], 0.999, 0.999),
+        (Annotated[float, Range(0, 1, min_exclusive=True)], 1e-9, 1e-9),
+        (Annotated[int, Range(1)], 1, 1),
+        (Optional[Annotated[int, Range(1)]], None, None),
+        (list[Annotated[int, Range(1)]], (1, 2), [1, 2]),
+        (Annotated[list[int], Length(min=1)], [0], [0]),
+        (int, 2**63 - 1, 2**63 - 1),
+        (int, -(2**63), -(2**63)),
+    ],
+)
+def test_a_value_inside_its_declaration_passes_coerced(annotation, value, expected):
+    assert param("p", annotation).check(value, "k") == expected
+
+
+def _op(**annotated):
+    """A fresh augmentation factory whose one parameter `p` has the given annotation and default."""
+    ((ann, default),) = annotated.values()
+
+    def op(info, p=default):
+        """An op."""
+
+    op.__annotations__ = {"p": ann}
+    return op
+
+
+def test_plugins_enforce_their_declarations_before_the_factory_is_called():
+    reg = _fresh()
+    calls = []
+
+    def flip(info, p: Annotated[float, Range(0, 1)] = 0.5, sizes: list[Annotated[int, Range(1)]] = (8,)):
+        """Flips."""
+        calls.append(p)
+
+    plugin = reg.add(flip, "flip")
+    assert list(plugin.params[0].constraints) == [Range(0, 1)]
+    with pytest.raises(ZooError, match=r"^aug\.ops\.flip\.p=1\.5 must be in \[0, 1\]$"):
+        plugin.build({"info": None}, {"p": 1.5}, where="aug.ops.flip")
+    with pytest.raises(ZooError, match=r"^aug\.ops\.flip\.sizes\[0\]=0 must be at least 1$"):
+        plugin.build({"info": None}, {"sizes": [0]}, where="aug.ops.flip")
+    assert calls == []
+    plugin.build({"info": None}, {"p": 1}, where="aug.ops.flip")
+    assert calls == [1.0]
+
+
+@pytest.mark.parametrize(
+    "annotation,default,message",
+    [
+        (Annotated[float, Range(0, 1)], 1.5, r"default that does not fit its declaration: p=1\.5 must be in \[0, 1\]"),
+        (Annotated[int, Range(1)], 0, r"p=0 must be at least 1"),
+        (list[Annotated[int, Range(1)]], (1, 0), r"p\[1\]=0 must be at least 1"),
+        (Annotated[list[int], Length(min=1)], (), r"p=\[\] must have at least 1 item"),
+        (float, math.nan, r"p=nan must be a finite number"),
+        (Annotated[float, "between 0 and 1"], 0.5, r"Annotated metadata 'between 0 and 1', which zoo does not know"),
+        (Annotated[float, Range(0, 1), Range(0, 2)], 0.5, r"more than one Range"),
+        (Annotated[str, Range(1)], "a", r"Range\(1\) on a str; Range bounds an int or float"),
+        (Annotated[bool, Range(0)], False, r"on a bool"),
+        (Annotated[Literal[1, 2], Range(1)], 1, r"on a Literal"),
+        (Annotated[list[int], Range(1)], (), r"a Range bounds each item: list\[Annotated\[int, Range\(1\)\]\]"),
+        (Annotated[int, Length(min=1)], 1, r"Length\(min=1, max=None\) on an int"),
+    ],
+)
+def test_a_bad_declaration_is_refused_at_registration(annotation, default, message):
+    with pytest.raises(PluginDefinitionError, match=r"test_registry\._op\.<locals>\.op: parameter 'p' .*" + message):
+        _fresh().add(_op(p=(annotation, default)), "op")
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda: Range(), "needs a min, a max or both"),
+        (lambda: Range(1, 0), "admits no value"),
+        (lambda: Range(1, 1, max_exclusive=True), "admits no value"),
+        (lambda: Range(min_exclusive=True, max=1), "exclusive bound needs a value"),
+        (lambda: Range("0"), "must be an int, a float or None"),
+        (lambda: Range(math.nan), "must be an int, a float or None"),
+        (lambda: Range(True), "must be an int, a float or None"),
+        (lambda: Length(), "needs a min, a max or both"),
+        (lambda: Length(-1), "int >= 0"),
+        (lambda: Length(3, 2), "admits no length"),
+    ],
+)
+def test_a_malformed_constraint_is_refused_where_it_is_written(make, message):
+    with pytest.raises(PluginDefinitionError, match=message):
+        make()
+
+
+def test_constraints_are_frozen_and_keyword_only_where_it_reads_better():
+    r = Range(0, 1, max_exclusive=True)
+    assert (r.min, r.max, r.min_exclusive, r.max_exclusive) == (0, 1, False, True)
+    assert r == Range(0, 1, max_exclusive=True) and hash(r) == hash(Range(0, 1, max_exclusive=True))
+    with pytest.raises(TypeError):
+        Range(0, 1, False, True)  # the flags are keyword-only
+    with pytest.raises(AttributeError):
+        r.min = 2  # type: ignore[misc]
+    assert repr(Range(1)) == "Range(1)" and repr(Range(max=1)) == "Range(max=1)"
+    assert Length(min=1) == Length(1, None)
+
+
+def test_zoo_list_shows_the_declared_range(capsys):
+    from zoo import cli
+
+    reg = _fresh()
+
+    def flip(info, p: Annotated[float, Range(0, 1)] = 0.5, k: Optional[Annotated[int, Range(1)]] = None):
+        """Flips."""
+
+    reg.add(flip, "flip")
+    with mock.patch.dict(registry.registries, {"augmentation": reg}):
+        assert cli.cmd_list(["augmentation", "flip"]) == 0
+    out = capsys.readouterr().out
+    assert "float in [0, 1]" in out and "int >= 1 or null" in out
+
+
+# ---- backbones: checked on the class by name, feature_info when built -------------------------------------------
+
+
+def test_a_backbone_setting_feature_info_in_a_helper_registers():
+    """The old check read __init__'s bytecode for `feature_info` and refused this valid backbone."""
+    from torch import nn
+
+    class Helper(Backbone):
+        """Sets feature_info from a helper."""
+
+        def __init__(self, in_channels: int, width: Annotated[int, Range(1)] = 4):
+            super().__init__()
+            self.conv = nn.Conv2d(in_channels, width, 3, padding=1)
+            self._describe(width)
+
+        def _describe(self, width: int) -> None:
+            self.feature_info = [FeatureInfo(width, 1)]
+
+        def forward(self, x):
+            return [self.conv(x)]
+
+        def stages(self):
+            return [self.conv]
+
+    class AsProperty(Helper):
+        """Reports feature_info from a property."""
+
+        @property
+        def feature_info(self):
+            return [FeatureInfo(self.conv.out_channels, 1)]
+
+        @feature_info.setter
+        def feature_info(self, value):
+            pass
+
+    reg = _fresh("architecture")
+    for cls in (Helper, AsProperty):
+        plugin = reg.add(cls, cls.__name__.lower())
+        backbone = plugin.build({"in_channels": 1}, {"width": 3})
+        assert [f.channels for f in probe_features(backbone, 1, (8, 8), "model=x")] == [3]
+
+
+def test_a_backbone_without_feature_info_registers_and_fails_when_built():
+    from torch import nn
+
+    class NoInfo(Backbone):
+        """Forgets feature_info."""
+
+        def __init__(self, in_channels: int):
+            super().__init__()
+            self.conv = nn.Conv2d(in_channels, 8, 3)
+
+        def stages(self):
+            return [self.conv]
+
+    plugin = _fresh("architecture").add(NoInfo, "noinfo")
+    backbone = plugin.build({"in_channels": 1}, {})
+    with pytest.raises(ZooError, match=r"^model=noinfo: the backbone does not report feature_info"):
+        probe_features(backbone, 1, (8, 8), "model=noinfo")
+
+
+def test_a_backbone_class_must_implement_stages():
+    class NoStages(Backbone):
+        """Forgets stages."""
+
+        def __init__(self, in_channels: int):
+            super().__init__()
+
+    class Inherits(NoStages):
+        """Still no stages."""
+
+    for cls in (NoStages, Inherits):
+        with pytest.raises(PluginDefinitionError, match=r"a Backbone must implement stages\(\)"):
+            _fresh("architecture").add(cls, "x")
+
+
+def test_return_types_are_checked_by_qualified_name_along_the_mro():
+    from zoo.model import Head, Transfer
+
+    class Lookalike:  # named like zoo's, but not zoo.model.Backbone
+        """Not a backbone."""
+
+    Lookalike.__qualname__ = "Backbone"
+
+    def fake(in_channels: int):
+        """Returns a lookalike."""
+
+    fake.__annotations__["return"] = Lookalike
+
+    with pytest.raises(PluginDefinitionError, match="an architecture plugin must be a Backbone subclass"):
+        _fresh("architecture").add(fake, "fake")
+
+    def head(feature_info: list, info: object):
+        """A head."""
+
+    head.__annotations__["return"] = Head
+
+    class Strategy(Transfer):
+        """A strategy."""
+
+    assert _fresh("head").add(head, "h").name == "h"
+    assert _fresh("transfer").add(Strategy, "s").name == "s"
+
+    def wrong(lr: float = 0.1):
+        """Returns a head, not a strategy."""
+
+    wrong.__annotations__["return"] = Head
+    with pytest.raises(PluginDefinitionError, match="a transfer plugin must be a Transfer subclass"):
+        _fresh("transfer").add(wrong, "w")
+
+
+# ---- layers ------------------------------------------------------------------------------------------------------
+
+# each lower layer and the zoo modules it may import (cli -> ... -> discovery -> registry -> errors)
+LOWER = {"errors.py": set(), "registry.py": {"zoo.errors"}, "discovery.py": {"zoo.errors", "zoo.registry"}}
+
+
+def _zoo_imports(path) -> set[str]:
+    """The zoo modules a file imports, at the top or inside a function (`from zoo import model` included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = "zoo" + ("." + node.module if node.module else "") if node.level else node.module or ""
+            names = [module] + [f"{module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "zoo" and len(parts) > 1:
+                sub = ROOT / "zoo" / parts[1]
+                if sub.with_suffix(".py").is_file() or sub.is_dir():
+                    found.add(f"zoo.{parts[1]}")
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(LOWER))
+def test_the_lower_layers_import_nothing_above_them(name):
+    imported = _zoo_imports(ROOT / "zoo" / name)
+    for higher in ("zoo.model", "zoo.config", "zoo.engine", "zoo.cli"):
+        assert higher not in imported, f"zoo/{name} imports {higher}"
+    assert imported <= LOWER[name], f"zoo/{name} imports {sorted(imported - LOWER[name])}, above it"
+
+
+def test_the_layer_check_sees_imports_inside_functions(tmp_path):
+    (tmp_path / "m.py").write_text("def f():\n    from zoo.discovery import discover\n    import zoo.model as m\n")
+    assert _zoo_imports(tmp_path / "m.py") == {"zoo.discovery", "zoo.model"}
+
+
+def test_the_registry_and_discovery_import_no_torch_and_the_loader_is_installed():
+    code = (
+        "import sys\nfrom zoo import registry, discovery\n"
+        "assert registry._loader == [discovery.discover], registry._loader\n"
+        "assert discovery.STANDARD_PACKAGE == registry.STANDARD_PACKAGE == 'zoo'\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'omegaconf', 'hydra'))\n"
+        "assert not heavy and 'zoo.model' not in sys.modules, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_every_registry_question_loads_plugin_packages_through_the_hook():
+    reg = _fresh()
+    calls = []
+    with mock.patch.object(registry, "_loader", [lambda: calls.append(1)]):
+        reg.names()
+        list(reg)
+        with pytest.raises(ZooError):
+            reg.get("nothing")
+    assert calls == [1, 1, 1]

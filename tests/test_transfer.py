@@ -98,7 +98,7 @@ def test_frozen_drops_out_base_features_only_while_training(source):
     strategy("frozen", weights=str(source), dropout=0.0).setup(plain)
     set_train_mode(plain)
     assert torch.equal(plain(x), plain(x))
-    with pytest.raises(ZooError, match="transfer.dropout=1.0 must be in"):
+    with pytest.raises(ZooError, match=r"transfer.dropout=1.0 must be in \[0, 1\)"):
         strategy("frozen", weights=str(source), dropout=1.0)
 
 

@@ -3,47 +3,60 @@
 Every registered plugin becomes a Hydra config-group option (`model=lenet5`) whose node is a dataclass
 made from the factory's signature, so `model.padding_mode=reflect` is type-checked with no YAML file.
 YAML under conf/ holds presets only. Everything is validated before any work: unknown option names,
-unknown keys, wrong types and bad choices raise ZooError with one line naming the bad value.
+unknown keys, wrong types, bad choices and values outside a declared range raise ZooError with one line
+naming the bad value. zoo's own nodes (trainer, export) declare their constraints on their fields with
+`declared(default, Range(...) or Literal[...])` and are checked by the registry's code, as plugins are.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Literal, Optional, get_type_hints
 
 from zoo.errors import ZooError, close_matches, unknown
+from zoo.registry import Param, Range
 
 # config group -> plugin kind; `aug` holds a dict of augmentation ops instead of one plugin.
 GROUPS = {"data": "dataset", "model": "architecture", "head": "head", "transfer": "transfer"}
 ALL_GROUPS = ("data", "model", "head", "aug", "transfer", "trainer", "export", "experiment")
 
 
+def declared(default: Any, *constraints: Any) -> Any:
+    """A schema field whose value zoo checks like a plugin parameter: `Range(...)` or `Literal[...]`."""
+    return field(default=default, metadata={"zoo": constraints})
+
+
+_POSITIVE, _AT_LEAST_0, _FRACTION = Range(0, min_exclusive=True), Range(0), Range(0, 1)
+
+
 @dataclass
 class TrainerConfig:
-    """The training loop's settings."""
+    """The training loop's settings (OmegaConf sees the plain types; check() enforces what `declared` adds)."""
 
-    max_epochs: int = 30
-    batch_size: int = 64
-    eval_batch_size: int = 256
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 3e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4  # L2 (decoupled in AdamW); not applied to biases and norm weights
-    l1: float = 0.0  # L1 penalty on weights, added to the loss
-    scheduler: str = "cosine"  # cosine | step | none
-    warmup_epochs: int = 0
-    step_size: int = 10  # step scheduler: epochs between decays
-    gamma: float = 0.1  # step scheduler: decay factor
-    grad_clip: float = 0.0
+    max_epochs: int = declared(30, _AT_LEAST_0)
+    batch_size: int = declared(64, Range(1))
+    eval_batch_size: int = declared(256, Range(1))
+    optimizer: str = declared("adamw", Literal["adamw", "sgd"])
+    lr: float = declared(3e-3, _POSITIVE)
+    momentum: float = declared(0.9, Range(0, 1, max_exclusive=True))  # SGD momentum; 1 never forgets
+    weight_decay: float = declared(1e-4, _AT_LEAST_0)  # L2 (decoupled in AdamW); not on biases and norm weights
+    l1: float = declared(0.0, _AT_LEAST_0)  # L1 penalty on weights, added to the loss
+    scheduler: str = declared("cosine", Literal["cosine", "step", "none"])
+    warmup_epochs: int = declared(0, _AT_LEAST_0)
+    step_size: int = declared(10, Range(1))  # step scheduler: epochs between decays
+    gamma: float = declared(0.1, Range(0, 1, min_exclusive=True))  # step scheduler: decay factor
+    grad_clip: float = declared(0.0, _AT_LEAST_0)  # max gradient norm; 0 = off
     monitor: str = "auto"  # a validation metric name, or auto (the head's own choice)
-    patience: int = 0  # early stopping after this many epochs without improvement; 0 = off
-    num_workers: int = 0
-    threads: int = 0  # CPU threads for torch's ops; 0 = torch's default (one per core). 1 per job for parallel sweeps
-    device: str = "auto"  # auto | cpu | cuda
+    patience: int = declared(0, _AT_LEAST_0)  # early stopping after this many epochs without improvement; 0 = off
+    num_workers: int = declared(0, _AT_LEAST_0)
+    threads: int = declared(0, _AT_LEAST_0)  # CPU threads for torch's ops; 0 = torch's default. 1 per job in sweeps
+    device: str = declared("auto", Literal["auto", "cpu", "cuda"])
     progress: bool = True
     resume: bool = False  # continue from checkpoints/last.pt in the run directory, if there is one
 
@@ -52,10 +65,14 @@ class TrainerConfig:
 class ExportConfig:
     """ONNX export settings."""
 
-    opset: int = 17
-    parity_tolerance: float = 1e-4  # float outputs: max |ONNX - PyTorch| (relative above 1)
-    parity_mismatch: float = 0.001  # integer outputs (masks, labels): the fraction of elements allowed to differ
-    parity_samples: int = 64
+    opset: int = declared(17, Range(17))  # zoo exports opset 17 or newer
+    parity_tolerance: float = declared(1e-4, _AT_LEAST_0)  # float outputs: max |ONNX - PyTorch| (relative above 1)
+    parity_mismatch: float = declared(0.001, _FRACTION)  # integer outputs: the fraction of elements allowed to differ
+    parity_samples: int = declared(64, Range(1))
+
+
+# config node -> its schema: check() refuses keys the schema does not define (`+trainer.lrr=0.5`)
+STRUCTURED = {"trainer": TrainerConfig, "export": ExportConfig}
 
 
 @dataclass
@@ -77,27 +94,6 @@ class AugConfig:
     """An ordered dict of augmentation name -> its parameters."""
 
     ops: Any = field(default_factory=dict)
-
-
-CHOICES = {
-    "trainer.optimizer": ("adamw", "sgd"),
-    "trainer.scheduler": ("cosine", "step", "none"),
-    "trainer.device": ("auto", "cpu", "cuda"),
-}
-POSITIVE = ("trainer.batch_size", "trainer.eval_batch_size", "trainer.lr", "trainer.step_size", "export.parity_samples")
-NON_NEGATIVE = (
-    "trainer.max_epochs",
-    "trainer.weight_decay",
-    "trainer.l1",
-    "trainer.warmup_epochs",
-    "trainer.grad_clip",
-    "trainer.patience",
-    "trainer.num_workers",
-    "trainer.threads",
-    "trainer.momentum",
-    "export.parity_tolerance",
-    "export.parity_mismatch",
-)
 
 
 def conf_dir() -> Path:
@@ -411,18 +407,36 @@ def check(cfg) -> dict:
         if params is not None and not isinstance(params, dict):
             raise ZooError(f"aug.ops.{op} must be a mapping of parameters (or {{}}), got {params!r}")
         plugin.check_values(dict(params or {}), f"aug.ops.{op}")
-    for key, choices in CHOICES.items():
-        group, name = key.split(".")
-        value = plain[group][name]
-        if value not in choices:
-            hint = close_matches(str(value), choices)
-            raise ZooError(
-                f"{key}={value!r} is not one of: {', '.join(choices)}"
-                + (f"; did you mean {hint[0]!r}?" if hint else "")
-            )
-    for key in POSITIVE + NON_NEGATIVE:
-        group, name = key.split(".")
-        value = plain[group][name]
-        if value < 0 or (key in POSITIVE and value == 0):
-            raise ZooError(f"{key}={value} must be {'positive' if key in POSITIVE else 'zero or more'}")
+    for node in STRUCTURED:
+        check_node(node, plain.get(node))
     return plain
+
+
+@functools.cache
+def schema_params(schema: type) -> dict[str, Param]:
+    """The Params of a structured schema's fields: each plain type plus what `declared` adds to it."""
+    from zoo import registry
+
+    hints = get_type_hints(schema)
+    params = {}
+    for f in dataclasses.fields(schema):
+        extra = f.metadata.get("zoo", ())
+        literal = [c for c in extra if typing.get_origin(c) is Literal]
+        ann = literal[0] if literal else Annotated[(hints[f.name], *extra)] if extra else hints[f.name]
+        params[f.name] = registry.param(f.name, ann, f.default, where=f"{schema.__module__}.{schema.__qualname__}")
+    return params
+
+
+def check_node(node: str, values: dict | None) -> None:
+    """Check one structured node's plain values (`trainer`, `export`): no unknown keys, each value declared."""
+    params = schema_params(STRUCTURED[node])
+    values = values or {}
+    for key in values:
+        if key not in params:
+            hint = [f"{node}.{h}" for h in close_matches(str(key), params)]
+            msg = f"unknown config key '{node}.{key}'"
+            raise ZooError(msg + (f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""))
+    for name, p in params.items():
+        if name not in values:
+            raise ZooError(f"{node}.{name} is required ({p.describe()}); set it with {node}.{name}=VALUE")
+        p.check(values[name], f"{node}.{name}")

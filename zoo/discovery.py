@@ -3,7 +3,8 @@
 No registration by forgotten import: every installed plugin package is imported the first time any
 registry is asked a question. A package whose import fails costs one warning line and is forgotten;
 every other plugin still works (`zoo list --errors` shows the full story). ZOO_DISABLE_PLUGIN_AUTOLOAD=1
-turns off third-party packages; the standard plugins always load.
+turns off third-party packages; the standard plugins always load. Importing this module (zoo/__init__
+does) installs `discover` as the registry's loader; it imports no torch.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from zoo import registry
+from zoo.registry import STANDARD_PACKAGE
+
 GROUP = "zoo.plugins"
-STANDARD_PACKAGE = "zoo"
 AUTOLOAD_ENV = "ZOO_DISABLE_PLUGIN_AUTOLOAD"
 
 
@@ -72,8 +75,6 @@ def load_package(package: str, target: str) -> None:
     """Import one plugin module on behalf of `package`; failures are recorded, never raised."""
     import importlib
 
-    from zoo import registry
-
     token = registry.current_package.set(package)
     try:
         module = importlib.import_module(target)
@@ -96,7 +97,8 @@ def load_package(package: str, target: str) -> None:
         if package == STANDARD_PACKAGE:
             raise
         print(
-            f"zoo: warning: plugin package {package!r} failed to load and was skipped ({first}); see: zoo list --errors",
+            f"zoo: warning: plugin package {package!r} failed to load and was skipped ({first}); "
+            f"see: zoo list --errors",
             file=sys.stderr,
         )
     finally:
@@ -123,3 +125,6 @@ def config_dirs() -> list[str]:
     """Config folders shipped by loaded plugin packages, added to Hydra's search path."""
     discover()
     return [p.config_dir for p in loaded if p.config_dir]
+
+
+registry.set_loader(discover)

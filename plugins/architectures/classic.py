@@ -6,38 +6,16 @@ deep), and reports the stages for freezing and per-stage learning rates.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from torch import nn
 
-from zoo import register
+from zoo import Range, register
+from zoo.errors import ZooError
 from zoo.model import Backbone, FeatureInfo
-
-Norm = Literal["batch", "group", "none"]
-
+from zoo_plugins._shared import DropoutRate, Norm, conv_norm_act, norm_layer
 
 # ---- building blocks -------------------------------------------------------------------------
-
-
-def norm_layer(kind: str, channels: int) -> nn.Module:
-    """BatchNorm, GroupNorm (up to 8 groups that divide the channels) or nothing."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "group":
-        groups = max(g for g in (8, 4, 2, 1) if channels % g == 0)
-        return nn.GroupNorm(groups, channels)
-    return nn.Identity()
-
-
-def conv_block(
-    cin: int, cout: int, kernel: int, norm: str, padding_mode: str = "zeros", act: type = nn.ReLU
-) -> nn.Sequential:
-    """conv (same padding) -> norm -> activation; the conv has no bias when a norm follows."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, padding_mode=padding_mode, bias=norm == "none"),
-        norm_layer(norm, cout),
-        act(inplace=True) if act is nn.ReLU else act(),
-    )
 
 
 class StagedBackbone(Backbone):
@@ -91,9 +69,9 @@ def alexnet(
     width: float = 0.5,
     stem: Literal["small", "imagenet"] = "small",
     norm: Norm = "none",
-    dropout: float = 0.0,
+    dropout: DropoutRate = 0.0,
 ) -> Backbone:
-    """AlexNet's five convs (64-192-384-256-256 x width); stem=small swaps the 11x11/4 stem for 5x5/1 on small images."""
+    """AlexNet's five convs (64-192-384-256-256 x width); stem=small: a 5x5/1 stem for small images, not 11x11/4."""
     c = [_w(x, width) for x in (64, 192, 384, 256, 256)]
     if stem == "imagenet":
         first = nn.Sequential(
@@ -104,16 +82,16 @@ def alexnet(
         )
         s0 = 8
     else:
-        first = nn.Sequential(conv_block(in_channels, c[0], 5, norm), nn.MaxPool2d(2))
+        first = nn.Sequential(conv_norm_act(in_channels, c[0], norm, 5), nn.MaxPool2d(2))
         s0 = 2
     drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
     stages = [
         first,
-        nn.Sequential(conv_block(c[0], c[1], 5, norm), nn.MaxPool2d(2)),
+        nn.Sequential(conv_norm_act(c[0], c[1], norm, 5), nn.MaxPool2d(2)),
         nn.Sequential(
-            conv_block(c[1], c[2], 3, norm),
-            conv_block(c[2], c[3], 3, norm),
-            conv_block(c[3], c[4], 3, norm),
+            conv_norm_act(c[1], c[2], norm, 3),
+            conv_norm_act(c[2], c[3], norm, 3),
+            conv_norm_act(c[3], c[4], norm, 3),
             drop,
             nn.MaxPool2d(2),
         ),
@@ -131,18 +109,18 @@ VGG_LAYOUTS = {
 
 @register.architecture("vgg")
 def vgg(
-    in_channels: int, depth: Literal[11, 13, 16, 19] = 11, width: float = 0.25, norm: Norm = "batch", pools: int = 5
+    in_channels: int,
+    depth: Literal[11, 13, 16, 19] = 11,
+    width: float = 0.25,
+    norm: Norm = "batch",
+    pools: Annotated[int, Range(1, 5)] = 5,  # VGG has five stages
 ) -> Backbone:
     """VGG (Simonyan & Zisserman 2014) in its 11/13/16/19-layer layouts, 3x3 convs, with a width multiplier."""
-    if not 1 <= pools <= 5:
-        from zoo.errors import ZooError
-
-        raise ZooError(f"model.pools={pools} must be between 1 and 5 (VGG has five stages)")
     stages, channels, strides, cin = [], [], [], in_channels
     for i, stage in enumerate(VGG_LAYOUTS[depth]):
         layers = []
         for cout in stage:
-            layers.append(conv_block(cin, _w(cout, width), 3, norm))
+            layers.append(conv_norm_act(cin, _w(cout, width), norm, 3))
             cin = _w(cout, width)
         if i < pools:
             layers.append(nn.MaxPool2d(2))
@@ -155,44 +133,28 @@ def vgg(
 @register.architecture("cnn")
 def cnn(
     in_channels: int,
-    depth: int = 3,
-    width: int = 32,
+    depth: Annotated[int, Range(1)] = 3,
+    width: Annotated[int, Range(1)] = 32,
     growth: float = 2.0,
-    kernel_size: int = 3,
-    convs_per_block: int = 1,
+    kernel_size: Annotated[int, Range(1)] = 3,
+    convs_per_block: Annotated[int, Range(1)] = 1,
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros",
     norm: Norm = "batch",
-    dropout: float = 0.0,
+    dropout: DropoutRate = 0.0,
     pool: Literal["max", "avg", "stride"] = "max",
 ) -> Backbone:
-    """A plain conv stack: depth blocks of convs_per_block conv-norm-ReLU, then downsampling; channels grow by `growth`."""
-    from zoo.errors import ZooError
-
-    if depth < 1 or convs_per_block < 1 or width < 1:
-        raise ZooError("model.depth, model.width and model.convs_per_block must be at least 1")
-    if kernel_size < 1 or kernel_size % 2 == 0:
+    """A plain conv stack: depth blocks of convs_per_block conv-norm-ReLU and a downsampling; channels x growth each."""
+    if kernel_size % 2 == 0:
         raise ZooError(f"model.kernel_size={kernel_size} must be odd (same padding needs a centre)")
     stages, channels, cin = [], [], in_channels
     for i in range(depth):
         cout = int(round(width * growth**i))
         layers = []
         for j in range(convs_per_block):
-            if pool == "stride" and j == 0:
-                layers += [
-                    nn.Conv2d(
-                        cin,
-                        cout,
-                        kernel_size,
-                        stride=2,
-                        padding=kernel_size // 2,
-                        padding_mode=padding_mode,
-                        bias=norm == "none",
-                    ),
-                    norm_layer(norm, cout),
-                    nn.ReLU(inplace=True),
-                ]
+            if pool == "stride" and j == 0:  # the first conv downsamples; its layers sit in the stage itself
+                layers += conv_norm_act(cin, cout, norm, kernel_size, stride=2, padding_mode=padding_mode)
             else:
-                layers.append(conv_block(cin, cout, kernel_size, norm, padding_mode))
+                layers.append(conv_norm_act(cin, cout, norm, kernel_size, padding_mode=padding_mode))
             cin = cout
         if pool != "stride":
             layers.append(nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2))

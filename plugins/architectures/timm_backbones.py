@@ -19,6 +19,7 @@ from torch import nn
 from zoo import register
 from zoo.errors import ZooError, unknown
 from zoo.model import Backbone, FeatureInfo
+from zoo_plugins._shared import DropoutRate
 
 
 def _check_name(model_name: str) -> None:
@@ -180,7 +181,8 @@ class TimmBackbone(Backbone):
         modules = [m["module"] for m in full.feature_info]
         if self._kwargs.get("out_indices") is not None and max(self._kwargs["out_indices"]) != len(modules) - 1:
             raise ZooError(
-                f"timm's classifier needs the deepest feature level: drop model.out_indices or include {len(modules) - 1}"
+                "timm's classifier needs the deepest feature level: "
+                f"drop model.out_indices or include {len(modules) - 1}"
             )
         names = [name for name, _ in full.named_children()]
         last = modules[-1].split(".")[0]
@@ -211,7 +213,10 @@ class TimmBackbone(Backbone):
 
 @register.architecture("timm")
 def timm_backbone(
-    in_channels: int, model_name: str = "resnet18", out_indices: Optional[list[int]] = None, drop_path_rate: float = 0.0
+    in_channels: int,
+    model_name: str = "resnet18",
+    out_indices: Optional[list[int]] = None,
+    drop_path_rate: DropoutRate = 0.0,
 ) -> Backbone:
-    """Any timm model (ResNet, MobileNet, EfficientNet, ConvNeXt, Xception...) via features_only; model.model_name=NAME."""
+    """Any timm model (ResNet, MobileNet, EfficientNet, ConvNeXt...) via features_only; model.model_name=NAME."""
     return TimmBackbone(model_name, in_channels, out_indices, drop_path_rate)

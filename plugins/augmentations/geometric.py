@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from zoo import register
+from zoo import Range, register
 from zoo.data import DataInfo
 from zoo.errors import ZooError
+from zoo_plugins._shared import Probability
 
 ALL_TASKS = ("classification", "regression", "segmentation", "detection")
-
-
-def _p(p: float, name: str) -> None:
-    if not 0.0 <= p <= 1.0:
-        raise ZooError(f"aug.ops.{name}.p={p} must be a probability in [0, 1]")
+Scale = Annotated[float, Range(0, min_exclusive=True)]
+UnitScale = Annotated[float, Range(0, 1, min_exclusive=True)]  # a share of the image: at most all of it
 
 
 class _Resolution(v2.Transform):
@@ -49,73 +49,62 @@ class _Resolution(v2.Transform):
         )
 
 
-def _scale_range(name: str, min_scale: float, max_scale: float, upper: float | None) -> None:
-    if min_scale <= 0:
-        raise ZooError(f"aug.ops.{name}.min_scale={min_scale} must be greater than 0")
+def _scale_order(name: str, min_scale: float, max_scale: float) -> None:
     if max_scale < min_scale:
         raise ZooError(f"aug.ops.{name}.max_scale={max_scale} must be at least min_scale={min_scale}")
-    if upper is not None and max_scale > upper:
-        raise ZooError(f"aug.ops.{name}.max_scale={max_scale} must be at most {upper}")
 
 
 @register.augmentation("hflip", tasks=ALL_TASKS)
-def hflip(info: DataInfo, p: float = 0.5) -> v2.Transform:
+def hflip(info: DataInfo, p: Probability = 0.5) -> v2.Transform:
     """Mirror left-right with probability p (not for data whose meaning has a handedness, like digits)."""
-    _p(p, "hflip")
     return v2.RandomHorizontalFlip(p)
 
 
 @register.augmentation("vflip", tasks=ALL_TASKS)
-def vflip(info: DataInfo, p: float = 0.5) -> v2.Transform:
+def vflip(info: DataInfo, p: Probability = 0.5) -> v2.Transform:
     """Mirror top-bottom with probability p (aerial and microscopy images)."""
-    _p(p, "vflip")
     return v2.RandomVerticalFlip(p)
 
 
 @register.augmentation("shift", tasks=ALL_TASKS)
-def shift(info: DataInfo, fraction: float = 0.1, p: float = 1.0) -> v2.Transform:
+def shift(
+    info: DataInfo, fraction: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.1, p: Probability = 1.0
+) -> v2.Transform:
     """Translate by up to `fraction` of the width and height, with probability p."""
-    _p(p, "shift")
-    if not 0.0 <= fraction < 1.0:
-        raise ZooError(f"aug.ops.shift.fraction={fraction} must be in [0, 1)")
     return v2.RandomApply([v2.RandomAffine(degrees=0.0, translate=(fraction, fraction))], p=p)
 
 
 @register.augmentation("rotation", tasks=ALL_TASKS)
-def rotation(info: DataInfo, degrees: float = 15.0, p: float = 1.0) -> v2.Transform:
+def rotation(info: DataInfo, degrees: Annotated[float, Range(0)] = 15.0, p: Probability = 1.0) -> v2.Transform:
     """Rotate by a random angle in [-degrees, degrees], with probability p."""
-    _p(p, "rotation")
-    if degrees < 0:
-        raise ZooError(f"aug.ops.rotation.degrees={degrees} must be zero or more")
     return v2.RandomApply([v2.RandomRotation(degrees)], p=p)
 
 
 @register.augmentation("zoom", tasks=ALL_TASKS)
-def zoom(info: DataInfo, min_scale: float = 0.9, max_scale: float = 1.1, p: float = 1.0) -> v2.Transform:
+def zoom(info: DataInfo, min_scale: Scale = 0.9, max_scale: Scale = 1.1, p: Probability = 1.0) -> v2.Transform:
     """Zoom about the centre by a random factor in [min_scale, max_scale], with probability p."""
-    _p(p, "zoom")
-    _scale_range("zoom", min_scale, max_scale, None)
+    _scale_order("zoom", min_scale, max_scale)
     return v2.RandomApply([v2.RandomAffine(degrees=0.0, scale=(min_scale, max_scale))], p=p)
 
 
 @register.augmentation("shear", tasks=ALL_TASKS)
-def shear(info: DataInfo, degrees: float = 10.0, p: float = 1.0) -> v2.Transform:
+def shear(
+    info: DataInfo, degrees: Annotated[float, Range(0, 90, max_exclusive=True)] = 10.0, p: Probability = 1.0
+) -> v2.Transform:
     """Shear along x and y by random angles in [-degrees, degrees], with probability p."""
-    _p(p, "shear")
-    if not 0.0 <= degrees < 90.0:
-        raise ZooError(f"aug.ops.shear.degrees={degrees} must be in [0, 90)")
     return v2.RandomApply([v2.RandomAffine(degrees=0.0, shear=(-degrees, degrees, -degrees, degrees))], p=p)
 
 
 @register.augmentation("resized_crop", tasks=ALL_TASKS)
 def resized_crop(
-    info: DataInfo, min_scale: float = 0.6, max_scale: float = 1.0, max_ratio: float = 1.333, p: float = 1.0
+    info: DataInfo,
+    min_scale: UnitScale = 0.6,
+    max_scale: UnitScale = 1.0,
+    max_ratio: Annotated[float, Range(1)] = 1.333,
+    p: Probability = 1.0,
 ) -> v2.Transform:
     """Crop min_scale..max_scale of the area (aspect up to max_ratio), resize to the input size."""
-    _p(p, "resized_crop")
-    _scale_range("resized_crop", min_scale, max_scale, 1.0)
-    if max_ratio < 1.0:
-        raise ZooError(f"aug.ops.resized_crop.max_ratio={max_ratio} must be 1 or more")
+    _scale_order("resized_crop", min_scale, max_scale)
     crop = v2.RandomResizedCrop(
         list(info.size), scale=(min_scale, max_scale), ratio=(1.0 / max_ratio, max_ratio), antialias=True
     )
@@ -123,8 +112,9 @@ def resized_crop(
 
 
 @register.augmentation("resolution", tasks=ALL_TASKS)
-def resolution(info: DataInfo, min_scale: float = 0.25, max_scale: float = 0.75, p: float = 0.5) -> v2.Transform:
+def resolution(
+    info: DataInfo, min_scale: UnitScale = 0.25, max_scale: UnitScale = 0.75, p: Probability = 0.5
+) -> v2.Transform:
     """Low-resolution camera: down-sample by min_scale..max_scale and back up, probability p."""
-    _p(p, "resolution")
-    _scale_range("resolution", min_scale, max_scale, 1.0)
+    _scale_order("resolution", min_scale, max_scale)
     return v2.RandomApply([_Resolution(min_scale, max_scale)], p=p)

@@ -9,25 +9,17 @@ exactly as it went in. Classification only: a mixed mask or a box list has no me
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
-from zoo import register
+from zoo import Range, register
 from zoo.data import BatchTransform, DataInfo
-from zoo.errors import ZooError
+from zoo_plugins._shared import Probability
 
 CLASSIFICATION = ("classification",)
-
-
-def _p(p: float, name: str) -> None:
-    if not 0.0 <= p <= 1.0:
-        raise ZooError(f"aug.ops.{name}.p={p} must be a probability in [0, 1]")
-
-
-def _alpha(alpha: float, name: str) -> None:
-    if not alpha > 0.0:
-        raise ZooError(f"aug.ops.{name}.alpha={alpha} must be greater than 0")
+Alpha = Annotated[float, Range(0, min_exclusive=True)]  # of the Beta(alpha, alpha) the mixing ratio is drawn from
 
 
 def soft_targets(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -37,7 +29,8 @@ def soft_targets(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     if targets.ndim == 2 and targets.shape[1] == num_classes:
         return targets.float()
     raise ValueError(
-        f"mixing needs class indices (N,) or soft targets (N, {num_classes}); got {targets.dtype} of shape {tuple(targets.shape)}"
+        f"mixing needs class indices (N,) or soft targets (N, {num_classes}); "
+        f"got {targets.dtype} of shape {tuple(targets.shape)}"
     )
 
 
@@ -90,16 +83,12 @@ class CutMix(_Mixing):
 
 
 @register.augmentation("mixup", tasks=CLASSIFICATION)
-def mixup(info: DataInfo, alpha: float = 0.2, p: float = 1.0) -> BatchTransform:
+def mixup(info: DataInfo, alpha: Alpha = 0.2, p: Probability = 1.0) -> BatchTransform:
     """Mixup: blend images pairwise by lambda ~ Beta(alpha, alpha), with probability p."""
-    _p(p, "mixup")
-    _alpha(alpha, "mixup")
     return Mixup(info.num_classes, alpha, p)
 
 
 @register.augmentation("cutmix", tasks=CLASSIFICATION)
-def cutmix(info: DataInfo, alpha: float = 1.0, p: float = 1.0) -> BatchTransform:
+def cutmix(info: DataInfo, alpha: Alpha = 1.0, p: Probability = 1.0) -> BatchTransform:
     """CutMix: paste a box of another image, area 1 - lambda ~ Beta(alpha, alpha), probability p."""
-    _p(p, "cutmix")
-    _alpha(alpha, "cutmix")
     return CutMix(info.num_classes, alpha, p)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import torch
 import torch.nn.functional as F
 
-from zoo import register
-from zoo.data import DataBundle, DataInfo, TensorImages, channel_stats, stratified_split
+from zoo import Length, Range, register
+from zoo.data import DataBundle, DataInfo, TensorImages, channel_stats
 from zoo.errors import ZooError
+from zoo_plugins._shared import Fraction, check_fractions, split_indices
 
 
 def load_digits_images(size: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,7 +28,8 @@ def load_digits_images(size: int, channels: int) -> tuple[torch.Tensor, torch.Te
 
 
 def rotation_fit(size: int, max_angle: float) -> int:
-    """The side the 8x8 scan is upsampled to so that, rotated by up to max_angle degrees, it stays in a size x size frame."""
+    """The side the 8x8 scan is upsampled to so that, rotated by up to max_angle degrees, it stays in a size x size
+    frame."""
     a = math.radians(min(abs(max_angle), 45.0))  # a square's extent grows by |cos| + |sin|, most (sqrt 2) at 45 degrees
     return int(size / (math.cos(a) + math.sin(a)))
 
@@ -35,30 +37,27 @@ def rotation_fit(size: int, max_angle: float) -> int:
 @register.dataset("digits")
 def digits(
     seed: int,
-    size: int = 32,
+    size: Annotated[int, Range(8)] = 32,  # the scans are 8x8
     channels: Literal[1, 3] = 1,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.2,
+    val_fraction: Fraction = 0.15,
+    test_fraction: Fraction = 0.2,
     split_seed: int = 0,
-    classes: Optional[list[int]] = None,
-    shots: Optional[int] = None,
+    classes: Optional[Annotated[list[Annotated[int, Range(0, 9)]], Length(min=1)]] = None,
+    shots: Optional[Annotated[int, Range(1)]] = None,
 ) -> DataBundle:
-    """Handwritten digits (scikit-learn, 1,797 images), stratified split, upsampled; a subset of classes, N shots per class."""
-    if size < 8:
-        raise ZooError(f"data.size={size} must be at least 8 (the scans are 8x8)")
+    """Handwritten digits (scikit-learn, 1,797 images), stratified split, upsampled; some classes, N shots per class."""
+    check_fractions(val_fraction, test_fraction)
     x, y = load_digits_images(size, channels)
     keep = list(range(10)) if classes is None else list(classes)
-    if not keep or len(set(keep)) != len(keep) or any(not 0 <= c <= 9 for c in keep):
-        raise ZooError(f"data.classes={classes} must be distinct digits between 0 and 9")
+    if len(set(keep)) != len(keep):
+        raise ZooError(f"data.classes={classes} names a digit twice")
     if classes is not None:  # relabel the chosen digits 0..k-1, in the order given
         chosen = torch.isin(y, torch.tensor(keep))
         remap = torch.full((10,), -1, dtype=torch.long)
         remap[torch.tensor(keep)] = torch.arange(len(keep))
         x, y = x[chosen], remap[y[chosen]]
-    train, val, test = stratified_split(y.tolist(), val_fraction, test_fraction, split_seed)
+    train, val, test = split_indices(len(y), val_fraction, test_fraction, split_seed, labels=y.tolist())
     if shots is not None:  # a few labelled images per class; val and test stay whole
-        if shots < 1:
-            raise ZooError(f"data.shots={shots} must be at least 1")
         train_t = torch.tensor(train)
         order = train_t[torch.randperm(len(train_t), generator=torch.Generator().manual_seed(split_seed))]
         picked = [order[y[order] == c][:shots] for c in range(len(keep))]
@@ -79,18 +78,17 @@ def digits_rotation(
     seed: int,
     size: int = 32,
     channels: Literal[1, 3] = 1,
-    max_angle: float = 45.0,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.2,
+    max_angle: Annotated[float, Range(0, 180, min_exclusive=True)] = 45.0,
+    val_fraction: Fraction = 0.15,
+    test_fraction: Fraction = 0.2,
     split_seed: int = 0,
     angle_seed: int = 0,
 ) -> DataBundle:
-    """Digits rotated by a known random angle in [-max_angle, max_angle] degrees (counter-clockwise): regress the angle."""
+    """Digits rotated by a known random angle in [-max_angle, max_angle] degrees, counter-clockwise: regress it."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as TF
 
-    if not 0.0 < max_angle <= 180.0:
-        raise ZooError(f"data.max_angle={max_angle} must be in (0, 180] degrees")
+    check_fractions(val_fraction, test_fraction)
     inner = rotation_fit(size, max_angle)
     if inner < 8:
         need = next(n for n in range(size, 64) if rotation_fit(n, max_angle) >= 8)
@@ -106,9 +104,8 @@ def digits_rotation(
     x = torch.stack([TF.rotate(img, float(a), interpolation=InterpolationMode.BILINEAR) for img, a in zip(x, angles)])
     x = x.clamp_(0.0, 1.0).contiguous()
     targets = angles.unsqueeze(1)
-    train, val, test = stratified_split(
-        y.tolist(), val_fraction, test_fraction, split_seed
-    )  # every digit in every split
+    # stratified by digit: every digit in every split
+    train, val, test = split_indices(len(y), val_fraction, test_fraction, split_seed, labels=y.tolist())
     mean, std = channel_stats(x[train])
     info = DataInfo("regression", ("angle",), channels, (size, size), mean, std)
     return DataBundle(

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from zoo import register
-from zoo.data import DataBundle, DataInfo, channel_stats
+from zoo import Length, Range, register
+from zoo.data import DataBundle, DataInfo
 from zoo.errors import ZooError
-from zoo_plugins.datasets.formats import check_fractions, random_split
+from zoo_plugins._shared import Fraction, check_fractions, sampled_stats, split_indices
 
 SHAPES = ("circle", "square", "triangle")
 TARGETS = ("count", "count_circle", "count_square", "count_triangle", "mean_size")
@@ -231,52 +231,45 @@ class ShapeImages(Dataset):
 def shapes(
     seed: int,
     task: Literal["segmentation", "detection", "regression"] = "segmentation",
-    size: int = 64,
-    num_images: int = 2000,
-    min_objects: int = 1,
-    max_objects: int = 6,
-    min_size: int = 8,
-    max_size: int = 24,
+    size: Annotated[int, Range(16)] = 64,
+    num_images: Annotated[int, Range(3, 1_000_000)] = 2000,  # train, val and test need one each
+    min_objects: Annotated[int, Range(0, 100)] = 1,
+    max_objects: Annotated[int, Range(0, 100)] = 6,
+    min_size: Annotated[int, Range(4)] = 8,
+    max_size: Annotated[int, Range(4)] = 24,
     channels: Literal[1, 3] = 3,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
+    val_fraction: Fraction = 0.15,
+    test_fraction: Fraction = 0.15,
     generator_seed: int = 0,
-    min_visible: float = 0.3,
-    regression_targets: list[Target] = ("count_circle", "count_square", "count_triangle", "mean_size"),
+    min_visible: Annotated[float, Range(0, 1)] = 0.3,
+    regression_targets: Annotated[list[Target], Length(min=1)] = (
+        "count_circle",
+        "count_square",
+        "count_triangle",
+        "mean_size",
+    ),
     stats_samples: int = 512,
 ) -> DataBundle:
-    """Generated circles, squares and triangles on textured backgrounds: masks, boxes or counts; fixed by generator_seed."""
+    """Generated circles, squares and triangles on textured backgrounds: masks, boxes or counts, by generator_seed."""
     check_fractions(val_fraction, test_fraction)
-    if size < 16:
-        raise ZooError(f"data.size={size} must be at least 16 pixels")
-    if not 3 <= num_images <= 1_000_000:
+    if min_objects > max_objects:
+        raise ZooError(f"data.min_objects={min_objects} and data.max_objects={max_objects} must satisfy min <= max")
+    if not min_size <= max_size <= size:
         raise ZooError(
-            f"data.num_images={num_images} must be between 3 and 1000000 (train, val and test need one each)"
+            f"data.min_size={min_size} and data.max_size={max_size} "
+            f"must satisfy min_size <= max_size <= data.size ({size})"
         )
-    if not 0 <= min_objects <= max_objects <= 100:
-        raise ZooError(
-            f"data.min_objects={min_objects} and data.max_objects={max_objects} must satisfy 0 <= min_objects <= max_objects <= 100"
-        )
-    if not 4 <= min_size <= max_size <= size:
-        raise ZooError(
-            f"data.min_size={min_size} and data.max_size={max_size} must satisfy 4 <= min_size <= max_size <= data.size ({size})"
-        )
-    if not 0.0 <= min_visible <= 1.0:
-        raise ZooError(f"data.min_visible={min_visible} must be a fraction in [0, 1]")
     names = list(regression_targets)
-    if not names or len(set(names)) != len(names):
-        raise ZooError(
-            f"data.regression_targets={names} must name one or more distinct targets of: {', '.join(TARGETS)}"
-        )
+    if len(set(names)) != len(names):
+        raise ZooError(f"data.regression_targets={names} names a target twice")
     scenes = generate_shapes(
         num_images, size, channels, min_objects, max_objects, min_size, max_size, min_visible, generator_seed
     )
     # every image is an independent draw, so a seeded shuffle split is as good as any
-    tr, va, te = random_split(num_images, val_fraction, test_fraction, generator_seed)
+    tr, va, te = split_indices(num_images, val_fraction, test_fraction, generator_seed)
     cols = [TARGETS.index(n) for n in names]
     train, val, test = (ShapeImages(scenes, idx, task, cols) for idx in (tr, va, te))
-    step = max(1, len(tr) // max(1, stats_samples))
-    mean, std = channel_stats(train.pixels[::step].float().div_(255.0))
+    mean, std = sampled_stats(train, stats_samples)
     classes = {"segmentation": ("background", *SHAPES), "detection": SHAPES, "regression": tuple(names)}[task]
     info = DataInfo(task, classes, channels, (size, size), mean, std)
     return DataBundle(info, train, val, test)

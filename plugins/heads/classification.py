@@ -3,37 +3,17 @@ backbone's own pretrained classifier (timm's ImageNet head) with its own labels.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo import register
+from zoo import Range, register
 from zoo.data import DataInfo
 from zoo.errors import ZooError, unknown
 from zoo.model import Backbone, FeatureInfo, Head
-
-
-def pooled_mlp(
-    last: FeatureInfo, pool: str, hidden: list[int], dropout: float, outputs: int
-) -> tuple[nn.Module, nn.Sequential]:
-    """Pool (avg, max, or flatten at the probed size) the deepest features, then dropout-linear-ReLU
-    hidden layers and a final linear layer: the shared body of the vector-output heads."""
-    if any(h < 1 for h in hidden):
-        raise ZooError(f"head.hidden={list(hidden)}: every hidden layer needs at least one unit")
-    if pool == "flatten":
-        h, w = last.size
-        pooling, width = nn.Flatten(), last.channels * h * w
-    else:
-        pooling = nn.Sequential(nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1), nn.Flatten())
-        width = last.channels
-    layers: list[nn.Module] = []
-    for h in hidden:
-        layers += [nn.Dropout(dropout), nn.Linear(width, h), nn.ReLU(inplace=True)]
-        width = h
-    layers += [nn.Dropout(dropout), nn.Linear(width, outputs)]
-    return pooling, nn.Sequential(*layers)
+from zoo_plugins._shared import DropoutRate, pooled_mlp
 
 
 class ClassificationHead(Head):
@@ -54,15 +34,11 @@ class ClassificationHead(Head):
         topk: int,
     ):
         super().__init__()
-        if not 0 <= dropout < 1:
-            raise ZooError(f"head.dropout={dropout} must be in [0, 1)")
         self._scoring(info.num_classes, label_smoothing, topk)
         self.pool, self.classifier = pooled_mlp(feature_info[-1], pool, hidden, dropout, self.num_classes)
 
     def _scoring(self, num_classes: int, label_smoothing: float, topk: int) -> None:
         """What the loss and the metrics need: the class count they score, label smoothing, top-k."""
-        if not 0 <= label_smoothing < 1:
-            raise ZooError(f"head.label_smoothing={label_smoothing} must be in [0, 1)")
         self.num_classes, self.label_smoothing, self.topk = num_classes, label_smoothing, topk
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
@@ -97,10 +73,10 @@ class ClassificationHead(Head):
 def classification(
     feature_info: list,
     info: DataInfo,
-    dropout: float = 0.0,
-    label_smoothing: float = 0.0,
+    dropout: DropoutRate = 0.0,
+    label_smoothing: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.0,
     pool: Literal["avg", "max", "flatten"] = "avg",
-    hidden: list[int] = (),
+    hidden: list[Annotated[int, Range(1)]] = (),
     topk: int = 5,
 ) -> Head:
     """Global pooling (or flatten), optional hidden layers, dropout and a linear classifier; label smoothing."""
@@ -127,7 +103,8 @@ def label_columns(classes: tuple[str, ...], labels: tuple[str, ...], synsets: tu
                 "pretrained label",
                 c,
                 sorted(index),
-                see="class folders must be named as the pretrained labels (or their synset ids); for new labels use head=classification",
+                see="class folders must be named as the pretrained labels (or their synset ids); "
+                "for new labels use head=classification",
             )
         columns.append(index[_words(c)])
     return columns
@@ -182,7 +159,11 @@ class PretrainedClassifierHead(ClassificationHead):
 
 @register.head("pretrained_classifier", tasks=("classification",))
 def pretrained_classifier(
-    feature_info: list, info: DataInfo, backbone: Backbone, label_smoothing: float = 0.0, topk: int = 5
+    feature_info: list,
+    info: DataInfo,
+    backbone: Backbone,
+    label_smoothing: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.0,
+    topk: int = 5,
 ) -> Head:
     """The backbone's own classifier with its own labels (timm's ImageNet classes); data classes name labels it has."""
     return PretrainedClassifierHead(backbone, info, label_smoothing, topk)

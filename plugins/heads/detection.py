@@ -23,19 +23,18 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Literal
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo import register
+from zoo import Range, register
 from zoo.data import DataInfo
 from zoo.errors import ZooError
 from zoo.model import FeatureInfo, Head
-from zoo_plugins.architectures.classic import norm_layer
+from zoo_plugins._shared import Norm, conv_norm_act
 
-Norm = Literal["group", "batch", "none"]
 RANGE_STRIDES = 8.0  # a level takes locations whose largest distance to the box's sides is up to 8 of its strides
 MAX_LOG_DISTANCE = 10.0  # distances are exp(.) * stride: clamp the exponent so an early step cannot overflow
 
@@ -140,24 +139,10 @@ class FCOSHead(Head):
         max_detections: int,
     ):
         super().__init__()
-        checks = [
-            (width >= 1, f"head.width={width} must be at least 1"),
-            (tower_depth >= 0, f"head.tower_depth={tower_depth} must be at least 0"),
-            (num_levels >= 1, f"head.num_levels={num_levels} must be at least 1"),
-            (center_radius > 0, f"head.center_radius={center_radius} must be greater than 0"),
-            (0 <= focal_alpha <= 1, f"head.focal_alpha={focal_alpha} must be in [0, 1]"),
-            (focal_gamma >= 0, f"head.focal_gamma={focal_gamma} must be at least 0"),
-            (0 <= score_threshold < 1, f"head.score_threshold={score_threshold} must be in [0, 1)"),
-            (0 < iou_threshold <= 1, f"head.iou_threshold={iou_threshold} must be in (0, 1]"),
-            (pre_nms_topk >= 1, f"head.pre_nms_topk={pre_nms_topk} must be at least 1"),
-            (max_detections >= 1, f"head.max_detections={max_detections} must be at least 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ZooError(message)
         if not feature_info or any(f.size is None for f in feature_info):
             raise ZooError(
-                "head=detection needs the backbone's feature sizes (FeatureInfo.size); build it with zoo.model.build_model"
+                "head=detection needs the backbone's feature sizes (FeatureInfo.size); "
+                "build it with zoo.model.build_model"
             )
         self.num_classes = info.num_classes
         self.center_radius, self.focal_alpha, self.focal_gamma = center_radius, focal_alpha, focal_gamma
@@ -176,11 +161,7 @@ class FCOSHead(Head):
         def tower() -> nn.Sequential:
             layers = []
             for _ in range(tower_depth):
-                layers += [
-                    nn.Conv2d(width, width, 3, padding=1, bias=norm == "none"),
-                    norm_layer(norm, width),
-                    nn.ReLU(inplace=True),
-                ]
+                layers += conv_norm_act(width, width, norm)
             return nn.Sequential(*layers)
 
         self.cls_tower, self.box_tower = tower(), tower()
@@ -387,7 +368,7 @@ def _detection_map_class():
 
 
 def detection_map(decode) -> torchmetrics.Metric:  # noqa: F821
-    """A torchmetrics Metric: COCO mAP of the detections `decode(outputs)` gives (torchmetrics is imported only here)."""
+    """A torchmetrics Metric: COCO mAP of the detections `decode(outputs)` gives (torchmetrics imported only here)."""
     return _detection_map_class()(decode)
 
 
@@ -398,18 +379,18 @@ def detection_map(decode) -> torchmetrics.Metric:  # noqa: F821
 def detection(
     feature_info: list,
     info: DataInfo,
-    width: int = 64,
-    tower_depth: int = 2,
+    width: Annotated[int, Range(1)] = 64,
+    tower_depth: Annotated[int, Range(0)] = 2,
     norm: Norm = "group",
     min_stride: int = 4,
-    num_levels: int = 3,
-    center_radius: float = 1.5,
-    focal_alpha: float = 0.25,
-    focal_gamma: float = 2.0,
-    score_threshold: float = 0.05,
-    iou_threshold: float = 0.6,
-    pre_nms_topk: int = 1000,
-    max_detections: int = 100,
+    num_levels: Annotated[int, Range(1)] = 3,
+    center_radius: Annotated[float, Range(0, min_exclusive=True)] = 1.5,
+    focal_alpha: Annotated[float, Range(0, 1)] = 0.25,
+    focal_gamma: Annotated[float, Range(0)] = 2.0,
+    score_threshold: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.05,
+    iou_threshold: Annotated[float, Range(0, 1, min_exclusive=True)] = 0.6,
+    pre_nms_topk: Annotated[int, Range(1)] = 1000,
+    max_detections: Annotated[int, Range(1)] = 100,
 ) -> Head:
     """Anchor-free one-stage detector (FCOS) on a feature pyramid; decoding and NMS inside the exported graph.
 

@@ -6,16 +6,16 @@ deployed model undoes it: `values` come out in the targets' own units, as do the
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 
-from zoo import register
+from zoo import Range, register
 from zoo.data import DataInfo
 from zoo.errors import ZooError
 from zoo.model import FeatureInfo, Head
-from zoo_plugins.heads.classification import pooled_mlp
+from zoo_plugins._shared import DropoutRate, pooled_mlp
 
 # ---- building blocks -------------------------------------------------------------------------
 
@@ -71,10 +71,6 @@ class RegressionHead(Head):
         standardize: bool,
     ):
         super().__init__()
-        if not 0 <= dropout < 1:
-            raise ZooError(f"head.dropout={dropout} must be in [0, 1)")
-        if huber_delta <= 0:
-            raise ZooError(f"head.huber_delta={huber_delta} must be positive")
         self.num_outputs, self.loss_kind, self.huber_delta, self.standardize = (
             info.num_classes,
             loss,
@@ -149,9 +145,9 @@ def regression(
     feature_info: list,
     info: DataInfo,
     loss: Literal["mse", "l1", "huber"] = "mse",
-    huber_delta: float = 1.0,
-    dropout: float = 0.0,
-    hidden: list[int] = (),
+    huber_delta: Annotated[float, Range(0, min_exclusive=True)] = 1.0,
+    dropout: DropoutRate = 0.0,
+    hidden: list[Annotated[int, Range(1)]] = (),
     pool: Literal["avg", "max", "flatten"] = "avg",
     standardize: bool = True,
 ) -> Head:

@@ -1,9 +1,8 @@
-"""Semantic segmentation: encoder-decoder heads over every feature level of the backbone.
+"""Semantic segmentation: what every decoder head shares (outputs, loss, metrics, resizing); the decoders
+are `unet` (heads/unet.py) and `fpn` (heads/fpn.py).
 
-`unet` decodes deep to shallow, concatenating each level (a U-Net decoder); `fpn` adds the levels top-down
-in one width and merges them (a feature pyramid with a semantic branch, as in Panoptic FPN). Both resize
-to each skip's size and finally to the input's, so any height and width >= 32 works, whatever the
-backbone's strides, and the exported model takes any height and width.
+A decoder resizes to each skip's size and finally to the input's, so any height and width >= 32 works,
+whatever the backbone's strides, and the exported model takes any height and width.
 
 Metrics, over all pixels of the split (not averaged per image): `miou` is the mean over every class,
 background included (the PASCAL VOC convention), of intersection / union; `dice` the mean per-class Dice
@@ -13,31 +12,17 @@ background included (the PASCAL VOC convention), of intersection / union; `dice`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo import register
 from zoo.data import DataInfo
 from zoo.errors import ZooError
 from zoo.model import FeatureInfo, Head
-from zoo_plugins.architectures.classic import norm_layer
-
-Norm = Literal["batch", "group", "none"]
-
 
 # ---- building blocks -------------------------------------------------------------------------
-
-
-def conv_norm_act(cin: int, cout: int, norm: str, kernel: int = 3) -> nn.Sequential:
-    """conv (same padding) -> norm -> ReLU; no conv bias when a norm follows."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=norm == "none"),
-        norm_layer(norm, cout),
-        nn.ReLU(inplace=True),
-    )
 
 
 def resize(x: torch.Tensor, size: Sequence) -> torch.Tensor:
@@ -86,17 +71,13 @@ class SegmentationHead(Head):
         where = type(self).__name__
         if not feature_info:
             raise ZooError(f"{where}: the backbone returns no feature maps")
-        if not 0 <= dropout < 1:
-            raise ZooError(f"head.dropout={dropout} must be in [0, 1)")
-        if ce_weight < 0 or dice_weight < 0 or ce_weight + dice_weight == 0:
-            raise ZooError(
-                f"head.ce_weight={ce_weight} and head.dice_weight={dice_weight} must be >= 0, and not both 0"
-            )
+        if ce_weight + dice_weight == 0:
+            raise ZooError(f"head.ce_weight={ce_weight} and head.dice_weight={dice_weight} must not both be 0")
         self.num_classes = info.num_classes
         if class_weights is not None:
-            if len(class_weights) != self.num_classes or any(w < 0 for w in class_weights):
+            if len(class_weights) != self.num_classes:
                 raise ZooError(
-                    f"head.class_weights={list(class_weights)} needs one weight >= 0 per class "
+                    f"head.class_weights={list(class_weights)} needs one weight per class "
                     f"({self.num_classes}: {', '.join(info.classes)})"
                 )
             self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))
@@ -147,140 +128,3 @@ class SegmentationHead(Head):
         if len(self.output_names) == 2:
             return mask, outputs.softmax(dim=1)
         return (mask,)
-
-
-class UNetDecoder(SegmentationHead):
-    """Deep to shallow: resize to the next level's size, concatenate it, conv-norm-ReLU blocks; classify, resize."""
-
-    def __init__(
-        self,
-        feature_info: list[FeatureInfo],
-        info: DataInfo,
-        channels: list[int],
-        convs: int,
-        norm: str,
-        dropout: float,
-        probabilities: bool,
-        ce_weight: float,
-        dice_weight: float,
-        class_weights: Optional[list[float]],
-    ):
-        super().__init__(feature_info, info, dropout, probabilities, ce_weight, dice_weight, class_weights)
-        if convs < 1:
-            raise ZooError(f"head.convs={convs} must be at least 1")
-        if not channels or any(c < 1 for c in channels):
-            raise ZooError(f"head.channels={list(channels)} needs one or more widths >= 1 (deepest level first)")
-        # the k-th block from the deepest level up has width channels[k]; the last width repeats for further levels
-        blocks, cin = [], 0
-        for k, level in enumerate(reversed(feature_info)):
-            cin, cout = cin + level.channels, channels[min(k, len(channels) - 1)]
-            blocks.append(nn.Sequential(*[conv_norm_act(cin if j == 0 else cout, cout, norm) for j in range(convs)]))
-            cin = cout
-        self.blocks = nn.ModuleList(blocks)
-        self.classifier = nn.Conv2d(cin, self.num_classes, 1)
-
-    def forward(self, features: list[torch.Tensor], size: Optional[Sequence] = None) -> torch.Tensor:
-        out_size = self.output_size(features, size)
-        x = None
-        for block, skip in zip(self.blocks, reversed(features)):
-            x = skip if x is None else torch.cat([resize(x, skip.shape[-2:]), skip], dim=1)
-            x = block(x)
-        return resize(self.classifier(self.dropout(x)), out_size)
-
-
-class FPNDecoder(SegmentationHead):
-    """Lateral 1x1 convs to one width, top-down sum, a conv per level, levels resized to the finest and summed."""
-
-    def __init__(
-        self,
-        feature_info: list[FeatureInfo],
-        info: DataInfo,
-        channels: int,
-        segment_channels: int,
-        norm: str,
-        dropout: float,
-        probabilities: bool,
-        ce_weight: float,
-        dice_weight: float,
-        class_weights: Optional[list[float]],
-    ):
-        super().__init__(feature_info, info, dropout, probabilities, ce_weight, dice_weight, class_weights)
-        if channels < 1 or segment_channels < 1:
-            raise ZooError(f"head.channels={channels} and head.segment_channels={segment_channels} must be at least 1")
-        self.lateral = nn.ModuleList(nn.Conv2d(f.channels, channels, 1) for f in feature_info)
-        self.smooth = nn.ModuleList(conv_norm_act(channels, segment_channels, norm) for _ in feature_info)
-        self.fuse = conv_norm_act(segment_channels, segment_channels, norm)
-        self.classifier = nn.Conv2d(segment_channels, self.num_classes, 1)
-
-    def forward(self, features: list[torch.Tensor], size: Optional[Sequence] = None) -> torch.Tensor:
-        out_size = self.output_size(features, size)
-        finest = features[0].shape[-2:]
-        top, merged = None, None
-        for i in reversed(range(len(features))):
-            p = self.lateral[i](features[i])
-            top = p if top is None else p + resize(top, p.shape[-2:])
-            s = resize(self.smooth[i](top), finest)
-            merged = s if merged is None else merged + s
-        return resize(self.classifier(self.dropout(self.fuse(merged))), out_size)
-
-
-# ---- the registered heads -------------------------------------------------------------------------
-
-
-@register.head("unet", tasks=("segmentation",))
-def unet(
-    feature_info: list,
-    info: DataInfo,
-    channels: list[int] = (64, 32, 32, 16),
-    convs: int = 2,
-    norm: Norm = "batch",
-    dropout: float = 0.0,
-    probabilities: bool = False,
-    ce_weight: float = 1.0,
-    dice_weight: float = 0.0,
-    class_weights: Optional[list[float]] = None,
-) -> Head:
-    """U-Net decoder over every feature level (deepest first: resize, concatenate the skip, convs); cross-entropy (+ Dice).
-
-    channels: the width of each decoder block from the deepest level up; the last one repeats for further levels.
-    """
-    return UNetDecoder(
-        feature_info,
-        info,
-        list(channels),
-        convs,
-        norm,
-        dropout,
-        probabilities,
-        ce_weight,
-        dice_weight,
-        None if class_weights is None else list(class_weights),
-    )
-
-
-@register.head("fpn", tasks=("segmentation",))
-def fpn(
-    feature_info: list,
-    info: DataInfo,
-    channels: int = 64,
-    segment_channels: int = 32,
-    norm: Norm = "batch",
-    dropout: float = 0.0,
-    probabilities: bool = False,
-    ce_weight: float = 1.0,
-    dice_weight: float = 0.0,
-    class_weights: Optional[list[float]] = None,
-) -> Head:
-    """Feature pyramid (lateral 1x1, top-down sum) with a semantic branch merging every level; cross-entropy (+ Dice)."""
-    return FPNDecoder(
-        feature_info,
-        info,
-        channels,
-        segment_channels,
-        norm,
-        dropout,
-        probabilities,
-        ce_weight,
-        dice_weight,
-        None if class_weights is None else list(class_weights),
-    )

@@ -9,13 +9,14 @@ skipped and new.
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import torch.nn.functional as F
 
-from zoo import register
-from zoo.errors import ZooError
+from zoo import Range, register
 from zoo.checkpoint import load_weights
 from zoo.model import Transfer, ZooModel, freeze
+from zoo_plugins._shared import DropoutRate
 
 log = logging.getLogger("zoo")
 
@@ -60,8 +61,6 @@ class FrozenBase(Transfer):
     on their way into the head while training."""
 
     def __init__(self, weights: str, cache: bool, dropout: float = 0.0):
-        if not 0 <= dropout < 1:
-            raise ZooError(f"transfer.dropout={dropout} must be in [0, 1)")
         self.weights, self.cache_features, self.dropout = weights, cache, dropout
 
     def setup(self, model: ZooModel) -> dict:
@@ -83,10 +82,6 @@ class FineTune(Transfer):
     shallower stage scaled again by `layer_decay`."""
 
     def __init__(self, weights: str, head_epochs: int, unfreeze_stages: int, lr_scale: float, layer_decay: float):
-        if head_epochs < 0:
-            raise ZooError(f"transfer.head_epochs={head_epochs} must be zero or more")
-        if not 0 < lr_scale <= 1 or not 0 < layer_decay <= 1:
-            raise ZooError(f"transfer.lr_scale={lr_scale} and transfer.layer_decay={layer_decay} must be in (0, 1]")
         self.weights, self.head_epochs, self.unfreeze_stages = weights, head_epochs, unfreeze_stages
         self.lr_scale, self.layer_decay = lr_scale, layer_decay
         self.unfrozen: list = []
@@ -120,7 +115,7 @@ class FineTune(Transfer):
 
 @register.transfer("scratch")
 def scratch(weights: str = "none") -> Transfer:
-    """Train from random initialisation: nothing loaded, nothing frozen (weights is ignored, for sweeps over strategies)."""
+    """Train from random initialisation: nothing loaded or frozen (weights is ignored, for sweeps over strategies)."""
     return Scratch(weights)
 
 
@@ -132,23 +127,23 @@ def pretrained(weights: str = "timm") -> Transfer:
 
 @register.transfer("feature_extraction")
 def feature_extraction(weights: str = "timm") -> Transfer:
-    """Frozen base whose features are computed once and cached; a new head trains on the cache (fast, no augmentation)."""
+    """Frozen base whose features are computed once and cached; a new head trains on the cache (fast, no augmenting)."""
     return FrozenBase(weights, cache=True)
 
 
 @register.transfer("frozen")
-def frozen(weights: str = "timm", dropout: float = 0.2) -> Transfer:
-    """A new head on a frozen base, trained on augmented images with dropout on the base's features (base in eval mode)."""
+def frozen(weights: str = "timm", dropout: DropoutRate = 0.2) -> Transfer:
+    """A new head on a frozen base (in eval mode), trained on augmented images with dropout on the base's features."""
     return FrozenBase(weights, cache=False, dropout=dropout)
 
 
 @register.transfer("finetune")
 def finetune(
     weights: str = "timm",
-    head_epochs: int = 3,
+    head_epochs: Annotated[int, Range(0)] = 3,
     unfreeze_stages: int = 2,
-    lr_scale: float = 0.1,
-    layer_decay: float = 1.0,
+    lr_scale: Annotated[float, Range(0, 1, min_exclusive=True)] = 0.1,
+    layer_decay: Annotated[float, Range(0, 1, min_exclusive=True)] = 1.0,
 ) -> Transfer:
     """Head only for head_epochs, then unfreeze the deepest stages (-1: all) at lr * lr_scale, with layer-wise decay."""
     return FineTune(weights, head_epochs, unfreeze_stages, lr_scale, layer_decay)

@@ -1,0 +1,209 @@
+"""What the standard plugins share: image files, splits, statistics and layers.
+
+Internal to `zoo_plugins`: not a plugin API, and the core never imports it (zoo/runtime.py keeps a decoder
+of its own, as it must not import torch). A third party's package uses `zoo.data.channel_stats` and its own
+helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from zoo import Range
+from zoo.data import channel_stats
+from zoo.errors import ZooError
+from zoo.model import FeatureInfo
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+MASK_MODES = ("1", "L", "P", "I", "I;16")  # single-channel modes whose pixel values are class indices
+
+Norm = Literal["batch", "group", "none"]
+
+# Constraints many plugins declare on a parameter (the registry enforces them before a factory is called)
+Probability = Annotated[float, Range(0, 1)]
+DropoutRate = Annotated[float, Range(0, 1, max_exclusive=True)]
+Fraction = Annotated[float, Range(0, 1, min_exclusive=True, max_exclusive=True)]  # a val or test split's share
+
+
+# ---- image files -----------------------------------------------------------------------------
+
+
+@contextmanager
+def _opened(path: Path, what: str = "image") -> Iterator:
+    """A PIL image open for reading; any failure to read or decode it is one ZooError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            yield im
+    except (OSError, UnidentifiedImageError) as e:
+        raise ZooError(f"cannot read {what} {path}: {e}") from None
+
+
+def read_image(path: Path, channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Decode an image to a float CHW tensor in [0, 1] at `size` (bilinear), with its original (height, width)."""
+    from PIL import Image
+
+    with _opened(path) as im:
+        original = (im.height, im.width)
+        im = im.convert("L" if channels == 1 else "RGB").resize((size[1], size[0]), Image.BILINEAR)
+        data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+    return data.view(size[0], size[1], channels).permute(2, 0, 1).float().div_(255.0), original
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """An image file's (height, width), from its header only."""
+    with _opened(path) as im:
+        return im.height, im.width
+
+
+def read_mask(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode a class-index mask (single-channel PNG) to an integer array, resized (nearest) to `size` if given."""
+    from PIL import Image
+
+    with _opened(path, "mask") as im:
+        if im.mode not in MASK_MODES:
+            raise ZooError(
+                f"mask {path} has image mode {im.mode}; expected a single-channel PNG whose pixel values "
+                f"are class indices (mode {', '.join(MASK_MODES)})"
+            )
+        if size is not None and (im.height, im.width) != size:
+            im = im.resize((size[1], size[0]), Image.NEAREST)
+        return np.asarray(im).astype(np.int64)
+
+
+def image_files(root: Path) -> list[Path]:
+    """Every image file under `root`, recursively, sorted."""
+    return sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+
+
+def existing_folder(value: str, key: str, note: str) -> Path:
+    """`data.<key>` as a folder that exists; else one line saying what it should hold (`note`)."""
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise ZooError(f"data.{key}={value!r}: folder does not exist ({note})")
+    return path
+
+
+# ---- splits ----------------------------------------------------------------------------------
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Refuse val and test fractions that leave nothing to train on (the range of each is declared)."""
+    if val_fraction + test_fraction >= 1.0:
+        raise ZooError(
+            f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction} leaves nothing to train on"
+        )
+
+
+def split_indices(
+    count: int,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    labels: Sequence[int] | None = None,
+    joint_hold_out: bool = False,
+) -> tuple[list[int], list[int], list[int]]:
+    """Sorted indices of a train/val/test split of `count` items, fixed by `seed`; a zero fraction gives an empty
+    split (for splits given separately).
+
+    Without `labels`, a seeded shuffle in which every split with a fraction above zero gets at least one item.
+    With them, stratified (every class in proportion): the test split is drawn first and the val split from the
+    rest; `joint_hold_out` draws both as one held-out set, then divides it (how the folder plugin has always
+    carved them out of ROOT/train/, kept so that its splits stay the same).
+    """
+    check_fractions(val_fraction, test_fraction)
+    if labels is None:
+        n_val = max(1, round(count * val_fraction)) if val_fraction > 0 else 0
+        n_test = max(1, round(count * test_fraction)) if test_fraction > 0 else 0
+        if count - n_val - n_test < 1:
+            raise ZooError(
+                f"cannot split {count} images into train/val/test with val_fraction={val_fraction} and "
+                f"test_fraction={test_fraction}: every split needs at least one image"
+            )
+        perm = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
+        return sorted(perm[n_val + n_test :]), sorted(perm[:n_val]), sorted(perm[n_val : n_val + n_test])
+
+    from sklearn.model_selection import train_test_split
+
+    def draw(idx: list[int], fraction: float) -> tuple[list[int], list[int]]:
+        """(kept, drawn) of `idx`, stratified; both in the order the next draw must see them."""
+        if fraction <= 0:
+            return idx, []
+        return train_test_split(idx, test_size=fraction, stratify=[labels[i] for i in idx], random_state=seed)
+
+    idx = list(range(count))
+    try:
+        if joint_hold_out and val_fraction > 0 and test_fraction > 0:
+            held = val_fraction + test_fraction
+            train, rest = draw(idx, held)
+            val, test = draw(rest, test_fraction / held)
+        else:
+            rest, test = draw(idx, test_fraction)
+            train, val = draw(rest, val_fraction / (1 - test_fraction))
+    except ValueError as e:  # too few images in a class to stratify
+        raise ZooError(f"cannot split {count} images into train/val/test: {e}") from None
+    return sorted(train), sorted(val), sorted(test)
+
+
+# ---- statistics ------------------------------------------------------------------------------
+
+
+def sampled_stats(split: Dataset, samples: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of an evenly spaced sample of about `samples` of a split's images: cheap, and
+    the same from one run to the next."""
+    step = max(1, len(split) // max(1, samples))
+    return channel_stats(torch.stack([split[i][0] for i in range(0, len(split), step)]))
+
+
+# ---- layers ----------------------------------------------------------------------------------
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """BatchNorm, GroupNorm (up to 8 groups that divide the channels) or nothing."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        groups = max(g for g in (8, 4, 2, 1) if channels % g == 0)
+        return nn.GroupNorm(groups, channels)
+    return nn.Identity()
+
+
+def conv_norm_act(
+    cin: int, cout: int, norm: str, kernel: int = 3, stride: int = 1, padding_mode: str = "zeros"
+) -> nn.Sequential:
+    """conv (same padding) -> norm -> ReLU; the conv has no bias when a norm follows."""
+    return nn.Sequential(
+        nn.Conv2d(
+            cin, cout, kernel, stride=stride, padding=kernel // 2, padding_mode=padding_mode, bias=norm == "none"
+        ),
+        norm_layer(norm, cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+def pooled_mlp(
+    last: FeatureInfo, pool: str, hidden: list[int], dropout: float, outputs: int
+) -> tuple[nn.Module, nn.Sequential]:
+    """Pool (avg, max, or flatten at the probed size) the deepest features, then dropout-linear-ReLU
+    hidden layers and a final linear layer: the shared body of the vector-output heads."""
+    if pool == "flatten":
+        h, w = last.size
+        pooling, width = nn.Flatten(), last.channels * h * w
+    else:
+        pooling = nn.Sequential(nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        width = last.channels
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Dropout(dropout), nn.Linear(width, h), nn.ReLU(inplace=True)]
+        width = h
+    layers += [nn.Dropout(dropout), nn.Linear(width, outputs)]
+    return pooling, nn.Sequential(*layers)
