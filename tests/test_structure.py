@@ -33,16 +33,25 @@ def _modules() -> dict[str, ast.Module]:
 
 
 def _zoo_imports(tree: ast.Module) -> set[str]:
-    """Every zoo module a module imports, at the top or inside a function."""
+    """Every zoo module a module imports, at the top or inside a function, absolute or relative."""
     found = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            parts = node.module.split(".")
-            if parts[0] == "zoo":
-                found.update([parts[1]] if len(parts) > 1 else [a.name for a in node.names])
-        elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("zoo."))
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = "zoo" + ("." + node.module if node.module else "") if node.level else node.module or ""
+            names = [module] + [f"{module}.{a.name}" for a in node.names]
+        else:
+            continue
+        found.update(n.split(".")[1] for n in names if n.startswith("zoo.") and n.split(".")[1] in LAYERS)
     return found
+
+
+def test_the_import_walk_sees_imports_inside_functions_and_relative_ones():
+    tree = ast.parse(
+        "def f():\n    from zoo.discovery import discover\n    import zoo.model as m\n    from . import engine\n"
+    )
+    assert _zoo_imports(tree) == {"discovery", "model", "engine"}
 
 
 def test_every_core_module_has_a_layer():
@@ -50,7 +59,7 @@ def test_every_core_module_has_a_layer():
 
 
 def test_no_import_goes_up_a_layer_and_none_makes_a_cycle():
-    graph = {name: _zoo_imports(tree) & set(LAYERS) - {name} for name, tree in _modules().items()}
+    graph = {name: _zoo_imports(tree) - {name} for name, tree in _modules().items()}
     for name, imports in graph.items():
         for other in imports:
             assert LAYERS[other] <= LAYERS[name], (
