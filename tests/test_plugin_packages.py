@@ -210,7 +210,16 @@ def test_plugin_api_mismatch_is_a_clear_message(tmp_path):
     write_fake_package(tmp_path, "zoo-future", "zoo_future", "ZOO_PLUGIN_API = 99\nfrom zoo import register\n")
     proc = run_zoo("list", env=with_site(tmp_path))
     assert proc.returncode == 0
-    assert "'zoo-future'" in proc.stderr and "needs zoo plugin API 99, this zoo provides 1" in proc.stderr
+    assert "'zoo-future'" in proc.stderr and "needs zoo plugin API 99, this zoo provides 2" in proc.stderr
+
+
+def test_a_package_written_for_plugin_api_1_is_refused_by_name(tmp_path):
+    # version 2 changed Backbone.load_pretrained(file) to load_source(source): a version-1 package is skipped
+    write_fake_package(tmp_path, "zoo-old", "zoo_old", "ZOO_PLUGIN_API = 1\nfrom zoo import register\n")
+    proc = run_zoo("list", env=with_site(tmp_path))
+    assert proc.returncode == 0
+    warning = [line for line in proc.stderr.splitlines() if "zoo-old" in line]
+    assert len(warning) == 1 and "needs zoo plugin API 1, this zoo provides 2" in warning[0]
 
 
 def test_autoload_can_be_turned_off(acme):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -103,29 +103,6 @@ class BatchTransform:
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor):
         raise NotImplementedError
-
-
-def stratified_split(labels: Sequence[int], val_fraction: float, test_fraction: float, seed: int):
-    """Indices of a stratified train/val/test split, fixed by `seed`."""
-    from sklearn.model_selection import train_test_split
-
-    for key, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 < v < 1.0:
-            raise ZooError(f"data.{key}={v} must be between 0 and 1")
-    if val_fraction + test_fraction >= 1.0:
-        raise ZooError(
-            f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction} leaves nothing to train on"
-        )
-    idx = list(range(len(labels)))
-    try:
-        rest, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
-        rest_labels = [labels[i] for i in rest]
-        train, val = train_test_split(
-            rest, test_size=val_fraction / (1 - test_fraction), stratify=rest_labels, random_state=seed
-        )
-    except ValueError as e:  # too few images in a class to stratify
-        raise ZooError(f"cannot split {len(labels)} images into train/val/test: {e}") from None
-    return sorted(train), sorted(val), sorted(test)
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

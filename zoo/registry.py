@@ -59,7 +59,7 @@ from typing import Any
 
 from zoo.errors import ZooError, close_matches, unknown
 
-PLUGIN_API_VERSION = 1
+PLUGIN_API_VERSION = 2  # 2: Backbone.load_source(source) replaced load_pretrained(file); heads' outputs by task role
 STANDARD_PACKAGE = "zoo"  # the distribution that ships the standard plugins (zoo.discovery re-exports it)
 INT64 = (-(2**63), 2**63 - 1)
 

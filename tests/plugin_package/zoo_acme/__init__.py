@@ -9,7 +9,7 @@ from zoo import register
 from zoo.data import DataBundle, DataInfo, TensorImages, channel_stats
 from zoo.model import Backbone, FeatureInfo, Head, Transfer
 
-ZOO_PLUGIN_API = 1  # the zoo plugin API this package is written for
+ZOO_PLUGIN_API = 2  # the zoo plugin API this package is written for
 
 
 @register.architecture("acme_net")
