@@ -128,3 +128,18 @@ def test_failed_export_leaves_nothing(digits_run, tmp_path):
         assert_one_line_error(proc, "differs from PyTorch")
         assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize(
+    "option,fragment",
+    [
+        ("parity_tolerance=nan", "export.parity_tolerance=nan must be a finite number"),
+        ("parity_samples=0", "export.parity_samples=0 must be at least 1"),
+        ("parity_mismatch=2", "export.parity_mismatch=2.0 must be in [0, 1]"),
+    ],
+)
+def test_export_options_are_checked_like_the_config(digits_run, tmp_path, option, fragment):
+    # the parity gate cannot be switched off by a value the config itself would refuse
+    out = tmp_path / "out"
+    assert_one_line_error(run_zoo("export", f"checkpoint={digits_run}", f"output={out}", option), fragment)
+    assert not out.exists() and not list(tmp_path.iterdir())

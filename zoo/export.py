@@ -128,12 +128,15 @@ def _sha256(path: Path) -> str:
 
 
 def export_settings(cfg: dict, overrides: dict | None) -> dict:
-    """The run's export settings (defaults for keys older checkpoints lack), then the command line's."""
+    """The run's export settings (defaults for keys older checkpoints lack), then the command line's, checked
+    against the declared schema (a parity gate switched off by `nan` or a zero sample count is refused)."""
     from dataclasses import asdict
 
-    from zoo.config import ExportConfig
+    from zoo.config import ExportConfig, check_node
 
-    return {**asdict(ExportConfig()), **cfg.get("export", {}), **(overrides or {})}
+    settings = {**asdict(ExportConfig()), **cfg.get("export", {}), **(overrides or {})}
+    check_node("export", settings)
+    return settings
 
 
 def export(checkpoint: str | Path, output: str | Path, overrides: dict | None = None) -> dict:
