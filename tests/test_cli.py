@@ -143,3 +143,13 @@ def test_export_options_are_checked_like_the_config(digits_run, tmp_path, option
     out = tmp_path / "out"
     assert_one_line_error(run_zoo("export", f"checkpoint={digits_run}", f"output={out}", option), fragment)
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_config_dir_adds_experiments_but_cannot_replace_zoos_config(tmp_path):
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "config.yaml").write_text("defaults:\n  - base_config\nseed: 99\n")  # would replace zoo's whole config
+    (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\ntrainer:\n  lr: 0.123\n")
+    proc = run_zoo("train", "--cfg", "job", "--config-dir", str(tmp_path), "experiment=mine")
+    assert proc.returncode == 0, proc.stderr
+    assert "lr: 0.123" in proc.stdout and "seed: 0" in proc.stdout and "name: digits" in proc.stdout
+    assert_one_line_error(run_zoo("train", "--config-dir", str(tmp_path / "nope")), "is not a folder")

@@ -171,7 +171,7 @@ def searchpath_override(extra_dirs: Sequence[str | Path] = ()) -> str | None:
     return "hydra.searchpath=[" + ",".join(f"'{e}'" for e in extra) + "]" if extra else None
 
 
-def group_options(group: str) -> list[str]:
+def group_options(group: str, extra_dirs: Sequence[str | Path] = ()) -> list[str]:
     """Every option of a config group: plugin names, their qualified names, and YAML presets."""
     from zoo import registry
 
@@ -180,7 +180,7 @@ def group_options(group: str) -> list[str]:
         for p in registry.registries[GROUPS[group]]:
             names.update({p.name, *p.qualified_names})
     names.discard("")
-    for d in search_dirs():
+    for d in [*search_dirs(), *map(Path, extra_dirs)]:
         gd = d / group
         if gd.is_dir():
             names.update(f.stem for f in gd.glob("*.yaml") if not f.stem.startswith("base_"))
@@ -223,7 +223,7 @@ def expand(overrides: list[str], limit: int = 256) -> list[list[str]]:
     return combos
 
 
-def _check_group_choices(parsed) -> None:
+def _check_group_choices(parsed, extra_dirs: Sequence[str | Path] = ()) -> None:
     for o in parsed:
         key = o.key_or_group
         if o.is_delete() or "." in key or key.startswith("hydra"):
@@ -232,7 +232,7 @@ def _check_group_choices(parsed) -> None:
             for v in _values(o):
                 if v is None or v == "null":
                     continue
-                options = group_options(key)
+                options = group_options(key, extra_dirs)
                 if v not in options:
                     shown = options if ":" in v else [o for o in options if ":" not in o]
                     raise unknown(key, v, shown, see=f"zoo list {GROUPS[key]}" if key in GROUPS else f"zoo list {key}")
@@ -325,7 +325,7 @@ def compose(overrides: list[str], *, with_hydra: bool = False, extra_dirs: Seque
         if not Path(d).is_dir():
             raise ZooError(f"--config-dir {str(d)!r} is not a folder (it adds config groups and experiments)")
     parsed = _parse(overrides)
-    _check_group_choices(parsed)
+    _check_group_choices(parsed, extra_dirs)
     extra = [o for o in [searchpath_override(extra_dirs)] if o]
     GlobalHydra.instance().clear()
     try:
