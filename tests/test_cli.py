@@ -16,6 +16,11 @@ def test_train_writes_the_run_directory(digits_run):
     assert 0.5 < metrics["test"]["accuracy"] <= 1.0 and "val" in metrics and metrics["train_seconds"] > 0
     assert (digits_run / "checkpoints" / "best.pt").is_file() and (digits_run / "checkpoints" / "last.pt").is_file()
     assert "name: digits" in (digits_run / "config.yaml").read_text()
+    from PIL import Image
+
+    for picture, min_width in (("curves.png", 800), ("confusion.png", 500), ("worst.png", 800)):
+        with Image.open(digits_run / picture) as im:  # a real picture, big enough to read
+            assert im.format == "PNG" and im.width >= min_width, (picture, im.size)
 
 
 def test_export_passes_the_checker_and_carries_metadata(digits_export):

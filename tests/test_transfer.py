@@ -205,6 +205,7 @@ def test_report_tabulates_a_sweep(tmp_path):
     assert lines[0].startswith("| model.width | runs | test.accuracy")
     assert len(lines) == 4 and all(" ± " in line for line in lines[2:]) and "| 2 |" in lines[2]
     assert (tmp_path / "report.csv").read_text().splitlines()[0].startswith("model.width,runs,test.accuracy_mean")
+    assert (tmp_path / "report.png").stat().st_size > 10_000 and "report.png" in rep.stdout
     assert_one_line_error(run_zoo("report", str(tmp_path / "nothing")), "is not a folder")
 
 

@@ -25,7 +25,7 @@ commands:
   bench   inference model=PATH [batch=N] | discovery [packages=50] | transfer [repeats=5] OVERRIDES...
                                      PyTorch vs onnxruntime latency; the cost of plugin discovery;
                                      head epochs of transfer=frozen vs feature_extraction
-  report  DIR                        a sweep's metrics, mean ± std over seeds (writes DIR/report.md, report.csv)
+  report  DIR                        a sweep's metrics, mean ± std over seeds (writes DIR/report.md, .csv, .png)
   augment output=FILE.png [samples=8] [variants=7] [OVERRIDES...]
                                      a grid of augmented training samples: what the model will see
   new-plugin NAME [output=DIR]       write a plugin package skeleton (zoo-NAME) that passes its own test
@@ -226,7 +226,7 @@ def cmd_bench(argv: list[str]) -> int:
 
 
 def cmd_report(argv: list[str]) -> int:
-    """zoo report DIR: a sweep's metrics, mean ± std over seeds; writes DIR/report.md and DIR/report.csv."""
+    """zoo report DIR: a sweep's metrics, mean ± std over seeds; writes DIR/report.md, report.csv, report.png."""
     if len(argv) != 1 or "=" in argv[0]:
         raise ZooError("zoo report needs one sweep directory, e.g. zoo report runs/multirun/2026-11-24/10-00-00")
     from zoo.visual import report
@@ -237,8 +237,11 @@ def cmd_report(argv: list[str]) -> int:
         tmp = root / f".{name}.tmp"
         tmp.write_text(text)
         tmp.replace(root / name)
+    from zoo.figures import sweep_curves
+
+    picture = sweep_curves(root)
     print(md, end="")
-    print(f"\nwritten: {root / 'report.md'}, {root / 'report.csv'}")
+    print(f"\nwritten: {root / 'report.md'}, {root / 'report.csv'}, {picture}")
     return 0
 
 

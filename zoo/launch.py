@@ -146,6 +146,7 @@ def run_in(experiment, run_dir: Path, keys: list[str], created: bool) -> dict:
     from omegaconf import OmegaConf
 
     from zoo.engine import train
+    from zoo.figures import run_figures
 
     try:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(experiment.cfg)))
@@ -153,7 +154,8 @@ def run_in(experiment, run_dir: Path, keys: list[str], created: bool) -> dict:
     except ZooError:
         remove_untrained_run(run_dir, created)
         raise
-    log.info("run directory: %s", run_dir)
+    pictures = run_figures(experiment, run_dir, results)
+    log.info("run directory: %s (%s)", run_dir, ", ".join(p.name for p in pictures) or "no pictures")
     return results
 
 

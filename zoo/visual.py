@@ -64,17 +64,21 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return m, s
 
 
-def report(root: str | Path) -> tuple[str, str]:
-    """A sweep's runs grouped by the settings that vary (seeds pooled): markdown and CSV, mean ± std."""
-    runs = collect_runs(root)
-    # Keys every run has and that differ between them; a plugin's own parameters (present only where that
-    # plugin was chosen) follow from the plugin's name, which is itself a column.
+def varying_keys(runs: list[dict]) -> list[str]:
+    """The settings that tell a sweep's runs apart, seeds aside: keys every run has and that differ between
+    them (a plugin's own parameters, present only where it was chosen, follow from its name, a key itself)."""
     keys = sorted(set.intersection(*(set(r["config"]) for r in runs)))
-    varying = [
+    return [
         k
         for k in keys
         if k not in SKIP_KEYS and len({json.dumps(r["config"].get(k), sort_keys=True) for r in runs}) > 1
     ]
+
+
+def report(root: str | Path) -> tuple[str, str]:
+    """A sweep's runs grouped by the settings that vary (seeds pooled): markdown and CSV, mean ± std."""
+    runs = collect_runs(root)
+    varying = varying_keys(runs)
     metric_names = sorted(
         {k for r in runs for k, v in r["metrics"].get("test", {}).items() if isinstance(v, (int, float))}
     )
