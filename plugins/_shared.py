@@ -207,3 +207,36 @@ def pooled_mlp(
         width = h
     layers += [nn.Dropout(dropout), nn.Linear(width, outputs)]
     return pooling, nn.Sequential(*layers)
+
+
+# ---- pictures (interpretation plugins) ------------------------------------------------------------
+
+
+def figure(width: float, height: float):
+    """A matplotlib Figure from the object API: no pyplot state, no display."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def show_image(ax, image: np.ndarray, title: str = "") -> None:
+    """A CHW image in [0, 1] on `ax`: grey for one channel, colour for three; no axes."""
+    hwc = image.transpose(1, 2, 0)
+    ax.imshow(hwc[..., 0] if hwc.shape[-1] == 1 else hwc.clip(0, 1), cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def overlay(ax, image: np.ndarray, heat: np.ndarray, title: str = ""):
+    """A heat map (H, W, normalised to [0, 1] here) over the image, half transparent; returns the artist."""
+    show_image(ax, image, title)
+    span = float(heat.max() - heat.min())
+    shown = ax.imshow(
+        (heat - heat.min()) / span if span > 0 else np.zeros_like(heat), cmap="jet", alpha=0.5, vmin=0, vmax=1
+    )
+    return shown
+
+
+def label_of(classes: Sequence[str], index: int) -> str:
+    """A class's name, or its index when the model's labels do not reach it."""
+    return str(classes[index]) if 0 <= index < len(classes) else str(index)

@@ -28,12 +28,16 @@ commands:
   report  DIR                        a sweep's metrics, mean ± std over seeds (writes DIR/report.md, .csv, .png)
   augment output=FILE.png [samples=8] [variants=7] [OVERRIDES...]
                                      a grid of augmented training samples: what the model will see
+  explain METHOD run=DIR|checkpoint=FILE output=DIR [input=FILE_OR_DIR] [samples=8] [PARAM=VALUE...]
+                                     pictures of what a trained model sees (zoo list interpretation)
   new-plugin NAME [output=DIR]       write a plugin package skeleton (zoo-NAME) that passes its own test
 
 example: zoo train data=digits model=lenet5 head.dropout=0.2 trainer.max_epochs=10 hydra.run.dir=runs/lenet
 """
 
 KIND_ALIASES = {
+    "interpretations": "interpretation",
+    "explain": "interpretation",
     "model": "architecture",
     "models": "architecture",
     "architectures": "architecture",
@@ -245,6 +249,43 @@ def cmd_report(argv: list[str]) -> int:
     return 0
 
 
+def cmd_explain(argv: list[str]) -> int:
+    """zoo explain METHOD run=DIR|checkpoint=FILE output=DIR [input=...] [samples=N] [PARAM=VALUE...]."""
+    from zoo import registry
+
+    if not argv or "=" in argv[0]:
+        raise ZooError("zoo explain needs a METHOD first, e.g. zoo explain gradcam run=runs/demo output=explain/")
+    plugin = registry.get("interpretation", argv[0])
+    own = {"run": str, "checkpoint": str, "output": str, "input": str, "samples": int}
+    kv = parse_kv([a for a in argv[1:] if a.partition("=")[0] in own], own, "explain")
+    params = dict(a.partition("=")[::2] for a in argv[1:] if a.partition("=")[0] not in own)
+    params = {k: _parse_value(v) for k, v in params.items()}
+    source = kv.get("run") or kv.get("checkpoint")
+    if not source or "output" not in kv:
+        raise ZooError("zoo explain needs run=DIR (or checkpoint=FILE) and output=DIR")
+    if kv.get("samples", 8) < 1:
+        raise ZooError(f"zoo explain: samples={kv['samples']} must be at least 1")
+    from zoo.explain import explain
+
+    record = explain(plugin.name, params, source, kv.get("input"), kv.get("samples", 8), kv["output"])
+    print(
+        json.dumps(
+            {k: record[k] for k in ("method", "task", "files")} | {"summary": str(Path(kv["output"]) / "summary.json")}
+        )
+    )
+    return 0
+
+
+def _parse_value(text: str):
+    """A PARAM=VALUE of zoo explain as YAML reads it (numbers, booleans, lists), so plugins get typed values."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 def cmd_augment(argv: list[str]) -> int:
     """zoo augment output=FILE.png [samples=8] [variants=7] [OVERRIDES...]: a grid of augmented training samples."""
     own = [a for a in argv if a.split("=")[0] in ("output", "samples", "variants")]
@@ -284,6 +325,7 @@ COMMANDS = {
     "new-plugin": cmd_new_plugin,
     "report": cmd_report,
     "augment": cmd_augment,
+    "explain": cmd_explain,
 }
 
 

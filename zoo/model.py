@@ -107,6 +107,20 @@ class Transfer:
         return False
 
 
+class Explainer:
+    """An interpretation method (`zoo explain METHOD`): looks at a trained model and draws what it sees.
+
+    `explain(subject, output)` writes PNG files into the folder `output` and returns a JSON-able summary;
+    `subject` (zoo.explain.Subject) holds the model in eval mode, its DataInfo, the images to explain
+    (N, C, H, W in [0, 1], with their names) and the run's data on request. Declare the tasks a method
+    can explain with `register.interpretation(name, tasks=(...))`.
+    """
+
+    def explain(self, subject, output) -> dict:
+        """Write the pictures into `output`; return what they show as plain data."""
+        raise NotImplementedError
+
+
 class Normalize(nn.Module):
     """(x - mean) / std inside the graph, so every client feeds plain [0, 1] pixels."""
 

@@ -10,6 +10,7 @@ YAML file. What each kind's factory must return:
 - augmentation -> a torchvision transforms.v2 transform, or a zoo.data.BatchTransform (context: info)
 - transfer     -> zoo.model.Transfer
 - dataset      -> zoo.data.DataBundle          (context: seed)
+- interpretation -> zoo.model.Explainer        (`zoo explain METHOD`; it gets the model and images when it runs)
 
 Context parameters are filled in by zoo from the experiment, never from config. Registration is
 checked when it happens: an untyped or unserialisable parameter, a default outside its own declared
@@ -64,7 +65,7 @@ PLUGIN_API_VERSION = 2  # 2: Backbone.load_source(source) replaced load_pretrain
 STANDARD_PACKAGE = "zoo"  # the distribution that ships the standard plugins (zoo.discovery re-exports it)
 INT64 = (-(2**63), 2**63 - 1)
 
-KINDS = ("architecture", "head", "augmentation", "transfer", "dataset")
+KINDS = ("architecture", "head", "augmentation", "transfer", "dataset", "interpretation")
 
 CONTEXT = {
     "architecture": ("in_channels",),
@@ -72,6 +73,7 @@ CONTEXT = {
     "augmentation": ("info",),
     "transfer": (),
     "dataset": ("seed",),
+    "interpretation": (),
 }
 
 # Context a factory gets only when its signature names it: a head that reuses the backbone's own
@@ -84,6 +86,7 @@ RETURNS = {
     "augmentation": "transform",
     "transfer": "Transfer",
     "dataset": "DataBundle",
+    "interpretation": "Explainer",
 }
 
 REQUIRED = object()  # marks a parameter with no default
@@ -683,6 +686,7 @@ registries: dict[str, Registry] = {
     "augmentation": Registry("augmentation"),
     "transfer": Registry("transfer", _check_returns("Transfer")),
     "dataset": Registry("dataset"),
+    "interpretation": Registry("interpretation", _check_returns("Explainer")),
 }
 
 

@@ -1,0 +1,1 @@
+"""Interpretation plugins: `zoo explain METHOD` (zoo list interpretation)."""

@@ -1,0 +1,128 @@
+"""Embeddings: the penultimate features of a split, projected to 2-D (PCA and t-SNE, scikit-learn) and
+coloured by label, with k-nearest-neighbour accuracy in each space; and retrieval: the split's images
+nearest to each image explained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo import Range, ZooError, register
+from zoo.data import loader
+from zoo.model import Explainer
+from zoo_plugins._shared import figure, label_of, show_image
+
+
+@torch.no_grad()
+def embed(model: nn.Module, images: torch.Tensor) -> np.ndarray:
+    """The penultimate features of a batch: what enters the head's last linear layer, or (a head with
+    none) the deepest feature map averaged over its pixels."""
+    model.eval()
+    linears = [m for m in model.head.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        return model.backbone(model.normalize(images))[-1].float().mean((2, 3)).cpu().numpy()
+    captured = []
+    hook = linears[-1].register_forward_pre_hook(lambda m, args: captured.append(args[0].detach()))
+    try:
+        model(images)
+    finally:
+        hook.remove()
+    return captured[0].flatten(1).float().cpu().numpy()
+
+
+def knn_accuracy(points: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
+    """Accuracy of a k-nearest-neighbour vote among the other points, 5-fold (how well classes separate)."""
+    from sklearn.model_selection import KFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    if len(points) < 10:
+        return float("nan")
+    folds = KFold(5, shuffle=True, random_state=0)
+    return float(cross_val_score(KNeighborsClassifier(min(k, len(points) // 2)), points, labels, cv=folds).mean())
+
+
+class Embeddings(Explainer):
+    """PCA and t-SNE of a split's embeddings, and nearest-neighbour retrieval."""
+
+    def __init__(self, split: str, max_images: int, neighbours: int, perplexity: float):
+        self.split, self.max_images, self.neighbours, self.perplexity = split, max_images, neighbours, perplexity
+
+    def points(self, subject) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """The split's embeddings (N, D), labels (N,) and images, up to max_images."""
+        ds = getattr(subject.data(), self.split)
+        feats, labels, images = [], [], []
+        for x, y in loader(ds, 256, False, 0, 0):
+            feats.append(embed(subject.model, x))
+            labels.append(torch.as_tensor(y).reshape(-1).numpy())
+            images.append(x)
+            if sum(len(f) for f in feats) >= self.max_images:
+                break
+        if not feats:
+            raise ZooError(f"explain.embeddings.split={self.split}: the split is empty")
+        n = self.max_images
+        return np.concatenate(feats)[:n], np.concatenate(labels)[:n].astype(np.int64), torch.cat(images)[:n]
+
+    def explain(self, subject, output: Path) -> dict:
+        from sklearn.decomposition import PCA
+        from sklearn.manifold import TSNE
+
+        feats, labels, images = self.points(subject)
+        pca = PCA(2, random_state=0).fit_transform(feats)
+        perplexity = min(self.perplexity, (len(feats) - 1) / 3)
+        tsne = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(feats)
+        scores = {
+            "full": knn_accuracy(feats, labels),
+            "pca": knn_accuracy(pca, labels),
+            "tsne": knn_accuracy(tsne, labels),
+        }
+        classes = subject.info.classes
+        fig = figure(12.0, 5.4)
+        for ax, (name, xy) in zip(fig.subplots(1, 2), (("PCA", pca), ("t-SNE", tsne))):
+            for c in np.unique(labels):
+                ax.scatter(*xy[labels == c].T, s=8, alpha=0.7, label=label_of(classes, int(c)), color=f"C{c % 10}")
+            key = "pca" if name == "PCA" else "tsne"
+            ax.set(title=f"{name}: 5-NN accuracy {scores[key]:.3f}", xticks=[], yticks=[])
+        fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside right center", markerscale=2, fontsize=8)
+        fig.suptitle(
+            f"penultimate features of {len(feats)} {self.split} images ({feats.shape[1]} dimensions; "
+            f"5-NN accuracy there {scores['full']:.3f})"
+        )
+        fig.savefig(output / "embeddings.png")
+        self.retrieval(subject, feats, labels, images, output / "retrieval.png")
+        return {
+            "split": self.split,
+            "points": len(feats),
+            "dimensions": int(feats.shape[1]),
+            "knn_accuracy": {k: round(v, 4) for k, v in scores.items()},
+        }
+
+    def retrieval(self, subject, feats: np.ndarray, labels: np.ndarray, images: torch.Tensor, path: Path) -> None:
+        """Each explained image and its nearest split images by cosine similarity of the embeddings."""
+        queries = embed(subject.model, subject.images)
+        unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+        q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+        nearest = np.argsort(-(q @ unit.T), axis=1)[:, : self.neighbours]
+        classes = subject.info.classes
+        fig = figure(1.8 * (self.neighbours + 1), 2.0 * len(q))
+        axes = fig.subplots(len(q), self.neighbours + 1, squeeze=False)
+        for i, row in enumerate(nearest):
+            show_image(axes[i, 0], subject.images[i].numpy(), f"{subject.names[i]}")
+            for j, k in enumerate(row):
+                show_image(axes[i, j + 1], images[k].numpy(), f"{label_of(classes, int(labels[k]))}")
+        fig.suptitle(f"nearest {self.split} images in embedding space (cosine), labelled")
+        fig.savefig(path)
+
+
+@register.interpretation("embeddings", tasks=("classification",))
+def embeddings(
+    split: Literal["train", "val", "test"] = "test",
+    max_images: Annotated[int, Range(10, 20000)] = 2000,
+    neighbours: Annotated[int, Range(1, 20)] = 5,
+    perplexity: Annotated[float, Range(2, 100)] = 30.0,
+) -> Explainer:
+    """A split's penultimate features in 2-D (PCA, t-SNE) coloured by label, k-NN accuracy, and retrieval."""
+    return Embeddings(split, max_images, neighbours, perplexity)
