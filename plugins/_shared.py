@@ -48,15 +48,21 @@ def _opened(path: Path, what: str = "image") -> Iterator:
         raise ZooError(f"cannot read {what} {path}: {e}") from None
 
 
-def read_image(path: Path, channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Decode an image to a float CHW tensor in [0, 1] at `size` (bilinear), with its original (height, width)."""
+def image_tensor(im, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """A PIL image as a float CHW tensor in [0, 1] with `channels` channels at `size` (bilinear)."""
     from PIL import Image
 
+    im = im.convert("L" if channels == 1 else "RGB")
+    if (im.height, im.width) != size:
+        im = im.resize((size[1], size[0]), Image.BILINEAR)
+    data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+    return data.view(size[0], size[1], channels).permute(2, 0, 1).float().div_(255.0)
+
+
+def read_image(path: Path, channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Decode an image to a float CHW tensor in [0, 1] at `size` (bilinear), with its original (height, width)."""
     with _opened(path) as im:
-        original = (im.height, im.width)
-        im = im.convert("L" if channels == 1 else "RGB").resize((size[1], size[0]), Image.BILINEAR)
-        data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
-    return data.view(size[0], size[1], channels).permute(2, 0, 1).float().div_(255.0), original
+        return image_tensor(im, channels, size), (im.height, im.width)
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -259,6 +259,11 @@ def set_train_mode(model: ZooModel) -> None:
     """model.train(), except that fully frozen backbone stages stay in eval mode: their batch-norm
     statistics stay those of the weights they were loaded with."""
     model.train()
+    trainable = {p.requires_grad for p in model.backbone.parameters()}
+    if trainable == {False}:  # frozen whole (frozen base, a fine-tune's head phase): no need to ask for stages
+        model.backbone.eval()
+    if len(trainable) < 2:
+        return
     for stage in model.backbone.stages():
         params = list(stage.parameters())
         if params and not any(p.requires_grad for p in params):

@@ -8,11 +8,12 @@ They come from the hub (`transfer.weights=timm`) or from a local copy of timm's 
 
 from __future__ import annotations
 
+import re
 import socket
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from torch import nn
 
@@ -35,6 +36,7 @@ def _check_name(model_name: str) -> None:
 
 
 HUB_HOST = "huggingface.co"
+MATCH_LAST = 99999  # the group id timm's group_matchers give what follows the blocks (final norm or conv, head)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -114,17 +116,135 @@ def _timm_file(source: str) -> Optional[str]:
     return None
 
 
+# ---- stages: timm's own grouping of a model's blocks, mapped onto its feature net ----------------
+
+
+class _Params(nn.Module):
+    """Parameters that sit directly on a module whose children fall into several stages (a ViT's position
+    embedding beside its blocks), held so that the stage they belong to can list them."""
+
+    def __init__(self, params: dict[str, nn.Parameter]):
+        super().__init__()
+        for name, p in params.items():
+            self.register_parameter(name.replace(".", "_"), p)
+
+
+def _stage_module(body: nn.Module, paths: tuple[str, ...]) -> nn.Module:
+    """One stage: the body's modules named by `paths`; a path `name#param` names a single parameter."""
+    modules, loose = [], {}
+    for path in paths:
+        if "#" in path:
+            owner, name = path.split("#")
+            loose[f"{owner}.{name}" if owner else name] = body.get_submodule(owner).get_parameter(name)
+        else:
+            modules.append(body.get_submodule(path))
+    if loose:
+        modules.append(_Params(loose))
+    return nn.ModuleList(modules)
+
+
+def _timm_groups(model_name: str, in_channels: int, coarse: bool) -> tuple[Optional[dict[str, int]], object]:
+    """timm's group of each parameter of the full model (by name: its layer id, shallow to deep), from the
+    model's own `group_matcher`, and the matcher; (None, None) for a model that declares none. The model is built
+    on the meta device: its structure only, no memory and no initialisation."""
+    import timm
+    import torch
+    from timm.models import group_parameters
+
+    with torch.device("meta"):
+        full = timm.create_model(model_name, pretrained=False, in_chans=in_channels)
+    if getattr(full, "group_matcher", None) is None:
+        return None, None
+    try:
+        matcher = full.group_matcher(coarse=coarse)
+    except (NotImplementedError, AssertionError):  # e.g. RDNet has no coarse grouping
+        return None, None
+    return group_parameters(full, matcher, reverse=True), matcher
+
+
+def _full_names(feature_names: list[str], full_names) -> dict[str, str]:
+    """Each feature-net parameter's name in the full model. timm's feature nets keep the full model's names,
+    join the first two parts of a flattened Sequential with "_" (`stages_0.` for `stages.0.`), or hold the
+    model under a prefix (`model.`, `body.`)."""
+    exact = set(full_names)
+    flat = {n.replace(".", "_", 1): n for n in full_names if "." in n}
+    found = {}
+    for name in feature_names:
+        for candidate in (name, name.split(".", 1)[-1]):
+            full = candidate if candidate in exact else flat.get(candidate)
+            if full is not None:
+                found[name] = full
+                break
+    return found
+
+
+def _stage_paths(body: nn.Module, model_name: str, in_channels: int, stage_groups: str) -> tuple:
+    """The stages as tuples of module paths in `body` (see `_stage_module`), shallow to deep."""
+    no_groups = (
+        f"model.model_name={model_name} has no block structure that timm groups (no group_matcher"
+        f"{'' if stage_groups == 'blocks' else ' for stages; try model.stage_groups=blocks'}), so it has no "
+        "stages to unfreeze one by one: use transfer.unfreeze_stages=-1, transfer=frozen or another model"
+    )
+    layer_of, matcher = _timm_groups(model_name, in_channels, coarse=stage_groups == "stages")
+    if layer_of is None:
+        raise ZooError(no_groups)
+    names = [n for n, _ in body.named_parameters()]
+    full = _full_names(names, layer_of)
+    if len(full) != len(names):
+        lost = next(n for n in names if n not in full)
+        raise ZooError(f"model.model_name={model_name}: the feature net's parameter {lost!r} is not in timm's model")
+    by_id: dict[int, list[str]] = {}
+    for n in names:
+        by_id.setdefault(layer_of[full[n]], []).append(n)
+    groups = [by_id[k] for k in sorted(by_id)]
+    if isinstance(matcher, dict):  # timm's usual form: {"stem": regex, "blocks": regex or [(regex, suffix)]}
+        stem, blocks = matcher.get("stem"), matcher.get("blocks") or []
+        blocks = [(blocks, None)] if isinstance(blocks, str) else list(blocks)
+        in_block = [re.compile(r) for r, suffix in blocks if suffix != (MATCH_LAST,)]
+        if stem is not None and len(groups) > 1 and all(re.match(stem, full[n]) for n in groups[0]):
+            groups[:2] = [groups[0] + groups[1]]  # the stem joins the first block: too small to unfreeze alone
+        while len(groups) > 1 and not any(r.match(full[n]) for r in in_block for n in groups[-1]):
+            groups[-2:] = [groups[-2] + groups[-1]]  # so does a final norm or conv after the blocks (DenseNet's)
+    if len(groups) < 2:
+        raise ZooError(no_groups)
+    stage_of = {n: i for i, g in enumerate(groups) for n in g}
+    paths: list[list[str]] = [[] for _ in groups]
+
+    def place(module: nn.Module, prefix: str) -> None:
+        below = {stage_of[prefix + n] for n, _ in module.named_parameters()}
+        if not below:
+            return
+        if len(below) == 1:
+            paths[below.pop()].append(prefix.rstrip("."))
+            return
+        for n, _ in module.named_parameters(recurse=False):
+            paths[stage_of[prefix + n]].append(f"{prefix.rstrip('.')}#{n}")
+        for n, child in module.named_children():
+            place(child, f"{prefix}{n}.")
+
+    place(body, "")
+    return tuple(tuple(p) for p in paths)
+
+
 class TimmBackbone(Backbone):
-    """Wraps timm's FeatureListNet: its feature levels, and its children grouped into stages."""
+    """Wraps timm's feature net: its feature levels, and its blocks grouped into stages as timm groups them."""
 
     weight_sources = ("timm", "timm:FILE")
 
-    def __init__(self, model_name: str, in_channels: int, out_indices: Optional[list[int]], drop_path_rate: float):
+    def __init__(
+        self,
+        model_name: str,
+        in_channels: int,
+        out_indices: Optional[list[int]],
+        drop_path_rate: float,
+        stage_groups: str = "stages",
+    ):
         super().__init__()
         import timm
 
         _check_name(model_name)
-        self.model_name, self.in_channels = model_name, in_channels
+        self.model_name, self.in_channels, self.stage_groups = model_name, in_channels, stage_groups
+        self._stage_paths: Optional[tuple] = None  # what stages() holds, worked out on its first call
         self._kwargs = {"features_only": True, "in_chans": in_channels}
         if out_indices is not None:
             self._kwargs["out_indices"] = tuple(out_indices)
@@ -143,17 +263,12 @@ class TimmBackbone(Backbone):
         return list(self.body(x))
 
     def stages(self) -> list[nn.Module]:
-        # Children up to and including each feature-returning module form one stage.
-        returns = set(getattr(self.body, "return_layers", {}) or {})
-        stages, current = [], []
-        for name, child in self.body.named_children():
-            current.append(child)
-            if name in returns:
-                stages.append(nn.ModuleList(current))
-                current = []
-        if current:
-            stages.append(nn.ModuleList(current))
-        return stages
+        """timm's own groups of this model (its `group_matcher`: ResNet's layer1-4, EfficientNet's and MobileNet's
+        block stacks, ConvNeXt's stages, Xception's blocks; one group per block with model.stage_groups=blocks),
+        shallow to deep, the stem joined to the first."""
+        if self._stage_paths is None:
+            self._stage_paths = _stage_paths(self.body, self.model_name, self.in_channels, self.stage_groups)
+        return [_stage_module(self.body, paths) for paths in self._stage_paths]
 
     def load_source(self, source: str) -> Optional[dict]:
         """`timm`: timm's pretrained weights from the hub (once, then its cache); `timm:FILE`: from a local copy
@@ -217,6 +332,12 @@ def timm_backbone(
     model_name: str = "resnet18",
     out_indices: Optional[list[int]] = None,
     drop_path_rate: DropoutRate = 0.0,
+    stage_groups: Literal["stages", "blocks"] = "stages",
 ) -> Backbone:
-    """Any timm model (ResNet, MobileNet, EfficientNet, ConvNeXt...) via features_only; model.model_name=NAME."""
-    return TimmBackbone(model_name, in_channels, out_indices, drop_path_rate)
+    """Any timm model (ResNet, MobileNet, EfficientNet, ConvNeXt...) via features_only; model.model_name=NAME.
+
+    Its stages (what transfer.unfreeze_stages counts and layer_decay scales) are timm's own groups: `stages`
+    (ResNet's layer1-4, EfficientNet's block stacks) or `blocks` (one per residual block, timm's layer-decay
+    groups); the stem belongs to the first.
+    """
+    return TimmBackbone(model_name, in_channels, out_indices, drop_path_rate, stage_groups)

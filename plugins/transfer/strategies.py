@@ -87,11 +87,14 @@ class FineTune(Transfer):
         self.unfrozen: list = []
 
     def _deepest(self, model: ZooModel) -> list:
+        if self.unfreeze_stages < 0 and self.layer_decay == 1.0:  # all of it at one rate: stages do not matter
+            return [model.backbone]
         stages = model.backbone.stages()
         k = len(stages) if self.unfreeze_stages < 0 else min(self.unfreeze_stages, len(stages))
         return stages[len(stages) - k :]
 
     def setup(self, model: ZooModel) -> dict:
+        self._deepest(model)  # a backbone without stages says so now, not when the head phase ends
         report = load_weights(model, self.weights, include_head=False)
         freeze(model.backbone)
         if self.head_epochs == 0:
