@@ -270,12 +270,7 @@ def _check_keys(parsed, base_cfg) -> None:
                 # augmentation parameters: checked against the plugin's own schema
                 plugin = registry.get("augmentation", parts[2])
                 if len(parts) > 4 or parts[3] not in {p.name for p in plugin.params}:
-                    raise unknown(
-                        f"parameter of augmentation {parts[2]!r}",
-                        parts[3],
-                        [p.name for p in plugin.params],
-                        see=f"zoo list augmentation {parts[2]}",
-                    )
+                    raise plugin.unknown_key(".".join(parts[3:]), ".".join(parts[:3]))
                 break
             node = OmegaConf.select(cfg=base_cfg, key=parent) if parent else base_cfg
             if not OmegaConf.is_dict(node):

@@ -300,9 +300,7 @@ class Plugin:
         out: dict[str, Any] = {}
         for key, value in values.items():
             if key not in params:
-                raise unknown(
-                    f"key '{where}.{key}' for {self.kind}", key, params, see=f"zoo list {self.kind} {self.name}"
-                )
+                raise self.unknown_key(key, where)
             out[key] = _coerce(params[key], value, f"{where}.{key}")
         for p in self.params:
             if p.name not in out:
@@ -310,6 +308,20 @@ class Plugin:
                     raise ZooError(f"{where}.{p.name} is required ({p.describe()}); set it with {where}.{p.name}=VALUE")
                 out[p.name] = p.default
         return out
+
+    def unknown_key(self, key: str, where: str) -> ZooError:
+        """The error for a key this plugin does not take: names the key, the plugin, close matches and where
+        to see its parameters (`unknown key 'aug.ops.hflip.pp' for augmentation 'hflip'; did you mean 'p'?`)."""
+        names = [p.name for p in self.params]
+        msg = f"unknown key '{where}.{key}' for {self.kind} {self.name!r}"
+        matches = close_matches(str(key), names)
+        if matches:
+            msg += "; did you mean " + " or ".join(repr(m) for m in matches) + "?"
+        elif names:
+            msg += "; it takes: " + ", ".join(names) + ";"
+        else:
+            msg += ", which takes no parameters;"
+        return ZooError(f"{msg} see: zoo list {self.kind} {self.name}")
 
     def build(self, context: dict[str, Any], values: dict[str, Any], where: str | None = None) -> Any:
         """Call the factory with checked config values plus the context it asks for."""
