@@ -175,6 +175,60 @@ def test_invalid_registration_is_refused_with_a_message_for_the_author(tmp_path)
     assert_one_line_error(proc, "model=noinfo", "feature_info")
 
 
+RAISING = """ZOO_PLUGIN_API = 2
+from zoo import register
+from zoo.model import Transfer
+
+
+@register.augmentation("acme_posterize")
+def posterize(info, bits: int = 4) -> object:
+    \"\"\"Posterize to `bits` bits.\"\"\"
+    if bits > 3:
+        raise ValueError(f"bits={bits} is too many for posterize\\nsecond line")
+    return None
+
+
+class Loud(Transfer):
+    def setup(self, model):
+        raise ValueError("no weights here")
+
+
+@register.transfer("acme_loud")
+def loud() -> Transfer:
+    \"\"\"Fails in setup.\"\"\"
+    return Loud()
+
+
+@register.transfer("acme_broken")
+def broken(level: int = 1) -> Transfer:
+    \"\"\"Fails in its factory.\"\"\"
+    assert level > 1, "level must be above 1"
+    return Loud()
+"""
+
+
+@pytest.mark.parametrize(
+    "override, fragments",
+    [
+        ("+aug.ops.acme_posterize={}", ["augmentation 'acme_posterize'", "ValueError: bits=4 is too many", "built"]),
+        ("transfer=acme_loud", ["transfer 'acme_loud'", "ValueError: no weights here", "in setup(model)"]),
+        ("transfer=acme_broken", ["transfer 'acme_broken'", "AssertionError: level must be above 1"]),
+    ],
+)
+def test_an_exception_a_plugin_raises_is_one_line_naming_it_and_leaves_no_run(tmp_path, override, fragments):
+    write_fake_package(tmp_path / "site", "zoo-raising", "zoo_raising", RAISING)
+    run = tmp_path / "run"
+    args = ("train", override, "trainer.max_epochs=1", f"hydra.run.dir={run}")
+    proc = run_zoo(*args, env=with_site(tmp_path / "site"))
+    assert_one_line_error(proc, *fragments, "of package 'zoo-raising'", "ZOO_DEBUG=1")
+    assert "second line" not in proc.stderr and not run.exists()
+    if override.startswith("+aug"):
+        debug = run_zoo(*args, env={**with_site(tmp_path / "site"), "ZOO_DEBUG": "1"})
+        assert debug.returncode == 2 and "Traceback" in debug.stderr and "second line" in debug.stderr
+        assert debug.stderr.strip().splitlines()[-1].startswith("zoo: error: augmentation 'acme_posterize'")
+        assert not run.exists()
+
+
 def test_collisions_name_both_packages_and_qualified_names_resolve(tmp_path):
     source = (
         "from torch import nn\nfrom zoo import register\nfrom zoo.model import Backbone, FeatureInfo\n\n"

@@ -7,6 +7,7 @@ torch and `zoo --help` is instant. A ZooError anywhere is one line on stderr and
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -308,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return command(argv[1:]) or 0
     except ZooError as e:
+        if os.environ.get("ZOO_DEBUG", "").lower() in ("1", "true", "yes"):
+            import traceback
+
+            traceback.print_exception(e)  # the plugin's own exception is its cause
         print(f"zoo: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -120,9 +120,12 @@ def build_experiment(cfg: dict) -> Experiment:
     if len(data.train) == 0 or len(data.val) == 0:
         raise ZooError(f"data={cfg['data']['name']} has an empty train or val split")
     model = build_model(cfg, data.info)
-    model.head.prepare(data)
+    with registry.get("head", cfg["head"]["name"]).blame("in prepare(data)"):
+        model.head.prepare(data)
     params = dict(cfg["transfer"])
-    strategy = registry.get("transfer", params.pop("name")).build({}, params, where="transfer")
-    weights = strategy.setup(model)
+    transfer = registry.get("transfer", params.pop("name"))
+    strategy = transfer.build({}, params, where="transfer")
+    with transfer.blame("in setup(model)"):
+        weights = strategy.setup(model)
     sample_tf, batch_tf = build_augmentations(cfg["aug"], data.info)
     return Experiment(cfg, data, model.to(device), strategy, weights, sample_tf, batch_tf, device)

@@ -187,7 +187,8 @@ def build_model(cfg: dict, info) -> ZooModel:
     mcfg, hcfg = dict(cfg["model"]), dict(cfg["head"])
     arch = registry.get("architecture", mcfg.pop("name"))
     backbone = arch.build({"in_channels": info.channels}, mcfg, where="model")
-    backbone.feature_info = probe_features(backbone, info.channels, tuple(info.size), f"model={arch.name}")
+    with arch.blame("on a probe input"):
+        backbone.feature_info = probe_features(backbone, info.channels, tuple(info.size), f"model={arch.name}")
     head_plugin = registry.get("head", hcfg.pop("name"))
     if not head_plugin.supports(info.task):
         raise ZooError(f"head={head_plugin.name} does not serve task {info.task!r} of data={cfg['data']['name']}")

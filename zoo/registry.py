@@ -49,6 +49,7 @@ class name.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import inspect
 import math
@@ -108,6 +109,11 @@ def _load() -> None:
 
 class PluginDefinitionError(ZooError):
     """A plugin's author broke the contract: raised at registration, not when the plugin is used."""
+
+
+class PluginError(ZooError):
+    """A plugin raised an exception of its own while zoo built or checked it: one line naming the plugin, its
+    package and the exception's first line (`ZOO_DEBUG=1` prints the traceback, kept as `__cause__`)."""
 
 
 def _is_number(x: Any) -> bool:
@@ -330,7 +336,24 @@ class Plugin:
         if missing:
             raise RuntimeError(f"zoo did not provide context {missing} to {self.kind} {self.name!r}")
         kwargs.update({c: context[c] for c in self.context})
-        return self.factory(**kwargs)
+        with self.blame("while being built"):
+            return self.factory(**kwargs)
+
+    @contextlib.contextmanager
+    def blame(self, doing: str) -> Iterator[None]:
+        """Turn any exception but a ZooError raised inside into the one-line PluginError naming this plugin and
+        its package, `doing` saying when (`while being built`, `in setup(model)`); the original is its cause."""
+        try:
+            yield
+        except ZooError:
+            raise
+        except Exception as e:
+            lines = str(e).strip().splitlines()
+            first = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+            raise PluginError(
+                f"{self.kind} {self.name!r} of package {self.package!r} raised {first} ({doing}; "
+                f"ZOO_DEBUG=1 shows the traceback)"
+            ) from e
 
 
 def _coerce(p: Param, value: Any, key: str) -> Any:
