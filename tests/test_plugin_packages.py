@@ -260,6 +260,69 @@ def test_collisions_name_both_packages_and_qualified_names_resolve(tmp_path):
     assert "theirs is 'zoo-gamma:cnn'" in proc.stderr
 
 
+TWIN = """ZOO_PLUGIN_API = 2
+from pathlib import Path
+
+from torch import nn
+from torchvision.transforms import v2
+from zoo import register
+from zoo.model import Backbone, FeatureInfo
+
+ZOO_CONFIG_DIR = {conf!r}
+
+
+@register.architecture("twin")
+class Net(Backbone):
+    \"\"\"{who}'s net.\"\"\"
+
+    def __init__(self, in_channels: int, {param}: int = 8):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, {param}, 3, stride=2, padding=1)
+        self.feature_info = [FeatureInfo({param}, 2)]
+
+    def forward(self, x):
+        return [self.conv(x)]
+
+    def stages(self):
+        return [self.conv]
+
+
+@register.augmentation("twin_flip")
+def flip(info, {param}: float = 0.5) -> v2.Transform:
+    \"\"\"{who}'s flip.\"\"\"
+    return v2.RandomHorizontalFlip({param})
+"""
+
+
+def test_a_package_preset_names_its_own_plugin_whatever_else_is_installed(tmp_path):
+    # zoo-alpha ships presets naming `twin` bare; zoo-beta registers another `twin` with other parameters
+    conf = tmp_path / "alpha-conf"
+    (conf / "model").mkdir(parents=True)
+    (conf / "experiment").mkdir()
+    (conf / "model" / "twin_wide.yaml").write_text("defaults:\n  - twin\n  - _self_\nwidth: 32\n")
+    (conf / "experiment" / "alpha_demo.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: twin\n  - override /aug: none\n"
+        "model:\n  width: 12\naug:\n  ops:\n    twin_flip: {width: 0.3}\ntrainer:\n  max_epochs: 1\n"
+    )
+    alpha = TWIN.format(conf=str(conf), who="alpha", param="width")
+    write_fake_package(tmp_path / "site", "alpha-zoo", "alpha_zoo", alpha, entry_name="al")
+    write_fake_package(tmp_path / "site", "zoo-beta", "zoo_beta", TWIN.format(conf=None, who="beta", param="depth"))
+    env = with_site(tmp_path / "site")
+    proc = run_zoo("train", "--cfg", "job", "model=twin_wide", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "name: alpha-zoo:twin" in proc.stdout and "width: 32" in proc.stdout
+    # the entry point's name (`al = alpha_zoo`) qualifies too, as do the distribution's and the module's
+    for qualifier in ("al", "alpha-zoo", "alpha_zoo"):
+        proc = run_zoo("train", "--cfg", "job", f"model={qualifier}:twin", "model.width=5", env=env)
+        assert proc.returncode == 0 and "width: 5" in proc.stdout, (qualifier, proc.stderr)
+    run = tmp_path / "run"
+    proc = run_zoo("train", "experiment=alpha_demo", "trainer.progress=false", f"hydra.run.dir={run}", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cfg = (run / "config.yaml").read_text()
+    assert "name: alpha-zoo:twin" in cfg and "width: 12" in cfg and "alpha-zoo:twin_flip" in cfg
+    assert_one_line_error(run_zoo("train", "model=twin", env=env), "'alpha-zoo:twin' or 'zoo-beta:twin'")
+
+
 def test_plugin_api_mismatch_is_a_clear_message(tmp_path):
     write_fake_package(tmp_path, "zoo-future", "zoo_future", "ZOO_PLUGIN_API = 99\nfrom zoo import register\n")
     proc = run_zoo("list", env=with_site(tmp_path))

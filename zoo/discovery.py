@@ -71,11 +71,13 @@ def _config_dir(module) -> str | None:
     return None
 
 
-def load_package(package: str, target: str) -> None:
-    """Import one plugin module on behalf of `package`; failures are recorded, never raised."""
+def load_package(package: str, target: str, entry_point: str | None = None) -> None:
+    """Import one plugin module on behalf of `package` (through its entry point `entry_point`); failures are
+    recorded, never raised."""
     import importlib
 
     token = registry.current_package.set(package)
+    entry_token = registry.current_entry_point.set(entry_point)
     try:
         module = importlib.import_module(target)
         need = getattr(module, "ZOO_PLUGIN_API", None)
@@ -103,6 +105,7 @@ def load_package(package: str, target: str) -> None:
         )
     finally:
         registry.current_package.reset(token)
+        registry.current_entry_point.reset(entry_token)
 
 
 def discover() -> None:
@@ -115,7 +118,7 @@ def discover() -> None:
         for package, ep in _entry_points():
             if package != STANDARD_PACKAGE and not autoload:
                 continue
-            load_package(package, ep.value)
+            load_package(package, ep.value, ep.name)
         _state["done"] = True
     finally:
         _state["running"] = False

@@ -92,6 +92,8 @@ _BASE_TYPES = (int, float, bool, str)
 
 # Set by zoo.discovery while it imports a plugin package, so registrations are attributed to it.
 current_package: contextvars.ContextVar[str | None] = contextvars.ContextVar("zoo_current_package", default=None)
+# ... and the name of its entry point (`acme` in `acme = zoo_acme`), one more qualifier of its plugins.
+current_entry_point: contextvars.ContextVar[str | None] = contextvars.ContextVar("zoo_entry_point", default=None)
 
 
 _loader: list[Callable[[], None]] = []
@@ -275,6 +277,7 @@ class Plugin:
     context: tuple[str, ...]
     tasks: tuple[str, ...] | None = None
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    entry_point: str | None = None  # the name of the `zoo.plugins` entry point that loaded it
 
     @property
     def qualified_name(self) -> str:
@@ -283,9 +286,10 @@ class Plugin:
 
     @property
     def qualifiers(self) -> set[str]:
-        """Names that select this plugin's package in `package:name`: the distribution
-        (`zoo-acme`), the same without its `zoo-` prefix (`acme`) and the top-level module."""
-        return {self.package, self.package.removeprefix("zoo-"), self.module.split(".")[0]}
+        """Names that select this plugin's package in `package:name`: the distribution (`zoo-acme`), the same
+        without its `zoo-` prefix (`acme`), the top-level module (`zoo_acme`) and the entry point's name."""
+        names = {self.package, self.package.removeprefix("zoo-"), self.module.split(".")[0], self.entry_point}
+        return {n for n in names if n}
 
     @property
     def qualified_names(self) -> list[str]:
@@ -565,6 +569,7 @@ class Registry:
             context,
             tuple(tasks) if tasks is not None else None,
             dict(extra),
+            current_entry_point.get() if current_package.get() else None,
         )
         if self._check:
             self._check(plugin)
@@ -614,6 +619,11 @@ class Registry:
                 + " or ".join(repr(p.qualified_name) for p in entries)
             )
         return entries[0]
+
+    def registered(self, name: str) -> list[Plugin]:
+        """Every plugin registered under the plain `name`, whichever package (none: an empty list)."""
+        _load()
+        return list(self._plugins.get(name, []))
 
     def names(self) -> list[str]:
         """All registered names, sorted."""
