@@ -157,7 +157,7 @@ def test_invalid_registration_is_refused_with_a_message_for_the_author(tmp_path)
         tmp_path / "noinfo",
         "zoo-noinfo",
         "zoo_noinfo",
-        "from torch import nn\nfrom zoo import register\nfrom zoo.model import Backbone\n\n"
+        "ZOO_PLUGIN_API = 2\nfrom torch import nn\nfrom zoo import register\nfrom zoo.model import Backbone\n\n"
         '@register.architecture(\'noinfo\')\nclass NoInfo(Backbone):\n    """Forgets feature_info."""\n'
         "    def __init__(self, in_channels: int):\n        super().__init__()\n"
         "        self.conv = nn.Conv2d(in_channels, 8, 3)\n"
@@ -231,7 +231,8 @@ def test_an_exception_a_plugin_raises_is_one_line_naming_it_and_leaves_no_run(tm
 
 def test_collisions_name_both_packages_and_qualified_names_resolve(tmp_path):
     source = (
-        "from torch import nn\nfrom zoo import register\nfrom zoo.model import Backbone, FeatureInfo\n\n"
+        "ZOO_PLUGIN_API = 2\nfrom torch import nn\nfrom zoo import register\n"
+        "from zoo.model import Backbone, FeatureInfo\n\n"
         '@register.architecture(\'{name}\')\nclass Net(Backbone):\n    """{who}\'s net."""\n'
         "    def __init__(self, in_channels: int, width: int = {width}):\n        super().__init__()\n"
         "        self.conv = nn.Conv2d(in_channels, width, 3, stride=2, padding=1)\n"
@@ -337,6 +338,16 @@ def test_a_package_written_for_plugin_api_1_is_refused_by_name(tmp_path):
     assert proc.returncode == 0
     warning = [line for line in proc.stderr.splitlines() if "zoo-old" in line]
     assert len(warning) == 1 and "needs zoo plugin API 1, this zoo provides 2" in warning[0]
+
+
+def test_a_package_that_declares_no_plugin_api_gets_one_warning_naming_it(tmp_path):
+    source = "from zoo import register\n\n\n@register.augmentation('quiet_op')\ndef op(info) -> object:\n"
+    write_fake_package(tmp_path, "zoo-quiet", "zoo_quiet", source + '    """An op."""\n    return None\n')
+    proc = run_zoo("list", "augmentation", env=with_site(tmp_path))
+    assert proc.returncode == 0 and "quiet_op" in proc.stdout  # it loads
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "'zoo-quiet' declares no ZOO_PLUGIN_API" in lines[0], proc.stderr
+    assert "set ZOO_PLUGIN_API = 2 in zoo_quiet" in lines[0]
 
 
 def test_autoload_can_be_turned_off(acme):

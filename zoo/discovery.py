@@ -90,6 +90,13 @@ def load_package(package: str, target: str, entry_point: str | None = None) -> N
                 f"{registry.PLUGIN_API_VERSION}: install a version of {package} made for plugin API "
                 f"{registry.PLUGIN_API_VERSION}, or a zoo that provides {'/'.join(map(str, sorted(accepted)))}"
             )
+        if need is None and package != STANDARD_PACKAGE:
+            v = registry.PLUGIN_API_VERSION
+            print(
+                f"zoo: warning: plugin package {package!r} declares no ZOO_PLUGIN_API; it is loaded as if written "
+                f"for plugin API {v}: set ZOO_PLUGIN_API = {v} in {target}",
+                file=sys.stderr,
+            )
         loaded.append(LoadedPackage(package, target, _config_dir(module)))
     except Exception as e:  # isolate a broken package: one warning, the rest goes on
         for reg in registry.registries.values():
