@@ -167,6 +167,8 @@ def cmd_list(argv: list[str]) -> int:
         print(f"{p.kind} {p.name}  ({p.package}, {p.module})\n  {p.summary}")
         if p.tasks:
             print(f"  tasks: {', '.join(p.tasks)}")
+        if p.min_size() is not None:
+            print(f"  min input size: {p.min_size()}x{p.min_size()} (with the defaults)")
         for prm in p.params:
             default = "required" if prm.default is registry.REQUIRED else json.dumps(prm.default)
             print(f"  {prm.name:<18} {prm.describe():<34} default {default}")

@@ -15,7 +15,7 @@ import torch
 from zoo import registry
 from zoo.data import BatchTransform, DataBundle, DataInfo, build_augmentations, build_data
 from zoo.errors import ZooError
-from zoo.model import Transfer, ZooModel, build_model
+from zoo.model import Transfer, ZooModel, build_model, check_architecture
 
 
 def seed_everything(seed: int) -> None:
@@ -116,6 +116,10 @@ def build_experiment(cfg: dict) -> Experiment:
         torch.set_num_threads(tcfg["threads"])
     seed_everything(seed)
     device = pick_device(tcfg["device"])
+    size = cfg["data"].get("size")  # a dataset's `size` parameter, where it has one, is its input size
+    pair = isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)
+    fits = isinstance(size, int) or pair
+    check_architecture(cfg, None, size if fits else None)  # before the data is built: it may take long
     data = build_data(cfg, seed)
     if len(data.train) == 0 or len(data.val) == 0:
         raise ZooError(f"data={cfg['data']['name']} has an empty train or val split")

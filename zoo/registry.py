@@ -304,6 +304,18 @@ class Plugin:
         """Whether this plugin declares support for `task` (None means every task)."""
         return self.tasks is None or task in self.tasks
 
+    def min_size(self, values: dict[str, Any] | None = None) -> int | None:
+        """The smallest input height and width an architecture declares it takes (`min_size=` when it
+        registers: an int, or a function of its parameters such as `lambda depth: 2**depth`), for `values`
+        (checked parameter values; the defaults where missing); None when it declares none."""
+        declared = self.extra.get("min_size")
+        if not callable(declared):
+            return declared
+        args = {**self.defaults(), **(values or {})}
+        wanted = inspect.signature(declared).parameters
+        with self.blame("in its min_size function"):
+            return int(declared(**{k: v for k, v in args.items() if k in wanted}))
+
     def check_values(self, values: dict[str, Any], where: str) -> dict[str, Any]:
         """Validate config values against the schema; return them ready to pass to the factory."""
         params = {p.name: p for p in self.params}
@@ -571,6 +583,7 @@ class Registry:
             dict(extra),
             current_entry_point.get() if current_package.get() else None,
         )
+        _check_extra(plugin)
         if self._check:
             self._check(plugin)
         entries = self._plugins.setdefault(name, [])
@@ -648,6 +661,26 @@ class Registry:
             self._plugins[name] = [p for p in self._plugins[name] if p.package != package]
             if not self._plugins[name]:
                 del self._plugins[name]
+
+
+EXTRA = {"architecture": ("min_size",)}  # what a kind may declare besides tasks=
+
+
+def _check_extra(plugin: Plugin) -> None:
+    """Declarations other than tasks= (an architecture's min_size) are checked when the plugin registers."""
+    where = f"{plugin.module}.{getattr(plugin.factory, '__qualname__', plugin.name)}"
+    allowed = EXTRA.get(plugin.kind, ())
+    for key in plugin.extra:
+        if key not in allowed:
+            also = f"; {_a(plugin.kind)} declares only tasks=" + "".join(f", {a}=" for a in allowed)
+            raise PluginDefinitionError(f"{where}: register.{plugin.kind}() takes no {key}={also}")
+    size = plugin.extra.get("min_size")
+    if size is None or callable(size):
+        return
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise PluginDefinitionError(
+            f"{where}: min_size={size!r} must be an int >= 1 (pixels) or a function of the parameters returning one"
+        )
 
 
 def _same_definition(a: Callable, b: Callable) -> bool:
