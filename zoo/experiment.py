@@ -108,9 +108,10 @@ class Experiment:
         return name, metric_mode(self.model, name)
 
 
-def build_experiment(cfg: dict) -> Experiment:
-    """Build the experiment a plain, validated config describes: seed, data (once), model, transfer strategy
-    (its weights loaded and its parts frozen), augmentations, all on the configured device."""
+def build_experiment(cfg: dict, data: DataBundle | None = None) -> Experiment:
+    """Build the experiment a plain, validated config describes: seed, data (once; `data` when given, as
+    zoo.testing gives its generated data), model, transfer strategy (its weights loaded and its parts frozen),
+    augmentations, all on the configured device."""
     tcfg, seed = cfg["trainer"], int(cfg["seed"])
     if tcfg["threads"]:  # several jobs on one machine: torch's default of a thread per core oversubscribes it
         torch.set_num_threads(tcfg["threads"])
@@ -120,7 +121,7 @@ def build_experiment(cfg: dict) -> Experiment:
     pair = isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)
     fits = isinstance(size, int) or pair
     check_architecture(cfg, None, size if fits else None)  # before the data is built: it may take long
-    data = build_data(cfg, seed)
+    data = data or build_data(cfg, seed)
     if len(data.train) == 0 or len(data.val) == 0:
         raise ZooError(f"data={cfg['data']['name']} has an empty train or val split")
     model = build_model(cfg, data.info)
