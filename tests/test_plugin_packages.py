@@ -133,6 +133,31 @@ def test_readme_shows_the_tested_package():
         assert (ROOT / path).read_text() == text, path
 
 
+def test_readme_plugin_section_documents_every_hook_the_errors_the_test_helper_and_qualified_names():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Writing a plugin package") : readme.index("## Layout")]
+    from zoo.model import Backbone, Head, Transfer
+
+    hooks = {
+        Backbone: ("stages", "load_source", "weight_sources"),
+        Head: ("prepare", "load_source", "monitor", "monitor_mode", "dynamic_size", "wants_input_size"),
+        Transfer: ("setup", "param_groups", "on_epoch_start", "cache_features"),
+    }
+    for cls, names in hooks.items():
+        for name in names:
+            assert hasattr(cls, name) and f"`{cls.__name__}.{name}" in section, (cls.__name__, name)
+    for needed in ("zoo.ZooError", "zoo.PluginError", "ZOO_DEBUG=1", "zoo.testing.check_plugin", "zoo.load_weights"):
+        assert needed in section, needed
+    assert "Qualified names" in section and "entry point's" in section and "API versions" in section
+    # shell examples run as written in bash: Hydra's braces and brackets are quoted
+    commands = [line for line in re.findall(r"```bash\n(.*?)```", readme, re.S) for line in line.splitlines()]
+    for line in commands:
+        code = line.split("  #")[0]
+        for token in code.split():
+            assert not ("={" in token or "=[" in token) or token[0] in "'\"", line
+        assert " | " not in code, line
+
+
 def test_broken_package_costs_one_warning(acme, tmp_path):
     write_fake_package(tmp_path, "zoo-broken", "zoo_broken", "raise RuntimeError('acme lab on fire')\n")
     proc = run_zoo("list", env=with_site(acme, tmp_path))
