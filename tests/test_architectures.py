@@ -9,7 +9,7 @@ from zoo import registry
 from zoo.data import DataInfo
 from zoo.errors import ZooError
 from zoo.export import export_model
-from zoo.model import Backbone, build_model
+from zoo.model import Backbone, build_model, probe_features
 
 # Small settings per architecture; an architecture missing here still runs, with its defaults.
 SMALL = {
@@ -83,7 +83,8 @@ def test_larger_inputs_work():
 
 
 def test_input_too_small_for_the_architecture_is_a_clear_error():
-    with pytest.raises(ZooError, match="cannot take a 1x32x32 input"):
+    # the declared minimum (min_size=2**depth) refuses it before the backbone is built
+    with pytest.raises(ZooError, match="model=cnn needs inputs of at least 128x128 pixels but data=.* gives 32x32"):
         build_model(cfg("cnn", {"depth": 7}), info(1))
 
 
@@ -110,3 +111,49 @@ def test_timm_pretrained_weights_fail_clearly_offline():
         "ZooError: cannot load timm's pretrained weights for 'resnet18': HF_HUB_OFFLINE is set and they are not in "
         "the local cache; copy the weight file to this machine and give transfer.weights=timm:FILE"
     ) in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "name, params, smallest", [("lenet5", {}, 32), ("cnn", {"depth": 4}, 16), ("vgg", {"pools": 4}, 16)]
+)
+def test_an_architecture_declares_its_smallest_input_and_is_refused_below_it_before_the_data(name, params, smallest):
+    from unittest import mock
+
+    from zoo.experiment import build_experiment
+
+    plugin = registry.get("architecture", name)
+    assert plugin.min_size(params) == smallest
+    overrides = [f"model={name}", f"data.size={smallest - 1}", *(f"model.{k}={v}" for k, v in params.items())]
+    refused = rf"^model={name} needs inputs of at least {smallest}x{smallest} pixels"
+    built = AssertionError("the data was built")
+    with mock.patch("zoo.experiment.build_data", side_effect=built), pytest.raises(ZooError, match=refused):
+        build_experiment(small_config_from(overrides))
+    # the size the declaration names is one the architecture really takes
+    backbone = plugin.build({"in_channels": 1}, params, where="model")
+    probe_features(backbone, 1, (smallest, smallest), name)
+
+
+def small_config_from(overrides: list[str]) -> dict:
+    from zoo.config import compose, to_plain
+
+    return to_plain(compose(overrides))
+
+
+def test_an_architecture_declaration_is_checked_when_it_registers():
+    from zoo.registry import PluginDefinitionError, Registry
+
+    fresh = Registry("architecture", registry.registries["architecture"]._check)
+
+    class Net(Backbone):
+        """A net."""
+
+        def __init__(self, in_channels: int):
+            super().__init__()
+
+        def stages(self):
+            return []
+
+    with pytest.raises(PluginDefinitionError, match="min_size=0 must be an int >= 1"):
+        fresh.add(Net, "net", min_size=0)
+    with pytest.raises(PluginDefinitionError, match="takes no max_size="):
+        fresh.add(Net, "net", max_size=3)

@@ -133,6 +133,31 @@ def test_readme_shows_the_tested_package():
         assert (ROOT / path).read_text() == text, path
 
 
+def test_readme_plugin_section_documents_every_hook_the_errors_the_test_helper_and_qualified_names():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Writing a plugin package") : readme.index("## Layout")]
+    from zoo.model import Backbone, Head, Transfer
+
+    hooks = {
+        Backbone: ("stages", "load_source", "weight_sources"),
+        Head: ("prepare", "load_source", "monitor", "monitor_mode", "dynamic_size", "wants_input_size"),
+        Transfer: ("setup", "param_groups", "on_epoch_start", "cache_features"),
+    }
+    for cls, names in hooks.items():
+        for name in names:
+            assert hasattr(cls, name) and f"`{cls.__name__}.{name}" in section, (cls.__name__, name)
+    for needed in ("zoo.ZooError", "zoo.PluginError", "ZOO_DEBUG=1", "zoo.testing.check_plugin", "zoo.load_weights"):
+        assert needed in section, needed
+    assert "Qualified names" in section and "entry point's" in section and "API versions" in section
+    # shell examples run as written in bash: Hydra's braces and brackets are quoted
+    commands = [line for line in re.findall(r"```bash\n(.*?)```", readme, re.S) for line in line.splitlines()]
+    for line in commands:
+        code = line.split("  #")[0]
+        for token in code.split():
+            assert not ("={" in token or "=[" in token) or token[0] in "'\"", line
+        assert " | " not in code, line
+
+
 def test_broken_package_costs_one_warning(acme, tmp_path):
     write_fake_package(tmp_path, "zoo-broken", "zoo_broken", "raise RuntimeError('acme lab on fire')\n")
     proc = run_zoo("list", env=with_site(acme, tmp_path))
@@ -157,7 +182,7 @@ def test_invalid_registration_is_refused_with_a_message_for_the_author(tmp_path)
         tmp_path / "noinfo",
         "zoo-noinfo",
         "zoo_noinfo",
-        "from torch import nn\nfrom zoo import register\nfrom zoo.model import Backbone\n\n"
+        "ZOO_PLUGIN_API = 2\nfrom torch import nn\nfrom zoo import register\nfrom zoo.model import Backbone\n\n"
         '@register.architecture(\'noinfo\')\nclass NoInfo(Backbone):\n    """Forgets feature_info."""\n'
         "    def __init__(self, in_channels: int):\n        super().__init__()\n"
         "        self.conv = nn.Conv2d(in_channels, 8, 3)\n"
@@ -175,9 +200,64 @@ def test_invalid_registration_is_refused_with_a_message_for_the_author(tmp_path)
     assert_one_line_error(proc, "model=noinfo", "feature_info")
 
 
+RAISING = """ZOO_PLUGIN_API = 2
+from zoo import register
+from zoo.model import Transfer
+
+
+@register.augmentation("acme_posterize")
+def posterize(info, bits: int = 4) -> object:
+    \"\"\"Posterize to `bits` bits.\"\"\"
+    if bits > 3:
+        raise ValueError(f"bits={bits} is too many for posterize\\nsecond line")
+    return None
+
+
+class Loud(Transfer):
+    def setup(self, model):
+        raise ValueError("no weights here")
+
+
+@register.transfer("acme_loud")
+def loud() -> Transfer:
+    \"\"\"Fails in setup.\"\"\"
+    return Loud()
+
+
+@register.transfer("acme_broken")
+def broken(level: int = 1) -> Transfer:
+    \"\"\"Fails in its factory.\"\"\"
+    assert level > 1, "level must be above 1"
+    return Loud()
+"""
+
+
+@pytest.mark.parametrize(
+    "override, fragments",
+    [
+        ("+aug.ops.acme_posterize={}", ["augmentation 'acme_posterize'", "ValueError: bits=4 is too many", "built"]),
+        ("transfer=acme_loud", ["transfer 'acme_loud'", "ValueError: no weights here", "in setup(model)"]),
+        ("transfer=acme_broken", ["transfer 'acme_broken'", "AssertionError: level must be above 1"]),
+    ],
+)
+def test_an_exception_a_plugin_raises_is_one_line_naming_it_and_leaves_no_run(tmp_path, override, fragments):
+    write_fake_package(tmp_path / "site", "zoo-raising", "zoo_raising", RAISING)
+    run = tmp_path / "run"
+    args = ("train", override, "trainer.max_epochs=1", f"hydra.run.dir={run}")
+    proc = run_zoo(*args, env=with_site(tmp_path / "site"))
+    assert_one_line_error(proc, *fragments, "of package 'zoo-raising'", "ZOO_DEBUG=1")
+    assert "second line" not in proc.stderr and not run.exists()
+    if override.startswith("+aug"):
+        debug = run_zoo(*args, env={**with_site(tmp_path / "site"), "ZOO_DEBUG": "1"})
+        assert debug.returncode == 2 and "Traceback" in debug.stderr and "second line" in debug.stderr
+        assert debug.stderr.strip().splitlines()[-1].startswith("zoo: error: augmentation 'acme_posterize'")
+        assert not run.exists()
+
+
 def test_collisions_name_both_packages_and_qualified_names_resolve(tmp_path):
     source = (
-        "from torch import nn\nfrom zoo import register\nfrom zoo.model import Backbone, FeatureInfo\n\n"
+        "ZOO_PLUGIN_API = 2\nfrom torch import nn\nfrom zoo import register\n"
+        "from zoo.model import Backbone, FeatureInfo\n\n"
         '@register.architecture(\'{name}\')\nclass Net(Backbone):\n    """{who}\'s net."""\n'
         "    def __init__(self, in_channels: int, width: int = {width}):\n        super().__init__()\n"
         "        self.conv = nn.Conv2d(in_channels, width, 3, stride=2, padding=1)\n"
@@ -206,6 +286,69 @@ def test_collisions_name_both_packages_and_qualified_names_resolve(tmp_path):
     assert "theirs is 'zoo-gamma:cnn'" in proc.stderr
 
 
+TWIN = """ZOO_PLUGIN_API = 2
+from pathlib import Path
+
+from torch import nn
+from torchvision.transforms import v2
+from zoo import register
+from zoo.model import Backbone, FeatureInfo
+
+ZOO_CONFIG_DIR = {conf!r}
+
+
+@register.architecture("twin")
+class Net(Backbone):
+    \"\"\"{who}'s net.\"\"\"
+
+    def __init__(self, in_channels: int, {param}: int = 8):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, {param}, 3, stride=2, padding=1)
+        self.feature_info = [FeatureInfo({param}, 2)]
+
+    def forward(self, x):
+        return [self.conv(x)]
+
+    def stages(self):
+        return [self.conv]
+
+
+@register.augmentation("twin_flip")
+def flip(info, {param}: float = 0.5) -> v2.Transform:
+    \"\"\"{who}'s flip.\"\"\"
+    return v2.RandomHorizontalFlip({param})
+"""
+
+
+def test_a_package_preset_names_its_own_plugin_whatever_else_is_installed(tmp_path):
+    # zoo-alpha ships presets naming `twin` bare; zoo-beta registers another `twin` with other parameters
+    conf = tmp_path / "alpha-conf"
+    (conf / "model").mkdir(parents=True)
+    (conf / "experiment").mkdir()
+    (conf / "model" / "twin_wide.yaml").write_text("defaults:\n  - twin\n  - _self_\nwidth: 32\n")
+    (conf / "experiment" / "alpha_demo.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /model: twin\n  - override /aug: none\n"
+        "model:\n  width: 12\naug:\n  ops:\n    twin_flip: {width: 0.3}\ntrainer:\n  max_epochs: 1\n"
+    )
+    alpha = TWIN.format(conf=str(conf), who="alpha", param="width")
+    write_fake_package(tmp_path / "site", "alpha-zoo", "alpha_zoo", alpha, entry_name="al")
+    write_fake_package(tmp_path / "site", "zoo-beta", "zoo_beta", TWIN.format(conf=None, who="beta", param="depth"))
+    env = with_site(tmp_path / "site")
+    proc = run_zoo("train", "--cfg", "job", "model=twin_wide", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "name: alpha-zoo:twin" in proc.stdout and "width: 32" in proc.stdout
+    # the entry point's name (`al = alpha_zoo`) qualifies too, as do the distribution's and the module's
+    for qualifier in ("al", "alpha-zoo", "alpha_zoo"):
+        proc = run_zoo("train", "--cfg", "job", f"model={qualifier}:twin", "model.width=5", env=env)
+        assert proc.returncode == 0 and "width: 5" in proc.stdout, (qualifier, proc.stderr)
+    run = tmp_path / "run"
+    proc = run_zoo("train", "experiment=alpha_demo", "trainer.progress=false", f"hydra.run.dir={run}", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cfg = (run / "config.yaml").read_text()
+    assert "name: alpha-zoo:twin" in cfg and "width: 12" in cfg and "alpha-zoo:twin_flip" in cfg
+    assert_one_line_error(run_zoo("train", "model=twin", env=env), "'alpha-zoo:twin' or 'zoo-beta:twin'")
+
+
 def test_plugin_api_mismatch_is_a_clear_message(tmp_path):
     write_fake_package(tmp_path, "zoo-future", "zoo_future", "ZOO_PLUGIN_API = 99\nfrom zoo import register\n")
     proc = run_zoo("list", env=with_site(tmp_path))
@@ -220,6 +363,16 @@ def test_a_package_written_for_plugin_api_1_is_refused_by_name(tmp_path):
     assert proc.returncode == 0
     warning = [line for line in proc.stderr.splitlines() if "zoo-old" in line]
     assert len(warning) == 1 and "needs zoo plugin API 1, this zoo provides 2" in warning[0]
+
+
+def test_a_package_that_declares_no_plugin_api_gets_one_warning_naming_it(tmp_path):
+    source = "from zoo import register\n\n\n@register.augmentation('quiet_op')\ndef op(info) -> object:\n"
+    write_fake_package(tmp_path, "zoo-quiet", "zoo_quiet", source + '    """An op."""\n    return None\n')
+    proc = run_zoo("list", "augmentation", env=with_site(tmp_path))
+    assert proc.returncode == 0 and "quiet_op" in proc.stdout  # it loads
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "'zoo-quiet' declares no ZOO_PLUGIN_API" in lines[0], proc.stderr
+    assert "set ZOO_PLUGIN_API = 2 in zoo_quiet" in lines[0]
 
 
 def test_autoload_can_be_turned_off(acme):

@@ -46,6 +46,21 @@ def test_check_values_rejects_bad_values_with_the_key():
         cnn.check_values({"widht": 3}, "model")
 
 
+def test_an_unknown_key_names_the_plugin_not_the_key():
+    flip = registry.get("augmentation", "hflip")
+    with pytest.raises(ZooError) as e:
+        flip.check_values({"pp": 0.5}, "aug.ops.hflip")
+    assert str(e.value) == (
+        "unknown key 'aug.ops.hflip.pp' for augmentation 'hflip'; did you mean 'p'? see: zoo list augmentation hflip"
+    )
+    with pytest.raises(ZooError, match=r"^unknown key 'transfer.weightz' for transfer 'scratch'; did you mean"):
+        registry.get("transfer", "scratch").check_values({"weightz": "x"}, "transfer")
+    from zoo.config import compose
+
+    with pytest.raises(ZooError, match=r"^unknown key 'aug.ops.shift.fractoin' for augmentation 'shift'; did you"):
+        compose(["aug.ops.shift.fractoin=0.1"])
+
+
 def test_unknown_name_suggests_close_matches():
     with pytest.raises(
         ZooError, match=r"unknown architecture 'lenet'; did you mean 'lenet5'.*see: zoo list architecture"

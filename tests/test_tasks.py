@@ -292,6 +292,8 @@ def test_an_unknown_major_format_is_refused_in_one_line(seg_export, tmp_path):
 
 SEGMAP = '''"""A segmentation head whose outputs have names of its own, matched to the task's roles by position."""
 
+ZOO_PLUGIN_API = 2
+
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -135,7 +135,7 @@ def discovery(packages: int, repeats: int) -> Iterator[str]:
                 site,
                 f"zoo-bench{i}",
                 f"zoo_bench{i}",
-                "from zoo import register\n\n\n"
+                "ZOO_PLUGIN_API = 2\nfrom zoo import register\n\n\n"
                 f"@register.augmentation('bench_op{i}')\n"
                 "def op(info, p: float = 0.5, strength: float = 1.0) -> object:\n"
                 f'    """Benchmark op {i}."""\n    return None\n',

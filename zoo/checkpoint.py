@@ -56,8 +56,10 @@ def model_from_checkpoint(ckpt: dict) -> tuple[ZooModel, DataInfo]:
     return model.eval(), info
 
 
-def load_weights(model: ZooModel, source: str, include_head: bool) -> dict:
-    """Load weights from `source` into `model`; return what was loaded, skipped and new.
+def load_weights(model: ZooModel, source: str, include_head: bool = False) -> dict:
+    """Load weights from `source` into `model`; return what was loaded, skipped and new (the report zoo prints
+    and records in metrics.json: `{"source", "loaded": count, "skipped": [...], "new": [...]}`). Public as
+    `zoo.load_weights`, for a transfer strategy's `setup`.
 
     A source the backbone knows (`Backbone.load_source`, e.g. a hub) loads the backbone, the input
     statistics its weights expect and, with `include_head`, a head that is part of those weights. Any other

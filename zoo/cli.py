@@ -7,6 +7,7 @@ torch and `zoo --help` is instant. A ZooError anywhere is one line on stderr and
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -170,6 +171,8 @@ def cmd_list(argv: list[str]) -> int:
         print(f"{p.kind} {p.name}  ({p.package}, {p.module})\n  {p.summary}")
         if p.tasks:
             print(f"  tasks: {', '.join(p.tasks)}")
+        if p.min_size() is not None:
+            print(f"  min input size: {p.min_size()}x{p.min_size()} (with the defaults)")
         for prm in p.params:
             default = "required" if prm.default is registry.REQUIRED else json.dumps(prm.default)
             print(f"  {prm.name:<18} {prm.describe():<34} default {default}")
@@ -353,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return command(argv[1:]) or 0
     except ZooError as e:
+        if os.environ.get("ZOO_DEBUG", "").lower() in ("1", "true", "yes"):
+            import traceback
+
+            traceback.print_exception(e)  # the plugin's own exception is its cause
         print(f"zoo: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

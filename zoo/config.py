@@ -136,9 +136,11 @@ def store_configs() -> None:
     if _stored["done"]:
         return
     from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
 
     from zoo import registry
 
+    Plugins.instance().register(_package_source())  # plugin packages' conf/ folders, their names their own
     cs = ConfigStore.instance()
     stored: set[tuple[str, str]] = set()
     cs.store(name="base_config", node=Config)
@@ -157,6 +159,100 @@ def store_configs() -> None:
     _stored["done"] = True
 
 
+PACKAGE_SCHEME = "zoo-package"  # a plugin package's conf/ on Hydra's search path: zoo-package:///abs/conf
+
+
+def own_name(kind: str, name: str, package: str) -> str:
+    """`name` as package `package`'s own configs mean it: its own plugin of that kind, by the qualified name
+    (`zoo-acme:net`) when another package registers the name too; otherwise `name` unchanged."""
+    from zoo import registry
+
+    if not isinstance(name, str) or ":" in name:
+        return name
+    entries = registry.registries[kind].registered(name)
+    own = [p for p in entries if p.package == package]
+    return own[0].qualified_name if own and len(entries) > 1 else name
+
+
+def _own_defaults(defaults: list, group: str, package: str) -> list:
+    """A package config's defaults list with bare plugin names made the package's own (see own_name)."""
+    out = []
+    for entry in defaults:
+        if isinstance(entry, str) and group in GROUPS and entry != "_self_" and "/" not in entry:
+            entry = own_name(GROUPS[group], entry, package)
+        elif isinstance(entry, dict) and len(entry) == 1:
+            (key, value), where = next(iter(entry.items())), group
+            target = str(key).split()[-1].split("@")[0]  # `override /model@pkg` -> /model
+            target = target[1:] if target.startswith("/") else f"{where}/{target}".strip("/")
+            if target in GROUPS:
+                entry = {key: own_name(GROUPS[target], value, package)}
+        out.append(entry)
+    return out
+
+
+def _own_config(cfg: dict, group: str, header: dict, package: str) -> dict:
+    """A package config (preset or experiment) whose bare plugin names, in its defaults list and as keys of
+    `aug.ops`, mean the package's own plugins whatever else is installed."""
+    if isinstance(cfg.get("defaults"), list):
+        cfg["defaults"] = _own_defaults(cfg["defaults"], group, package)
+    node = cfg if group == "aug" else cfg.get("aug") if header.get("package") == "_global_" else None
+    ops = node.get("ops") if isinstance(node, dict) else None
+    if isinstance(ops, dict):
+        node["ops"] = {own_name("augmentation", k, package): v for k, v in ops.items()}
+    return cfg
+
+
+def _package_source() -> type:
+    """The Hydra config source that reads a plugin package's conf/ folder (scheme zoo-package://): files as
+    Hydra's own file source reads them, except that a bare name of a plugin the package registers, and another
+    package too, means the package's own (`- net` in its model preset is `zoo-acme:net`)."""
+    from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource
+    from omegaconf import OmegaConf
+
+    from zoo.discovery import loaded
+
+    class PackageConfigSource(ConfigSource):
+        @staticmethod
+        def scheme() -> str:
+            return PACKAGE_SCHEME
+
+        def _full(self, config_path: str) -> Path:
+            return Path(self.path) / config_path
+
+        def load_config(self, config_path: str) -> ConfigResult:
+            path = self._full(self._normalize_file_name(config_path))
+            if not path.is_file():
+                raise ConfigLoadError(f"Config not found : {path}")
+            text = path.read_text(encoding="utf-8")
+            header = ConfigSource._get_header_dict(text[:512])
+            cfg = OmegaConf.to_container(OmegaConf.create(text), resolve=False) or {}
+            here = Path(self.path).resolve()
+            package = next((p.package for p in loaded if p.config_dir and Path(p.config_dir).resolve() == here), "")
+            group = config_path.rpartition("/")[0]
+            if package and isinstance(cfg, dict):
+                cfg = _own_config(cfg, group, header, package)
+            return ConfigResult(
+                config=OmegaConf.create(cfg), path=self.full_path(), provider=self.provider, header=header
+            )
+
+        def available(self) -> bool:
+            return self.is_group("")
+
+        def is_group(self, config_path: str) -> bool:
+            return self._full(config_path).is_dir()
+
+        def is_config(self, config_path: str) -> bool:
+            return self._full(self._normalize_file_name(config_path)).is_file()
+
+        def list(self, config_path: str, results_filter) -> list[str]:
+            files: list[str] = []
+            for entry in sorted(self._full(config_path).iterdir()):
+                self._list_add_result(files, f"{config_path}/{entry.name}".lstrip("/"), entry.name, results_filter)
+            return sorted(set(files))
+
+    return PackageConfigSource
+
+
 def search_dirs() -> list[Path]:
     """zoo's conf/ and every plugin package's config folder, in search order."""
     from zoo.discovery import config_dirs
@@ -167,7 +263,8 @@ def search_dirs() -> list[Path]:
 def searchpath_override(extra_dirs: Sequence[str | Path] = ()) -> str | None:
     """The `hydra.searchpath` override that adds plugin packages' config folders and `extra_dirs` (a user's
     own groups and experiments) after zoo's own, or None when there are none."""
-    extra = [f"file://{Path(d).resolve()}" for d in [*search_dirs()[1:], *extra_dirs]]
+    extra = [f"{PACKAGE_SCHEME}://{Path(d).resolve()}" for d in search_dirs()[1:]]
+    extra += [f"file://{Path(d).resolve()}" for d in extra_dirs]
     return "hydra.searchpath=[" + ",".join(f"'{e}'" for e in extra) + "]" if extra else None
 
 
@@ -270,12 +367,7 @@ def _check_keys(parsed, base_cfg) -> None:
                 # augmentation parameters: checked against the plugin's own schema
                 plugin = registry.get("augmentation", parts[2])
                 if len(parts) > 4 or parts[3] not in {p.name for p in plugin.params}:
-                    raise unknown(
-                        f"parameter of augmentation {parts[2]!r}",
-                        parts[3],
-                        [p.name for p in plugin.params],
-                        see=f"zoo list augmentation {parts[2]}",
-                    )
+                    raise plugin.unknown_key(".".join(parts[3:]), ".".join(parts[:3]))
                 break
             node = OmegaConf.select(cfg=base_cfg, key=parent) if parent else base_cfg
             if not OmegaConf.is_dict(node):

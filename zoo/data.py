@@ -120,7 +120,10 @@ def build_data(cfg: dict, seed: int) -> DataBundle:
     plugin = registry.get("dataset", dcfg.pop("name"))
     bundle = plugin.build({"seed": seed}, dcfg, where="data")
     if not isinstance(bundle, DataBundle):
-        raise TypeError(f"dataset plugin {plugin.name!r} returned {type(bundle).__name__}, not zoo.data.DataBundle")
+        raise ZooError(
+            f"dataset {plugin.name!r} of package {plugin.package!r} returned {type(bundle).__name__}, "
+            "not a zoo.data.DataBundle"
+        )
     return bundle
 
 

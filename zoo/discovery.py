@@ -71,11 +71,13 @@ def _config_dir(module) -> str | None:
     return None
 
 
-def load_package(package: str, target: str) -> None:
-    """Import one plugin module on behalf of `package`; failures are recorded, never raised."""
+def load_package(package: str, target: str, entry_point: str | None = None) -> None:
+    """Import one plugin module on behalf of `package` (through its entry point `entry_point`); failures are
+    recorded, never raised."""
     import importlib
 
     token = registry.current_package.set(package)
+    entry_token = registry.current_entry_point.set(entry_point)
     try:
         module = importlib.import_module(target)
         need = getattr(module, "ZOO_PLUGIN_API", None)
@@ -87,6 +89,13 @@ def load_package(package: str, target: str) -> None:
                 f"it needs zoo plugin API {'/'.join(map(str, sorted(accepted)))}, this zoo provides "
                 f"{registry.PLUGIN_API_VERSION}: install a version of {package} made for plugin API "
                 f"{registry.PLUGIN_API_VERSION}, or a zoo that provides {'/'.join(map(str, sorted(accepted)))}"
+            )
+        if need is None and package != STANDARD_PACKAGE:
+            v = registry.PLUGIN_API_VERSION
+            print(
+                f"zoo: warning: plugin package {package!r} declares no ZOO_PLUGIN_API; it is loaded as if written "
+                f"for plugin API {v}: set ZOO_PLUGIN_API = {v} in {target}",
+                file=sys.stderr,
             )
         loaded.append(LoadedPackage(package, target, _config_dir(module)))
     except Exception as e:  # isolate a broken package: one warning, the rest goes on
@@ -103,6 +112,7 @@ def load_package(package: str, target: str) -> None:
         )
     finally:
         registry.current_package.reset(token)
+        registry.current_entry_point.reset(entry_token)
 
 
 def discover() -> None:
@@ -115,7 +125,7 @@ def discover() -> None:
         for package, ep in _entry_points():
             if package != STANDARD_PACKAGE and not autoload:
                 continue
-            load_package(package, ep.value)
+            load_package(package, ep.value, ep.name)
         _state["done"] = True
     finally:
         _state["running"] = False

@@ -15,7 +15,7 @@ import torch
 from zoo import registry
 from zoo.data import BatchTransform, DataBundle, DataInfo, build_augmentations, build_data
 from zoo.errors import ZooError
-from zoo.model import Transfer, ZooModel, build_model
+from zoo.model import Transfer, ZooModel, build_model, check_architecture
 
 
 def seed_everything(seed: int) -> None:
@@ -108,21 +108,29 @@ class Experiment:
         return name, metric_mode(self.model, name)
 
 
-def build_experiment(cfg: dict) -> Experiment:
-    """Build the experiment a plain, validated config describes: seed, data (once), model, transfer strategy
-    (its weights loaded and its parts frozen), augmentations, all on the configured device."""
+def build_experiment(cfg: dict, data: DataBundle | None = None) -> Experiment:
+    """Build the experiment a plain, validated config describes: seed, data (once; `data` when given, as
+    zoo.testing gives its generated data), model, transfer strategy (its weights loaded and its parts frozen),
+    augmentations, all on the configured device."""
     tcfg, seed = cfg["trainer"], int(cfg["seed"])
     if tcfg["threads"]:  # several jobs on one machine: torch's default of a thread per core oversubscribes it
         torch.set_num_threads(tcfg["threads"])
     seed_everything(seed)
     device = pick_device(tcfg["device"])
-    data = build_data(cfg, seed)
+    size = cfg["data"].get("size")  # a dataset's `size` parameter, where it has one, is its input size
+    pair = isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)
+    fits = isinstance(size, int) or pair
+    check_architecture(cfg, None, size if fits else None)  # before the data is built: it may take long
+    data = data or build_data(cfg, seed)
     if len(data.train) == 0 or len(data.val) == 0:
         raise ZooError(f"data={cfg['data']['name']} has an empty train or val split")
     model = build_model(cfg, data.info)
-    model.head.prepare(data)
+    with registry.get("head", cfg["head"]["name"]).blame("in prepare(data)"):
+        model.head.prepare(data)
     params = dict(cfg["transfer"])
-    strategy = registry.get("transfer", params.pop("name")).build({}, params, where="transfer")
-    weights = strategy.setup(model)
+    transfer = registry.get("transfer", params.pop("name"))
+    strategy = transfer.build({}, params, where="transfer")
+    with transfer.blame("in setup(model)"):
+        weights = strategy.setup(model)
     sample_tf, batch_tf = build_augmentations(cfg["aug"], data.info)
     return Experiment(cfg, data, model.to(device), strategy, weights, sample_tf, batch_tf, device)

@@ -194,14 +194,38 @@ def probe_features(backbone: Backbone, channels: int, size: tuple[int, int], whe
     return out
 
 
+def check_architecture(cfg: dict, task: str | None, size) -> None:
+    """The architecture `cfg['model']` names serves `task` and takes inputs of `size` ((h, w) or one int), as
+    it declared when it registered (`tasks=`, `min_size=`); either may be None (not known yet): one line if not."""
+    from zoo import registry
+
+    mcfg = dict(cfg["model"])
+    arch = registry.get("architecture", mcfg.pop("name"))
+    if task is not None and not arch.supports(task):
+        raise ZooError(
+            f"model={arch.name} does not serve task {task!r} of data={cfg['data']['name']}; "
+            f"it serves: {', '.join(arch.tasks)}"
+        )
+    least = arch.min_size(arch.check_values(mcfg, "model")) if size is not None else None
+    if least is not None:
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        if min(h, w) < least:
+            raise ZooError(
+                f"model={arch.name} needs inputs of at least {least}x{least} pixels but data={cfg['data']['name']} "
+                f"gives {h}x{w}; use a larger size or another model (see: zoo list architecture {arch.name})"
+            )
+
+
 def build_model(cfg: dict, info) -> ZooModel:
     """Build backbone and head from a plain config dict (`model`, `head` nodes) and a DataInfo."""
     from zoo import registry
 
     mcfg, hcfg = dict(cfg["model"]), dict(cfg["head"])
     arch = registry.get("architecture", mcfg.pop("name"))
+    check_architecture(cfg, info.task, tuple(info.size))
     backbone = arch.build({"in_channels": info.channels}, mcfg, where="model")
-    backbone.feature_info = probe_features(backbone, info.channels, tuple(info.size), f"model={arch.name}")
+    with arch.blame("on a probe input"):
+        backbone.feature_info = probe_features(backbone, info.channels, tuple(info.size), f"model={arch.name}")
     head_plugin = registry.get("head", hcfg.pop("name"))
     if not head_plugin.supports(info.task):
         raise ZooError(f"head={head_plugin.name} does not serve task {info.task!r} of data={cfg['data']['name']}")

@@ -50,6 +50,7 @@ class name.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import inspect
 import math
@@ -94,6 +95,8 @@ _BASE_TYPES = (int, float, bool, str)
 
 # Set by zoo.discovery while it imports a plugin package, so registrations are attributed to it.
 current_package: contextvars.ContextVar[str | None] = contextvars.ContextVar("zoo_current_package", default=None)
+# ... and the name of its entry point (`acme` in `acme = zoo_acme`), one more qualifier of its plugins.
+current_entry_point: contextvars.ContextVar[str | None] = contextvars.ContextVar("zoo_entry_point", default=None)
 
 
 _loader: list[Callable[[], None]] = []
@@ -111,6 +114,11 @@ def _load() -> None:
 
 class PluginDefinitionError(ZooError):
     """A plugin's author broke the contract: raised at registration, not when the plugin is used."""
+
+
+class PluginError(ZooError):
+    """A plugin raised an exception of its own while zoo built or checked it: one line naming the plugin, its
+    package and the exception's first line (`ZOO_DEBUG=1` prints the traceback, kept as `__cause__`)."""
 
 
 def _is_number(x: Any) -> bool:
@@ -272,6 +280,7 @@ class Plugin:
     context: tuple[str, ...]
     tasks: tuple[str, ...] | None = None
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    entry_point: str | None = None  # the name of the `zoo.plugins` entry point that loaded it
 
     @property
     def qualified_name(self) -> str:
@@ -280,9 +289,10 @@ class Plugin:
 
     @property
     def qualifiers(self) -> set[str]:
-        """Names that select this plugin's package in `package:name`: the distribution
-        (`zoo-acme`), the same without its `zoo-` prefix (`acme`) and the top-level module."""
-        return {self.package, self.package.removeprefix("zoo-"), self.module.split(".")[0]}
+        """Names that select this plugin's package in `package:name`: the distribution (`zoo-acme`), the same
+        without its `zoo-` prefix (`acme`), the top-level module (`zoo_acme`) and the entry point's name."""
+        names = {self.package, self.package.removeprefix("zoo-"), self.module.split(".")[0], self.entry_point}
+        return {n for n in names if n}
 
     @property
     def qualified_names(self) -> list[str]:
@@ -297,15 +307,25 @@ class Plugin:
         """Whether this plugin declares support for `task` (None means every task)."""
         return self.tasks is None or task in self.tasks
 
+    def min_size(self, values: dict[str, Any] | None = None) -> int | None:
+        """The smallest input height and width an architecture declares it takes (`min_size=` when it
+        registers: an int, or a function of its parameters such as `lambda depth: 2**depth`), for `values`
+        (checked parameter values; the defaults where missing); None when it declares none."""
+        declared = self.extra.get("min_size")
+        if not callable(declared):
+            return declared
+        args = {**self.defaults(), **(values or {})}
+        wanted = inspect.signature(declared).parameters
+        with self.blame("in its min_size function"):
+            return int(declared(**{k: v for k, v in args.items() if k in wanted}))
+
     def check_values(self, values: dict[str, Any], where: str) -> dict[str, Any]:
         """Validate config values against the schema; return them ready to pass to the factory."""
         params = {p.name: p for p in self.params}
         out: dict[str, Any] = {}
         for key, value in values.items():
             if key not in params:
-                raise unknown(
-                    f"key '{where}.{key}' for {self.kind}", key, params, see=f"zoo list {self.kind} {self.name}"
-                )
+                raise self.unknown_key(key, where)
             out[key] = _coerce(params[key], value, f"{where}.{key}")
         for p in self.params:
             if p.name not in out:
@@ -314,6 +334,20 @@ class Plugin:
                 out[p.name] = p.default
         return out
 
+    def unknown_key(self, key: str, where: str) -> ZooError:
+        """The error for a key this plugin does not take: names the key, the plugin, close matches and where
+        to see its parameters (`unknown key 'aug.ops.hflip.pp' for augmentation 'hflip'; did you mean 'p'?`)."""
+        names = [p.name for p in self.params]
+        msg = f"unknown key '{where}.{key}' for {self.kind} {self.name!r}"
+        matches = close_matches(str(key), names)
+        if matches:
+            msg += "; did you mean " + " or ".join(repr(m) for m in matches) + "?"
+        elif names:
+            msg += "; it takes: " + ", ".join(names) + ";"
+        else:
+            msg += ", which takes no parameters;"
+        return ZooError(f"{msg} see: zoo list {self.kind} {self.name}")
+
     def build(self, context: dict[str, Any], values: dict[str, Any], where: str | None = None) -> Any:
         """Call the factory with checked config values plus the context it asks for."""
         kwargs = self.check_values(values, where or self.kind)
@@ -321,7 +355,24 @@ class Plugin:
         if missing:
             raise RuntimeError(f"zoo did not provide context {missing} to {self.kind} {self.name!r}")
         kwargs.update({c: context[c] for c in self.context})
-        return self.factory(**kwargs)
+        with self.blame("while being built"):
+            return self.factory(**kwargs)
+
+    @contextlib.contextmanager
+    def blame(self, doing: str) -> Iterator[None]:
+        """Turn any exception but a ZooError raised inside into the one-line PluginError naming this plugin and
+        its package, `doing` saying when (`while being built`, `in setup(model)`); the original is its cause."""
+        try:
+            yield
+        except ZooError:
+            raise
+        except Exception as e:
+            lines = str(e).strip().splitlines()
+            first = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+            raise PluginError(
+                f"{self.kind} {self.name!r} of package {self.package!r} raised {first} ({doing}; "
+                f"ZOO_DEBUG=1 shows the traceback)"
+            ) from e
 
 
 def _coerce(p: Param, value: Any, key: str) -> Any:
@@ -533,7 +584,9 @@ class Registry:
             context,
             tuple(tasks) if tasks is not None else None,
             dict(extra),
+            current_entry_point.get() if current_package.get() else None,
         )
+        _check_extra(plugin)
         if self._check:
             self._check(plugin)
         entries = self._plugins.setdefault(name, [])
@@ -583,6 +636,11 @@ class Registry:
             )
         return entries[0]
 
+    def registered(self, name: str) -> list[Plugin]:
+        """Every plugin registered under the plain `name`, whichever package (none: an empty list)."""
+        _load()
+        return list(self._plugins.get(name, []))
+
     def names(self) -> list[str]:
         """All registered names, sorted."""
         _load()
@@ -606,6 +664,26 @@ class Registry:
             self._plugins[name] = [p for p in self._plugins[name] if p.package != package]
             if not self._plugins[name]:
                 del self._plugins[name]
+
+
+EXTRA = {"architecture": ("min_size",)}  # what a kind may declare besides tasks=
+
+
+def _check_extra(plugin: Plugin) -> None:
+    """Declarations other than tasks= (an architecture's min_size) are checked when the plugin registers."""
+    where = f"{plugin.module}.{getattr(plugin.factory, '__qualname__', plugin.name)}"
+    allowed = EXTRA.get(plugin.kind, ())
+    for key in plugin.extra:
+        if key not in allowed:
+            also = f"; {_a(plugin.kind)} declares only tasks=" + "".join(f", {a}=" for a in allowed)
+            raise PluginDefinitionError(f"{where}: register.{plugin.kind}() takes no {key}={also}")
+    size = plugin.extra.get("min_size")
+    if size is None or callable(size):
+        return
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise PluginDefinitionError(
+            f"{where}: min_size={size!r} must be an int >= 1 (pixels) or a function of the parameters returning one"
+        )
 
 
 def _same_definition(a: Callable, b: Callable) -> bool:

@@ -44,7 +44,7 @@ def _w(channels: int, width: float) -> int:
 # ---- the registered architectures --------------------------------------------------------------
 
 
-@register.architecture("lenet5")
+@register.architecture("lenet5", min_size=32)  # three 5x5 convs, two 2x2 pools
 def lenet5(
     in_channels: int,
     activation: Literal["tanh", "relu"] = "tanh",
@@ -63,7 +63,7 @@ def lenet5(
     return StagedBackbone(stages, [c1, c3, c5], [2, 4, 4])
 
 
-@register.architecture("alexnet")
+@register.architecture("alexnet", min_size=8)  # stem=imagenet needs 31
 def alexnet(
     in_channels: int,
     width: float = 0.5,
@@ -107,7 +107,7 @@ VGG_LAYOUTS = {
 }
 
 
-@register.architecture("vgg")
+@register.architecture("vgg", min_size=lambda pools: 2**pools)
 def vgg(
     in_channels: int,
     depth: Literal[11, 13, 16, 19] = 11,
@@ -130,7 +130,7 @@ def vgg(
     return StagedBackbone(stages, channels, strides)
 
 
-@register.architecture("cnn")
+@register.architecture("cnn", min_size=lambda depth: 2**depth)
 def cnn(
     in_channels: int,
     depth: Annotated[int, Range(1)] = 3,
