@@ -15,6 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def pytest_configure(config):
     """Under pytest-xdist each worker is a process of its own: one torch thread in each, and in the zoo
     processes they start, so two workers on two cores do not oversubscribe them (a 2x slowdown seen here)."""
+    # Discover the plugin packages first, as every zoo command does: a test module importing zoo_plugins
+    # directly would otherwise register the standard plugins before discovery could attribute them to zoo.
+    from zoo import discovery
+
+    discovery.discover()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 
