@@ -233,3 +233,15 @@ def test_each_epoch_draws_its_own_order_whatever_came_before(tmp_path):
     train(tiny(**{"trainer.max_epochs": 1}), tmp_path)
     last = torch.load(tmp_path / "checkpoints/last.pt", weights_only=True)
     assert {"python", "numpy", "torch", "cuda"} <= set(last["rng"]) and last["step"] > 0
+
+
+def test_resume_with_loader_workers_ends_as_if_never_killed(tmp_path, monkeypatch):
+    # workers draw augmentations from their own streams, seeded from the loader's generator when they start
+    over = {"trainer.num_workers": 1, "trainer.max_epochs": 3}
+    train(tiny(**over), tmp_path / "whole")
+    with monkeypatch.context() as m:
+        kill(m, "between_epochs")
+        with pytest.raises(Killed):
+            train(tiny(**over), tmp_path / "killed")
+    train(tiny(**over, **{"trainer.resume": "true"}), tmp_path / "killed")
+    assert_same_run(comparable(tmp_path / "killed"), comparable(tmp_path / "whole"))
