@@ -168,3 +168,17 @@ def test_the_cli_gives_one_line_and_exit_2_for_a_corrupted_checkpoint(run, tmp_p
     proc = run_zoo("train", *TINY_ARGS, "trainer.resume=true", f"hydra.run.dir={d}")
     assert_one_line_error(proc, "trainer.resume=true: cannot read checkpoint", "truncated")
     assert not (tmp_path / "out").exists() and not (d / "config.yaml").exists()
+
+
+def test_foreign_and_newer_files_are_refused_in_one_line(tmp_path):
+    cases = {
+        "plain.pt": ({"weights": torch.zeros(1)}, "is not a zoo checkpoint"),
+        "strings.pt": ({"format": "zoo.checkpoint/1", "model": {"a": "x"}, "config": {}, "info": {}}, "not tensors"),
+        "newer.pt": ({"format": "zoo.checkpoint/9"}, "is a zoo.checkpoint/9 checkpoint; this zoo"),
+        "headless.pt": ({"format": CHECKPOINT_FORMAT, "model": {}, "config": {}, "info": {}}, "header is missing"),
+    }
+    for name, (payload, fragment) in cases.items():
+        torch.save(payload, tmp_path / name)
+        with pytest.raises(ZooError, match=fragment) as e:
+            load_checkpoint(tmp_path / name)
+        assert "\n" not in str(e.value)

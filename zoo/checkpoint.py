@@ -110,6 +110,8 @@ def load_checkpoint(path: str | Path) -> dict:
         raise ZooError(f"{p} is a {fmt} checkpoint; this zoo ({__version__}) reads {', '.join(READABLE_FORMATS)}")
     if fmt not in READABLE_FORMATS or not all(isinstance(ckpt.get(k), dict) for k in ("model", "config", "info")):
         raise ZooError(f"{p} is not a zoo checkpoint (no format {CHECKPOINT_FORMAT!r} with model, config and info)")
+    if not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
+        raise ZooError(f"{p} is not a zoo checkpoint (its model holds values that are not tensors)")
     if fmt == CHECKPOINT_FORMAT:
         _verify_header(p, ckpt)
     bad = [k for k, v in ckpt["model"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
@@ -170,7 +172,8 @@ def rng_state() -> dict:
         "python": random.getstate(),
         "numpy": [kind, torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # a run that never touched CUDA drew nothing from it (and asking would start it on a CPU run)
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
     }
 
 

@@ -313,7 +313,7 @@ def resume_checkpoint(exp: Experiment, run_dir: str | Path) -> dict | None:
             f"trainer.resume=true: {last} is not this run's own: its config differs in {', '.join(differ[:3])}{more}; "
             "resume with the run's config, or train in another hydra.run.dir"
         )
-    if not {"optimizer", "epoch", "history"} <= set(saved):
+    if not {"optimizer", "epoch", "history", "best", "best_epoch", "stale"} <= set(saved):
         raise ZooError(f"trainer.resume=true: {last} holds no training state (optimizer, epoch, history)")
     check_fits(saved["model"], exp.model.state_dict(), f"trainer.resume=true: {last}", saved["config"]["model"]["name"])
     return saved
@@ -327,7 +327,13 @@ def _resume(run: Run, saved: dict, steps_per_epoch: int) -> tuple[Any, Progress]
         if exp.transfer.on_epoch_start(e, exp.model):
             optimizer = exp.optimizer()
     exp.model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
+    try:
+        optimizer.load_state_dict(saved["optimizer"])
+    except (ValueError, KeyError) as e:
+        raise ZooError(
+            f"trainer.resume=true: the optimizer state in {run.ckpt_dir / 'last.pt'} does not fit this run's "
+            f"parameter groups (were transfer or trainer.optimizer changed?): {str(e).splitlines()[0]}"
+        ) from None
     step = saved.get("step", epoch * steps_per_epoch)  # format 1 did not save it
     progress = Progress(epoch, step, saved["best"], saved["best_epoch"], saved["stale"], saved["history"])
     if "rng" in saved:  # format 1 did not save them: the run goes on, but not bit for bit
