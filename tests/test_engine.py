@@ -245,3 +245,21 @@ def test_resume_with_loader_workers_ends_as_if_never_killed(tmp_path, monkeypatc
             train(tiny(**over), tmp_path / "killed")
     train(tiny(**over, **{"trainer.resume": "true"}), tmp_path / "killed")
     assert_same_run(comparable(tmp_path / "killed"), comparable(tmp_path / "whole"))
+
+
+def test_resume_after_a_transfer_phase_change_ends_as_if_never_killed(tmp_path, monkeypatch):
+    # finetune unfreezes at epoch 2: the resumed run replays the phase, so its optimizer's groups are the saved ones
+    train(tiny(**{"trainer.max_epochs": 1}), tmp_path / "source")
+    over = {
+        "transfer": "finetune",
+        "transfer.weights": str(tmp_path / "source"),
+        "transfer.head_epochs": 1,
+        "trainer.max_epochs": 3,
+    }
+    train(tiny(**over), tmp_path / "whole")
+    with monkeypatch.context() as m:
+        kill(m, "between_epochs")
+        with pytest.raises(Killed):
+            train(tiny(**over), tmp_path / "killed")
+    train(tiny(**over, **{"trainer.resume": "true"}), tmp_path / "killed")
+    assert_same_run(comparable(tmp_path / "killed"), comparable(tmp_path / "whole"))
