@@ -129,3 +129,137 @@ def test_threads_setting_limits_torch(tmp_path):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+# ---- resume continues the same run -----------------------------------------------------------
+
+
+def tiny(**over) -> dict:
+    """Three digit classes, a 4-wide CNN: a 4-epoch run in a few seconds."""
+    base = {
+        "seed": 5,
+        "data.classes": "[0,1,2]",
+        "model.width": 4,
+        "trainer.batch_size": 32,
+        "trainer.max_epochs": 4,
+        "trainer.progress": "false",
+    }
+    return small_config(**{**base, **over})
+
+
+def comparable(run_dir) -> dict:
+    """What an interrupted and resumed run must reproduce: metrics.json without timings, and best.pt's weights."""
+    m = json.loads((run_dir / "metrics.json").read_text())
+    timing = ("train_seconds", "epoch_seconds", "feature_cache_seconds")
+    m = {k: v for k, v in m.items() if k not in timing}
+    m["history"] = [{k: v for k, v in h.items() if k not in timing} for h in m["history"]]
+    m["best_weights"] = load_checkpoint(run_dir)["model"]
+    return m
+
+
+def assert_same_run(a: dict, b: dict) -> None:
+    wa, wb = a.pop("best_weights"), b.pop("best_weights")
+    assert a == b
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no cleanup (a BaseException, so no except ZooError sees it)."""
+
+
+def kill(monkeypatch, where: str) -> None:
+    """Make the next run die at `where`: after epoch 2's checkpoints, inside epoch 3's last.pt write (leaving its
+    temporary file, as a killed torch.save does), or in the middle of epoch 3."""
+    import zoo.engine
+
+    save, step, steps_after_epoch_2 = zoo.engine.save_checkpoint, zoo.engine.train_step, []
+
+    def killing_save(path, payload):
+        if where == "in_write" and path.name == "last.pt" and payload["epoch"] == 3:
+            (path.parent / ".last.pt.99999.tmp").write_bytes(b"PK\x03\x04 half a checkpoint")
+            raise Killed
+        save(path, payload)
+        if path.name == "last.pt" and payload["epoch"] == 2:
+            if where == "between_epochs":
+                raise Killed
+            steps_after_epoch_2.append(0)
+
+    def killing_step(*args, **kwargs):
+        if steps_after_epoch_2:
+            steps_after_epoch_2.append(1)
+            if where == "mid_epoch" and len(steps_after_epoch_2) == 4:  # the third step of epoch 3
+                raise Killed
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(zoo.engine, "save_checkpoint", killing_save)
+    monkeypatch.setattr(zoo.engine, "train_step", killing_step)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run = tmp_path_factory.mktemp("uninterrupted")
+    train(tiny(), run)
+    return comparable(run)
+
+
+@pytest.mark.parametrize("where", ["between_epochs", "in_write", "mid_epoch"])
+def test_a_killed_run_resumed_ends_as_if_never_killed(tmp_path, monkeypatch, uninterrupted, where):
+    with monkeypatch.context() as m:
+        kill(m, where)
+        with pytest.raises(Killed):
+            train(tiny(), tmp_path)
+    assert not (tmp_path / "metrics.json").exists()
+    assert list((tmp_path / "checkpoints").glob("*.tmp")) == (
+        [] if where != "in_write" else [tmp_path / "checkpoints" / ".last.pt.99999.tmp"]
+    )
+    train(tiny(**{"trainer.resume": "true"}), tmp_path)
+    assert_same_run(comparable(tmp_path), dict(uninterrupted))
+    assert not list(tmp_path.rglob("*.tmp"))  # the killed write's leftover is cleaned on the next start
+
+
+def test_two_epochs_then_resumed_to_four_is_the_four_epoch_run(tmp_path):
+    # the schedule must not depend on max_epochs (cosine decays over it), so this one runs without one
+    flat = {"trainer.scheduler": "none"}
+    train(tiny(**flat), tmp_path / "whole")
+    train(tiny(**flat, **{"trainer.max_epochs": 2}), tmp_path / "parts")
+    train(tiny(**flat, **{"trainer.resume": "true"}), tmp_path / "parts")
+    assert_same_run(comparable(tmp_path / "parts"), comparable(tmp_path / "whole"))
+
+
+def test_each_epoch_draws_its_own_order_whatever_came_before(tmp_path):
+    from zoo.engine import epoch_seed
+
+    assert epoch_seed(5, 0) != epoch_seed(5, 1) and epoch_seed(2**63 - 1, 7) < 2**63
+    train(tiny(**{"trainer.max_epochs": 1}), tmp_path)
+    last = torch.load(tmp_path / "checkpoints/last.pt", weights_only=True)
+    assert {"python", "numpy", "torch", "cuda"} <= set(last["rng"]) and last["step"] > 0
+
+
+def test_resume_with_loader_workers_ends_as_if_never_killed(tmp_path, monkeypatch):
+    # workers draw augmentations from their own streams, seeded from the loader's generator when they start
+    over = {"trainer.num_workers": 1, "trainer.max_epochs": 3}
+    train(tiny(**over), tmp_path / "whole")
+    with monkeypatch.context() as m:
+        kill(m, "between_epochs")
+        with pytest.raises(Killed):
+            train(tiny(**over), tmp_path / "killed")
+    train(tiny(**over, **{"trainer.resume": "true"}), tmp_path / "killed")
+    assert_same_run(comparable(tmp_path / "killed"), comparable(tmp_path / "whole"))
+
+
+def test_resume_after_a_transfer_phase_change_ends_as_if_never_killed(tmp_path, monkeypatch):
+    # finetune unfreezes at epoch 2: the resumed run replays the phase, so its optimizer's groups are the saved ones
+    train(tiny(**{"trainer.max_epochs": 1}), tmp_path / "source")
+    over = {
+        "transfer": "finetune",
+        "transfer.weights": str(tmp_path / "source"),
+        "transfer.head_epochs": 1,
+        "trainer.max_epochs": 3,
+    }
+    train(tiny(**over), tmp_path / "whole")
+    with monkeypatch.context() as m:
+        kill(m, "between_epochs")
+        with pytest.raises(Killed):
+            train(tiny(**over), tmp_path / "killed")
+    train(tiny(**over, **{"trainer.resume": "true"}), tmp_path / "killed")
+    assert_same_run(comparable(tmp_path / "killed"), comparable(tmp_path / "whole"))

@@ -182,5 +182,7 @@ def loader(ds: Dataset, batch_size: int, shuffle: bool, workers: int, seed: int,
         collate_fn=collate,
         generator=g,
         drop_last=drop_last and len(ds) > batch_size,
-        persistent_workers=workers > 0,
+        # a shuffled loader's workers start afresh each epoch, seeded from its generator: the epoch's random
+        # draws in them then follow from the generator's seed alone, and a resumed run repeats them
+        persistent_workers=workers > 0 and not shuffle,
     )

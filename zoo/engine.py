@@ -20,7 +20,15 @@ from typing import Any
 import torch
 
 from zoo import __version__
-from zoo.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+from zoo.checkpoint import (
+    check_fits,
+    differing_keys,
+    load_checkpoint,
+    remove_stale_temporaries,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+)
 from zoo.data import Transformed, loader
 from zoo.errors import ZooError
 from zoo.experiment import Experiment, build_experiment
@@ -138,6 +146,11 @@ def train_step(
     return loss.item()
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffle: a function of (seed, epoch) alone, so a resumed run draws the same batches."""
+    return (seed * 1_000_003 + epoch) % 2**63
+
+
 def _improved(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value < best if mode == "min" else value > best)
 
@@ -154,14 +167,20 @@ class Progress:
     history: list[dict] = field(default_factory=list)
 
 
-def train(experiment: Experiment | dict, run_dir: str | Path, env_keys: list[str] | None = None) -> dict:
-    """Train an Experiment (or the one a plain, validated config builds); return what metrics.json holds."""
+def train(
+    experiment: Experiment | dict, run_dir: str | Path, env_keys: list[str] | None = None, resumed: dict | None = None
+) -> dict:
+    """Train an Experiment (or the one a plain, validated config builds); return what metrics.json holds.
+    `resumed`: last.pt as `resume_checkpoint` loaded and checked it (else it is loaded here)."""
     exp = experiment if isinstance(experiment, Experiment) else build_experiment(experiment)
     tcfg, model, seed = exp.cfg["trainer"], exp.model, int(exp.cfg["seed"])
     _log_start(exp)
     bs, workers = tcfg["batch_size"], tcfg["num_workers"]
     train_loader = loader(Transformed(exp.data.train, exp.sample_transform), bs, True, workers, seed, drop_last=True)
     run = Run(exp, Path(run_dir), loader(exp.data.val, tcfg["eval_batch_size"], False, workers, seed), env_keys)
+    saved = resumed if resumed is not None else resume_checkpoint(exp, run.run_dir)
+    for stale in remove_stale_temporaries(run.ckpt_dir):  # a write killed half-way: the rename never happened
+        log.info(f"removed {stale}, left by a checkpoint write that was killed")
 
     started, cache, cache_seconds = time.perf_counter(), None, 0.0
     if exp.transfer.cache_features and tcfg["max_epochs"] > 0:
@@ -173,8 +192,8 @@ def train(experiment: Experiment | dict, run_dir: str | Path, env_keys: list[str
             "the head trains on the cache"
         )
     optimizer, progress = exp.optimizer(), Progress()
-    if tcfg["resume"] and (run.ckpt_dir / "last.pt").is_file():
-        optimizer, progress = _resume(run, len(train_loader))
+    if saved is not None:  # last.pt's weights, optimizer, progress and random streams: the run goes on as it was
+        optimizer, progress = _resume(run, saved, len(train_loader))
     if tcfg["max_epochs"] == 0:  # use the weights as they are: evaluate, save, export
         val = evaluate(model, run.val_loader, exp.device)
         save_checkpoint(run.ckpt_dir / "best.pt", {**run.payload, "model": model.state_dict(), "epoch": 0, "val": val})
@@ -185,6 +204,7 @@ def train(experiment: Experiment | dict, run_dir: str | Path, env_keys: list[str
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
             log.info(f"phase change at epoch {epoch + 1}: {trainable} trainable parameters")
         set_train_mode(model)
+        train_loader.generator.manual_seed(epoch_seed(seed, epoch))  # this epoch's order, whatever came before
         epoch_start, total, seen = time.perf_counter(), 0.0, 0
         batches = cached_batches(cache, bs, seed + epoch) if cache is not None else train_loader
         if tcfg["progress"] and sys.stderr.isatty():
@@ -214,7 +234,6 @@ class Run:
         self.monitor, self.mode = exp.monitor()
         info = deployed_info(exp.model, exp.info).to_dict()
         self.payload = {
-            "format": CHECKPOINT_FORMAT,
             "zoo_version": __version__,
             "config": exp.cfg,
             "info": info,
@@ -264,6 +283,8 @@ def _end_of_epoch(run: Run, progress: Progress, epoch: int, train_loss: float, t
         "best_epoch": progress.best_epoch,
         "stale": progress.stale,
         "history": progress.history,
+        "step": progress.step,
+        "rng": rng_state(),  # after validation: what the next epoch starts from
     }
     save_checkpoint(run.ckpt_dir / "last.pt", {**state, "optimizer": optimizer.state_dict(), **kept})
     if tcfg["patience"] and progress.stale >= tcfg["patience"]:
@@ -275,22 +296,50 @@ def _end_of_epoch(run: Run, progress: Progress, epoch: int, train_loss: float, t
     return False
 
 
-def _resume(run: Run, steps_per_epoch: int) -> tuple[Any, Progress]:
-    """The optimizer and progress saved in last.pt, the model's weights loaded from it."""
-    exp, last = run.exp, run.ckpt_dir / "last.pt"
-    saved = torch.load(last, map_location=exp.device, weights_only=True)
+def resume_checkpoint(exp: Experiment, run_dir: str | Path) -> dict | None:
+    """With trainer.resume, the run directory's last.pt, loaded and checked: readable, intact, finite, and this
+    run's own (same data, model and head config, tensors that fit); None when there is nothing to resume."""
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    if not (exp.cfg["trainer"]["resume"] and (last.is_file() or last.is_symlink())):
+        return None
+    try:
+        saved = load_checkpoint(last)
+    except ZooError as e:
+        raise ZooError(f"trainer.resume=true: {e}") from None
+    differ = differing_keys(saved["config"], exp.cfg, ("data", "model", "head"))
+    if differ:
+        more = f" (+{len(differ) - 3} more)" if len(differ) > 3 else ""
+        raise ZooError(
+            f"trainer.resume=true: {last} is not this run's own: its config differs in {', '.join(differ[:3])}{more}; "
+            "resume with the run's config, or train in another hydra.run.dir"
+        )
+    if not {"optimizer", "epoch", "history", "best", "best_epoch", "stale"} <= set(saved):
+        raise ZooError(f"trainer.resume=true: {last} holds no training state (optimizer, epoch, history)")
+    check_fits(saved["model"], exp.model.state_dict(), f"trainer.resume=true: {last}", saved["config"]["model"]["name"])
+    return saved
+
+
+def _resume(run: Run, saved: dict, steps_per_epoch: int) -> tuple[Any, Progress]:
+    """The optimizer and progress saved in last.pt, the model's weights and the random streams restored."""
+    exp, epoch = run.exp, saved["epoch"]
     optimizer = exp.optimizer()
-    for e in range(saved["epoch"]):  # replay phase changes so the optimizer's groups match the saved ones
+    for e in range(epoch):  # replay phase changes so the optimizer's groups match the saved ones
         if exp.transfer.on_epoch_start(e, exp.model):
             optimizer = exp.optimizer()
     exp.model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
-    epoch = saved["epoch"]
-    progress = Progress(
-        epoch, epoch * steps_per_epoch, saved["best"], saved["best_epoch"], saved["stale"], saved["history"]
-    )
+    try:
+        optimizer.load_state_dict(saved["optimizer"])
+    except (ValueError, KeyError) as e:
+        raise ZooError(
+            f"trainer.resume=true: the optimizer state in {run.ckpt_dir / 'last.pt'} does not fit this run's "
+            f"parameter groups (were transfer or trainer.optimizer changed?): {str(e).splitlines()[0]}"
+        ) from None
+    step = saved.get("step", epoch * steps_per_epoch)  # format 1 did not save it
+    progress = Progress(epoch, step, saved["best"], saved["best_epoch"], saved["stale"], saved["history"])
+    if "rng" in saved:  # format 1 did not save them: the run goes on, but not bit for bit
+        restore_rng(saved["rng"])
     log.info(
-        f"resumed from {last} at epoch {epoch} "
+        f"resumed from {run.ckpt_dir / 'last.pt'} at epoch {epoch} "
         f"(best val {run.monitor} {progress.best:.4f} at epoch {progress.best_epoch})"
     )
     return optimizer, progress
@@ -303,7 +352,7 @@ def _finish(run: Run, progress: Progress, train_seconds: float, cache_seconds: f
         raise ZooError(
             f"nothing was trained: {ckpt_dir / 'last.pt'} is already at trainer.max_epochs={tcfg['max_epochs']}"
         )
-    exp.model.load_state_dict(torch.load(ckpt_dir / "best.pt", map_location=exp.device, weights_only=True)["model"])
+    exp.model.load_state_dict(load_checkpoint(ckpt_dir / "best.pt")["model"])
     seed, ebs, workers = int(exp.cfg["seed"]), tcfg["eval_batch_size"], tcfg["num_workers"]
     epoch_times = [h["train_seconds"] for h in progress.history]
     results = {

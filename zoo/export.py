@@ -146,7 +146,7 @@ def export(checkpoint: str | Path, output: str | Path, overrides: dict | None = 
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt["config"]
     ecfg = export_settings(cfg, overrides)
-    model, info = model_from_checkpoint(ckpt)
+    model, info = model_from_checkpoint(ckpt, str(checkpoint))
     x, source = parity_inputs(cfg, info, int(ecfg["parity_samples"]))
     ckpt_path = Path(checkpoint)
     metrics_file = (ckpt_path if ckpt_path.is_dir() else ckpt_path.parent.parent) / "metrics.json"
@@ -176,7 +176,7 @@ def export_ensemble(checkpoints: list[str], output: str | Path, overrides: dict 
     from zoo.model import Ensemble
 
     ckpts = [load_checkpoint(c) for c in checkpoints]
-    models, infos = zip(*(model_from_checkpoint(c) for c in ckpts))
+    models, infos = zip(*(model_from_checkpoint(c, str(p)) for c, p in zip(ckpts, checkpoints)))
     first = infos[0]
     for path, info in zip(checkpoints[1:], infos[1:]):
         if (info.task, info.classes, info.channels, info.size) != (

@@ -115,6 +115,7 @@ def single_run(overrides: list[str], config_dirs: list[str] = ()) -> int:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict
 
+    from zoo.engine import resume_checkpoint
     from zoo.experiment import build_experiment
 
     cfg = compose(overrides, with_hydra=True, extra_dirs=config_dirs)
@@ -124,6 +125,7 @@ def single_run(overrides: list[str], config_dirs: list[str] = ()) -> int:
     if not str(cfg.hydra.run.dir).strip():
         raise ZooError("hydra.run.dir is empty; name the run's folder, e.g. hydra.run.dir=runs/mine")
     experiment = build_experiment(plain)
+    resumed = resume_checkpoint(experiment, run_dir)  # a malformed or foreign last.pt: one line, nothing written
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     with open_dict(cfg):
@@ -136,13 +138,14 @@ def single_run(overrides: list[str], config_dirs: list[str] = ()) -> int:
         OmegaConf.save(cfg.hydra, hydra_dir / "hydra.yaml")
         OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
     logging.config.dictConfig(OmegaConf.to_container(cfg.hydra.job_logging, resolve=True))
-    run_in(experiment, run_dir, env_keys(job), created)
+    run_in(experiment, run_dir, env_keys(job), created, resumed)
     return 0
 
 
-def run_in(experiment, run_dir: Path, keys: list[str], created: bool) -> dict:
-    """Write the run's config.yaml and train in `run_dir`. A late failure (a metric that does not exist,
-    say) removes what this run wrote, and the folder too when the run created it; never anything else."""
+def run_in(experiment, run_dir: Path, keys: list[str], created: bool, resumed: dict | None = None) -> dict:
+    """Write the run's config.yaml and train in `run_dir` (going on from `resumed`, a checked last.pt). A late
+    failure (a metric that does not exist, say) removes what this run wrote, and the folder too when the run
+    created it; never anything else."""
     from omegaconf import OmegaConf
 
     from zoo.engine import train
@@ -150,7 +153,7 @@ def run_in(experiment, run_dir: Path, keys: list[str], created: bool) -> dict:
 
     try:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(experiment.cfg)))
-        results = train(experiment, run_dir, env_keys=keys)
+        results = train(experiment, run_dir, env_keys=keys, resumed=resumed)
     except ZooError:
         remove_untrained_run(run_dir, created)
         raise
