@@ -45,9 +45,12 @@ def test_stages_partition_the_backbone_into_proper_shares(preset):
 @pytest.mark.parametrize("preset", PRESETS)
 def test_finetune_one_stage_trains_only_the_deepest_stage_and_the_head(preset, tmp_path):
     source = preset_config(preset, seed=1)
-    trained = build_model(source, build_data(source, 0).info)
+    info = build_data(source, 0).info
+    trained = build_model(source, info)
     ckpt = tmp_path / "source.pt"
-    save_checkpoint(ckpt, {"format": CHECKPOINT_FORMAT, "model": trained.state_dict()})
+    save_checkpoint(
+        ckpt, {"format": CHECKPOINT_FORMAT, "config": source, "info": info.to_dict(), "model": trained.state_dict()}
+    )
     cfg = preset_config(
         preset,
         transfer="finetune",

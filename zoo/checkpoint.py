@@ -59,8 +59,8 @@ def tensor_digest(payload: dict) -> str:
 def _header(payload: dict) -> dict:
     return {
         "zoo_version": __version__,
-        "architecture": payload["config"]["model"]["name"],
-        "task": payload["info"]["task"],
+        "architecture": ((payload.get("config") or {}).get("model") or {}).get("name"),  # a weights-only file has none
+        "task": (payload.get("info") or {}).get("task"),
         "tensors": {k: list(v.shape) for k, v in payload["model"].items()},
         "sha256": tensor_digest(payload),
     }

@@ -137,7 +137,8 @@ def _write_checkpoint(cfg: dict, data: DataBundle, folder: Path) -> str:
     source = {**cfg, "transfer": to_plain(compose([]))["transfer"]}
     model = build_model(source, data.info)
     path = folder / "source.pt"
-    save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "config": source, "model": model.state_dict()})
+    payload = {"format": CHECKPOINT_FORMAT, "config": source, "info": data.info.to_dict(), "model": model.state_dict()}
+    save_checkpoint(path, payload)
     return str(path)
 
 
