@@ -42,6 +42,27 @@ def run_zoo(
     )
 
 
+def zoo_in_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The CLI's main() in this process: the same exit code and output as the console script, without an
+    interpreter's start-up (most of a failing command's time); for commands that stop before any run."""
+    import contextlib
+    import io
+
+    from zoo.cli import main
+
+    out, err, before = io.StringIO(), io.StringIO(), os.getcwd()
+    try:
+        os.chdir(cwd or ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(["zoo", *args], code, out.getvalue(), err.getvalue())
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
     """Exit code 2, one line on stderr starting 'zoo: error:', no traceback, containing each fragment."""
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.conftest import assert_one_line_error, run_zoo
+from tests.conftest import assert_one_line_error, run_zoo, zoo_in_process
 
 
 def test_train_writes_the_run_directory(digits_run):
@@ -71,11 +71,11 @@ def test_predict_prints_json_lines(digits_run, digits_export, tmp_path):
 
 
 def test_list_shows_every_kind():
-    proc = run_zoo("list")
+    proc = zoo_in_process("list")
     assert proc.returncode == 0
     for name in ("lenet5", "alexnet", "vgg", "cnn", "timm", "classification", "hflip", "scratch", "digits", "folder"):
         assert f" {name} " in proc.stdout
-    one = run_zoo("list", "model", "cnn")
+    one = zoo_in_process("list", "model", "cnn")
     assert "padding_mode" in one.stdout and "zeros|reflect|replicate|circular" in one.stdout
 
 
@@ -96,17 +96,19 @@ def test_list_shows_every_kind():
 )
 def test_bad_input_is_one_line_and_writes_nothing(args, fragments, tmp_path):
     run_dir = tmp_path / "run"
-    proc = (
-        run_zoo(*args, f"hydra.run.dir={run_dir}" if args[0] == "train" else "", cwd=tmp_path)
-        if args[0] == "train"
-        else run_zoo(*args, cwd=tmp_path)
-    )
-    assert_one_line_error(proc, *fragments)
+    extra = [f"hydra.run.dir={run_dir}"] if args[0] == "train" else []
+    assert_one_line_error(zoo_in_process(*args, *extra, cwd=tmp_path), *fragments)
     assert not run_dir.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_a_bad_input_from_the_console_script_is_one_line_too(tmp_path):
+    # the same path as above, through the real entry point once
+    assert_one_line_error(run_zoo("train", "model=lenet", cwd=tmp_path), "unknown model 'lenet'")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_hydra_flags_work():
-    proc = run_zoo("train", "--cfg", "job", "model=lenet5", "model.activation=relu")
+    proc = zoo_in_process("train", "--cfg", "job", "model=lenet5", "model.activation=relu")
     assert proc.returncode == 0 and "activation: relu" in proc.stdout
     assert "== Configuration groups ==" in run_zoo("train", "--help").stdout
 
@@ -146,7 +148,7 @@ def test_failed_export_leaves_nothing(digits_run, tmp_path):
 def test_export_options_are_checked_like_the_config(digits_run, tmp_path, option, fragment):
     # the parity gate cannot be switched off by a value the config itself would refuse
     out = tmp_path / "out"
-    assert_one_line_error(run_zoo("export", f"checkpoint={digits_run}", f"output={out}", option), fragment)
+    assert_one_line_error(zoo_in_process("export", f"checkpoint={digits_run}", f"output={out}", option), fragment)
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
@@ -154,7 +156,7 @@ def test_config_dir_adds_experiments_but_cannot_replace_zoos_config(tmp_path):
     (tmp_path / "experiment").mkdir()
     (tmp_path / "config.yaml").write_text("defaults:\n  - base_config\nseed: 99\n")  # would replace zoo's whole config
     (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\ntrainer:\n  lr: 0.123\n")
-    proc = run_zoo("train", "--cfg", "job", "--config-dir", str(tmp_path), "experiment=mine")
+    proc = zoo_in_process("train", "--cfg", "job", "--config-dir", str(tmp_path), "experiment=mine")
     assert proc.returncode == 0, proc.stderr
     assert "lr: 0.123" in proc.stdout and "seed: 0" in proc.stdout and "name: digits" in proc.stdout
-    assert_one_line_error(run_zoo("train", "--config-dir", str(tmp_path / "nope")), "is not a folder")
+    assert_one_line_error(zoo_in_process("train", "--config-dir", str(tmp_path / "nope")), "is not a folder")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import assert_one_line_error, run_zoo, small_config
+from tests.conftest import assert_one_line_error, run_zoo, small_config, zoo_in_process
 from zoo import registry
 from zoo.data import build_data
 from zoo.engine import train
@@ -184,7 +184,7 @@ def test_ensemble_export_is_the_average_of_its_members(source, tmp_path):
     got = Model(out / "model.onnx", "cpu").run(x.numpy())["probabilities"]
     assert np.abs(got - mean).max() <= 1e-4
     assert json.loads((out / "model.json").read_text())["source"]["ensemble"][1] == str(other)
-    mismatch = run_zoo("export", f"checkpoint={source},{tmp_path / 'x'}", f"output={tmp_path / 'bad'}")
+    mismatch = zoo_in_process("export", f"checkpoint={source},{tmp_path / 'x'}", f"output={tmp_path / 'bad'}")
     assert_one_line_error(mismatch, "does not exist")
 
 
@@ -206,7 +206,7 @@ def test_report_tabulates_a_sweep(tmp_path):
     assert len(lines) == 4 and all(" ± " in line for line in lines[2:]) and "| 2 |" in lines[2]
     assert (tmp_path / "report.csv").read_text().splitlines()[0].startswith("model.width,runs,test.accuracy_mean")
     assert (tmp_path / "report.png").stat().st_size > 10_000 and "report.png" in rep.stdout
-    assert_one_line_error(run_zoo("report", str(tmp_path / "nothing")), "is not a folder")
+    assert_one_line_error(zoo_in_process("report", str(tmp_path / "nothing")), "is not a folder")
 
 
 def test_bench_transfer_compares_head_epochs_side_by_side(source):
@@ -226,7 +226,8 @@ def test_bench_transfer_compares_head_epochs_side_by_side(source):
     assert "transfer=frozen" in lines[0] and "run on every batch" in lines[1] and "x1.00" in lines[1]
     assert "cached features" in lines[2] and "vs every batch" in lines[2] and "pays for itself after" in lines[3]
     assert_one_line_error(
-        run_zoo("bench", "transfer", "repeats=1"), "transfer=scratch trains the backbone; choose a transfer strategy"
+        zoo_in_process("bench", "transfer", "repeats=1"),
+        "transfer=scratch trains the backbone; choose a transfer strategy",
     )
 
 
@@ -266,4 +267,4 @@ def test_augment_writes_a_png(tmp_path):
     proc = run_zoo("augment", f"output={out}", "aug=heavy", "samples=3", "variants=2")
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).size[1] > 3 * 32
-    assert_one_line_error(run_zoo("augment", f"output={out}", "aug=hevy"), "unknown aug 'hevy'")
+    assert_one_line_error(zoo_in_process("augment", f"output={out}", "aug=hevy"), "unknown aug 'hevy'")
