@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# pytest-xdist: one worker per core (both of CI's two); ZOO_TEST_WORKERS=0 runs in one process
+# pytest-xdist: one worker per core (both of CI's two), idle workers steal queued tests so the slow ones
+# do not end the run on one core; ZOO_TEST_WORKERS=0 runs in one process
 ZOO_TEST_WORKERS ?= auto
 
 .PHONY: demo test lint format install clean
@@ -21,7 +22,7 @@ demo: $(STAMP)
 	$(PY) -m zoo.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(ZOO_TEST_WORKERS)
+	$(PY) -m pytest -q -n $(ZOO_TEST_WORKERS) --dist worksteal
 
 # ruff's lint rules and formatter, configured in pyproject.toml; CI runs this before the tests
 lint: $(STAMP)

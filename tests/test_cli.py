@@ -113,20 +113,6 @@ def test_hydra_flags_work():
     assert "== Configuration groups ==" in run_zoo("train", "--help").stdout
 
 
-def test_sweep_runs_every_combination(tmp_path):
-    proc = run_zoo(
-        "train",
-        "-m",
-        "model.width=4,8",
-        "trainer.max_epochs=1",
-        "trainer.progress=false",
-        f"hydra.sweep.dir={tmp_path}",
-        "hydra.sweep.subdir=${hydra.job.num}",
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert sorted(p.parent.name for p in tmp_path.glob("*/metrics.json")) == ["0", "1"]
-
-
 def test_failed_export_leaves_nothing(digits_run, tmp_path):
     out = tmp_path / "out"
     proc = run_zoo("export", f"checkpoint={digits_run}", f"output={out}", "parity_tolerance=0")

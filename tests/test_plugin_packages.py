@@ -107,19 +107,6 @@ def test_hydra_flags_after_the_overrides_with_a_package_config_folder(acme, tmp_
     proc = run_zoo("train", "experiment=acme_demo", "--cfg", "job", "trainer.lr=0.02", env=with_site(acme))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "name: acme_net" in proc.stdout and "lr: 0.02" in proc.stdout
-    sweep = tmp_path / "sweep"
-    proc = run_zoo(
-        "train",
-        "model=acme_net",
-        "trainer.max_epochs=1",
-        "-m",
-        "seed=0,1",
-        f"hydra.sweep.dir={sweep}",
-        "trainer.progress=false",
-        env=with_site(acme),
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert sorted(p.parent.name for p in sweep.glob("*/metrics.json")) == ["0", "1"]
 
 
 def test_readme_shows_the_tested_package():

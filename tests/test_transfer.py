@@ -188,7 +188,7 @@ def test_ensemble_export_is_the_average_of_its_members(source, tmp_path):
     assert_one_line_error(mismatch, "does not exist")
 
 
-def test_report_tabulates_a_sweep(tmp_path):
+def test_a_sweep_runs_every_combination_and_report_tabulates_it(tmp_path):
     proc = run_zoo(
         "train",
         "-m",
@@ -196,9 +196,11 @@ def test_report_tabulates_a_sweep(tmp_path):
         "seed=0,1",
         "trainer.max_epochs=1",
         "trainer.progress=false",
+        "data.classes=[0,1,2,3]",
         f"hydra.sweep.dir={tmp_path}",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.parent.name for p in tmp_path.glob("*/metrics.json")) == ["0", "1", "2", "3"]
     rep = run_zoo("report", str(tmp_path))
     assert rep.returncode == 0, rep.stderr
     lines = (tmp_path / "report.md").read_text().splitlines()
