@@ -70,6 +70,7 @@ def test_installed_package_appears_in_zoo_list(acme):
         ("augmentation", "acme_invert"),
         ("transfer", "acme_freeze_stem"),
         ("dataset", "acme_bars"),
+        ("interpretation", "acme_contrast"),
     ]:
         assert rows[(kind, name)] == "zoo-acme"
     assert proc.stderr == ""
@@ -86,6 +87,14 @@ def test_experiment_from_the_package_trains_and_exports(acme, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     card = json.loads((out / "model.json").read_text())
     assert card["labels"] == ["horizontal", "vertical"] and card["parity"]["max_abs_diff"]["probabilities"] <= 1e-4
+    # the package's interpretation plugin explains the run like zoo's own
+    seen = tmp_path / "explain"
+    proc = run_zoo(
+        "explain", "acme_contrast", f"run={run}", f"output={seen}", "samples=3", "factor=0.25", env=with_site(acme)
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((seen / "summary.json").read_text())
+    assert summary["params"] == {"factor": 0.25} and len(summary["drop"]) == 3 and (seen / "contrast.png").is_file()
 
 
 def test_model_by_name_and_preset_from_the_package(acme, tmp_path):

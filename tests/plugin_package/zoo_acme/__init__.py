@@ -7,7 +7,7 @@ from torchvision.transforms import v2
 
 from zoo import register
 from zoo.data import DataBundle, DataInfo, TensorImages, channel_stats
-from zoo.model import Backbone, FeatureInfo, Head, Transfer
+from zoo.model import Backbone, Explainer, FeatureInfo, Head, Transfer
 
 ZOO_PLUGIN_API = 2  # the zoo plugin API this package is written for
 
@@ -99,3 +99,28 @@ def acme_bars(seed: int, size: int = 32, images: int = 300, generator_seed: int 
     mean, std = channel_stats(x[:a])
     info = DataInfo("classification", ("horizontal", "vertical"), 1, (size, size), mean, std)
     return DataBundle(info, TensorImages(x[:a], y[:a]), TensorImages(x[a:b], y[a:b]), TensorImages(x[b:], y[b:]))
+
+
+@register.interpretation("acme_contrast", tasks=("classification",))
+class ContrastDrop(Explainer):
+    """How much each image's top class probability drops when its contrast is scaled by `factor`."""
+
+    def __init__(self, factor: float = 0.5):
+        self.factor = factor
+
+    def explain(self, subject, output):
+        from matplotlib.figure import Figure
+
+        x = subject.images
+        dull = x.mean(dim=(1, 2, 3), keepdim=True) + self.factor * (x - x.mean(dim=(1, 2, 3), keepdim=True))
+        with torch.no_grad():
+            before = subject.model(x).softmax(1)
+            after = subject.model(dull).softmax(1)
+        top = before.argmax(1)
+        drop = (before.gather(1, top[:, None]) - after.gather(1, top[:, None]))[:, 0].tolist()
+        fig = Figure(figsize=(6, 3), layout="constrained")
+        ax = fig.subplots()
+        ax.bar(subject.names, drop)
+        ax.set(ylabel="drop in top probability", title=f"contrast x{self.factor}")
+        fig.savefig(output / "contrast.png")
+        return {"drop": [round(d, 4) for d in drop]}
