@@ -146,3 +146,29 @@ def test_config_dir_adds_experiments_but_cannot_replace_zoos_config(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "lr: 0.123" in proc.stdout and "seed: 0" in proc.stdout and "name: digits" in proc.stdout
     assert_one_line_error(zoo_in_process("train", "--config-dir", str(tmp_path / "nope")), "is not a folder")
+
+
+@pytest.mark.parametrize("sweep", [False, True])
+def test_no_callable_named_by_a_config_runs(tmp_path, sweep):
+    marker = tmp_path / "marker"
+    args = [
+        "+hydra.callbacks.x._target_=builtins.open",
+        f"+hydra.callbacks.x.file={marker}",
+        "+hydra.callbacks.x.mode=w",
+    ]
+    if sweep:
+        args += ["-m", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    proc = zoo_in_process("train", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert_one_line_error(proc, "hydra.callbacks.x._target_='builtins.open' is not run")
+    assert list(tmp_path.iterdir()) == []  # no marker, no run
+
+
+def test_a_run_never_overwrites_what_a_folder_holds(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my own\n")
+    (mine / "notes.txt").write_text("keep\n")
+    proc = zoo_in_process("train", "trainer.max_epochs=1", f"hydra.run.dir={mine}", cwd=tmp_path)
+    assert_one_line_error(proc, "already holds config.yaml: choose a new folder, or trainer.resume=true")
+    assert sorted(p.name for p in mine.iterdir()) == ["config.yaml", "notes.txt"]
+    assert (mine / "config.yaml").read_text() == "my own\n"

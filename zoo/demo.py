@@ -69,7 +69,11 @@ def write_samples(run_dir: Path, n: int = 5) -> Path:
 
 def main() -> int:
     """Train, export, serve, report."""
+    import shutil
+
     t0 = time.perf_counter()
+    if (RUN / ".hydra").is_dir() and (RUN / "config.yaml").is_file():  # the previous demo's run: start afresh
+        shutil.rmtree(RUN)
     zoo("train", "experiment=demo", f"hydra.run.dir={RUN}")
     metrics = json.loads((RUN / "metrics.json").read_text())
     zoo("export", f"checkpoint={RUN}/checkpoints/best.pt", f"output={EXPORT}", capture=True)

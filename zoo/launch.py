@@ -24,6 +24,10 @@ from zoo.errors import ZooError
 
 log = logging.getLogger("zoo")
 RUN_FILES = ("config.yaml", "train.log", ".hydra", "checkpoints")  # what a run writes before its first epoch ends
+WRITES = (*RUN_FILES, "metrics.json", "curves.png", "confusion.png", "worst.png")  # and after
+# Where a config may name code for Hydra to run (hydra.callbacks.*, hydra.launcher, hydra.sweeper): Hydra's own
+# plugins, zoo's, and installed zoo plugin packages' modules; nothing a config value or override can add.
+TRUSTED_MODULES = ("hydra", "hydra_plugins", "zoo", "zoo_plugins")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,12 +66,45 @@ def train_command(argv: list[str]) -> int:
     overrides = list(args.overrides)
     if args.multirun or args.help or args.hydra_help or args.info or args.shell_completion or args.version:
         if args.multirun and not (args.help or args.hydra_help or args.info or args.cfg):
+            check_hydra_targets(compose(expand(overrides)[0], with_hydra=True, extra_dirs=args.config_dir).hydra)
             preflight(overrides, args.config_dir)
         return _hydra_app(args, overrides)
     if args.cfg:
         cfg = compose(overrides, with_hydra=args.cfg != "job", extra_dirs=args.config_dir)
         return _print_config(cfg, args)
     return single_run(overrides, args.config_dir)
+
+
+def check_hydra_targets(hydra_cfg) -> None:
+    """Refuse a callback, launcher or sweeper whose `_target_` is not in a trusted module: a config value
+    never names code for Hydra to import and run (`+hydra.callbacks.x._target_=builtins.open` writes nothing)."""
+    from zoo import discovery
+
+    trusted = {*TRUSTED_MODULES, *(p.module.split(".")[0] for p in discovery.loaded)}
+    named = [
+        (f"hydra.callbacks.{k}._target_", (v or {}).get("_target_"))
+        for k, v in (hydra_cfg.get("callbacks") or {}).items()
+    ]
+    named += [(f"hydra.{k}._target_", (hydra_cfg.get(k) or {}).get("_target_")) for k in ("launcher", "sweeper")]
+    for key, target in named:
+        if target is not None and str(target).split(".")[0] not in trusted:
+            raise ZooError(
+                f"{key}={target!r} is not run: zoo takes callbacks, launchers and sweepers only from Hydra's "
+                f"plugins, zoo and installed zoo plugin packages ({', '.join(sorted(trusted))})"
+            )
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuse a run folder that holds what a run would overwrite (another run, or the user's own files of the
+    same names), unless it is a zoo run being resumed; a folder with other files only is written beside them."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ZooError(f"hydra.run.dir={str(run_dir)!r} is a file, not a folder")
+    taken = sorted(name for name in WRITES if (run_dir / name).exists())
+    if taken and not (resume and (run_dir / "checkpoints" / "last.pt").is_file()):
+        raise ZooError(
+            f"hydra.run.dir={str(run_dir)!r} already holds {', '.join(taken)}: choose a new folder, or "
+            f"trainer.resume=true to continue the zoo run there"
+        )
 
 
 def preflight(overrides: list[str], config_dirs: list[str]) -> None:
@@ -124,6 +161,8 @@ def single_run(overrides: list[str], config_dirs: list[str] = ()) -> int:
     run_dir = Path(str(cfg.hydra.run.dir))
     if not str(cfg.hydra.run.dir).strip():
         raise ZooError("hydra.run.dir is empty; name the run's folder, e.g. hydra.run.dir=runs/mine")
+    check_hydra_targets(cfg.hydra)
+    check_run_dir(run_dir, bool(plain["trainer"]["resume"]))
     experiment = build_experiment(plain)
     resumed = resume_checkpoint(experiment, run_dir)  # a malformed or foreign last.pt: one line, nothing written
     created = not run_dir.exists()
