@@ -42,6 +42,41 @@ def run_zoo(
     )
 
 
+_BATCH = """
+import contextlib, io, json, sys
+from zoo.cli import main
+results = []
+for args in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(args)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    results.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
+
+
+def run_zoo_batch(*calls: list[str], env: dict | None = None) -> list[subprocess.CompletedProcess]:
+    """Several zoo commands, each through main() with its own captured output, in ONE fresh interpreter (with
+    `env`, e.g. plugin packages on PYTHONPATH): what separate runs give for commands that print or fail, at one
+    start-up's cost. Discovery warnings appear in the first call's output only."""
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _BATCH, json.dumps([list(c) for c in calls])],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.splitlines()[-1])
+    return [subprocess.CompletedProcess(["zoo", *c], r[0], r[1], r[2]) for c, r in zip(calls, results)]
+
+
 def zoo_in_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The CLI's main() in this process: the same exit code and output as the console script, without an
     interpreter's start-up (most of a failing command's time); for commands that stop before any run."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, assert_one_line_error, run_zoo
+from tests.conftest import ROOT, assert_one_line_error, run_zoo, run_zoo_batch, zoo_in_process
 from zoo.bench import write_fake_package
 
 PACKAGE = ROOT / "tests" / "plugin_package"
@@ -74,7 +74,7 @@ def test_installed_package_appears_in_zoo_list(acme):
     ]:
         assert rows[(kind, name)] == "zoo-acme"
     assert proc.stderr == ""
-    assert "acme_net" not in run_zoo("list").stdout  # nothing leaks into the plain environment
+    assert "acme_net" not in zoo_in_process("list").stdout  # nothing leaks into the plain environment
 
 
 def test_experiment_from_the_package_trains_and_exports(acme, tmp_path):
@@ -156,13 +156,13 @@ def test_readme_plugin_section_documents_every_hook_the_errors_the_test_helper_a
 
 def test_broken_package_costs_one_warning(acme, tmp_path):
     write_fake_package(tmp_path, "zoo-broken", "zoo_broken", "raise RuntimeError('acme lab on fire')\n")
-    proc = run_zoo("list", env=with_site(acme, tmp_path))
+    proc, full, train = run_zoo_batch(
+        ["list"], ["list", "--errors"], ["train", "--cfg", "job", "model=acme_net"], env=with_site(acme, tmp_path)
+    )
     assert proc.returncode == 0 and "acme_net" in proc.stdout and "lenet5" in proc.stdout
     warnings = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(warnings) == 1 and "'zoo-broken'" in warnings[0] and "RuntimeError: acme lab on fire" in warnings[0]
-    full = run_zoo("list", "--errors", env=with_site(acme, tmp_path))
     assert "Traceback" in full.stdout and "acme lab on fire" in full.stdout
-    train = run_zoo("train", "--cfg", "job", "model=acme_net", env=with_site(acme, tmp_path))
     assert train.returncode == 0  # everything else still works
 
 
@@ -264,16 +264,19 @@ def test_collisions_name_both_packages_and_qualified_names_resolve(tmp_path):
     write_fake_package(tmp_path, "zoo-alpha", "zoo_alpha", source.format(name="twin", who="alpha", width=8))
     write_fake_package(tmp_path, "zoo-beta", "zoo_beta", source.format(name="twin", who="beta", width=12))
     write_fake_package(tmp_path / "gamma", "zoo-gamma", "zoo_gamma", source.format(name="cnn", who="gamma", width=4))
-    env = with_site(tmp_path)
-    proc = run_zoo("train", "model=twin", env=env)
+    qualified = (("zoo-beta:twin", 12), ("alpha:twin", 8))
+    plain, *picked = run_zoo_batch(
+        ["train", "model=twin"],
+        *(["train", "--cfg", "job", f"model={q}"] for q, _ in qualified),
+        env=with_site(tmp_path),
+    )
     assert_one_line_error(
-        proc,
+        plain,
         "architecture 'twin' is registered by package 'zoo-alpha'",
         "package 'zoo-beta'",
         "'zoo-alpha:twin' or 'zoo-beta:twin'",
     )
-    for qualified, width in (("zoo-beta:twin", 12), ("alpha:twin", 8)):
-        proc = run_zoo("train", "--cfg", "job", f"model={qualified}", env=env)
+    for proc, (_, width) in zip(picked, qualified):
         assert proc.returncode == 0 and f"width: {width}" in proc.stdout, proc.stderr
     # a package never silently replaces a standard plugin: model=cnn stays zoo's, with a warning
     proc = run_zoo("train", "--cfg", "job", "model=cnn", env=with_site(tmp_path / "gamma"))
@@ -330,19 +333,24 @@ def test_a_package_preset_names_its_own_plugin_whatever_else_is_installed(tmp_pa
     write_fake_package(tmp_path / "site", "alpha-zoo", "alpha_zoo", alpha, entry_name="al")
     write_fake_package(tmp_path / "site", "zoo-beta", "zoo_beta", TWIN.format(conf=None, who="beta", param="depth"))
     env = with_site(tmp_path / "site")
-    proc = run_zoo("train", "--cfg", "job", "model=twin_wide", env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert "name: alpha-zoo:twin" in proc.stdout and "width: 32" in proc.stdout
+    qualifiers = ("al", "alpha-zoo", "alpha_zoo")
+    wide, *picked, plain = run_zoo_batch(
+        ["train", "--cfg", "job", "model=twin_wide"],
+        *(["train", "--cfg", "job", f"model={q}:twin", "model.width=5"] for q in qualifiers),
+        ["train", "model=twin"],
+        env=env,
+    )
+    assert wide.returncode == 0, wide.stderr
+    assert "name: alpha-zoo:twin" in wide.stdout and "width: 32" in wide.stdout
     # the entry point's name (`al = alpha_zoo`) qualifies too, as do the distribution's and the module's
-    for qualifier in ("al", "alpha-zoo", "alpha_zoo"):
-        proc = run_zoo("train", "--cfg", "job", f"model={qualifier}:twin", "model.width=5", env=env)
+    for qualifier, proc in zip(qualifiers, picked):
         assert proc.returncode == 0 and "width: 5" in proc.stdout, (qualifier, proc.stderr)
+    assert_one_line_error(plain, "'alpha-zoo:twin' or 'zoo-beta:twin'")
     run = tmp_path / "run"
     proc = run_zoo("train", "experiment=alpha_demo", "trainer.progress=false", f"hydra.run.dir={run}", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     cfg = (run / "config.yaml").read_text()
     assert "name: alpha-zoo:twin" in cfg and "width: 12" in cfg and "alpha-zoo:twin_flip" in cfg
-    assert_one_line_error(run_zoo("train", "model=twin", env=env), "'alpha-zoo:twin' or 'zoo-beta:twin'")
 
 
 def test_plugin_api_mismatch_is_a_clear_message(tmp_path):
@@ -391,9 +399,9 @@ def test_new_plugin_installs_and_passes_its_own_test(tmp_path):
     )
     assert test.returncode == 0, test.stdout[-3000:]
     assert "4 passed" in test.stdout
-    again = run_zoo("new-plugin", "acme", f"output={tmp_path / 'zoo-acme'}")
+    again = zoo_in_process("new-plugin", "acme", f"output={tmp_path / 'zoo-acme'}")
     assert_one_line_error(again, "already exists")
-    assert_one_line_error(run_zoo("new-plugin", "Bad-Name", cwd=tmp_path), "must be lower-case")
+    assert_one_line_error(zoo_in_process("new-plugin", "Bad-Name", cwd=tmp_path), "must be lower-case")
 
 
 def test_discovery_benchmark_reports_the_added_cost():
