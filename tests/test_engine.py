@@ -195,6 +195,15 @@ def kill(monkeypatch, where: str) -> None:
     monkeypatch.setattr(zoo.engine, "train_step", killing_step)
 
 
+def killed_then_resumed(monkeypatch, over: dict, run) -> None:
+    """Train `over` in `run`, killed between two epochs, then resume it there."""
+    with monkeypatch.context() as m:
+        kill(m, "between_epochs")
+        with pytest.raises(Killed):
+            train(tiny(**over), run)
+    train(tiny(**over, **{"trainer.resume": "true"}), run)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     run = tmp_path_factory.mktemp("uninterrupted")
@@ -239,11 +248,7 @@ def test_resume_with_loader_workers_ends_as_if_never_killed(tmp_path, monkeypatc
     # workers draw augmentations from their own streams, seeded from the loader's generator when they start
     over = {"trainer.num_workers": 1, "trainer.max_epochs": 3}
     train(tiny(**over), tmp_path / "whole")
-    with monkeypatch.context() as m:
-        kill(m, "between_epochs")
-        with pytest.raises(Killed):
-            train(tiny(**over), tmp_path / "killed")
-    train(tiny(**over, **{"trainer.resume": "true"}), tmp_path / "killed")
+    killed_then_resumed(monkeypatch, over, tmp_path / "killed")
     assert_same_run(comparable(tmp_path / "killed"), comparable(tmp_path / "whole"))
 
 
@@ -257,9 +262,5 @@ def test_resume_after_a_transfer_phase_change_ends_as_if_never_killed(tmp_path, 
         "trainer.max_epochs": 3,
     }
     train(tiny(**over), tmp_path / "whole")
-    with monkeypatch.context() as m:
-        kill(m, "between_epochs")
-        with pytest.raises(Killed):
-            train(tiny(**over), tmp_path / "killed")
-    train(tiny(**over, **{"trainer.resume": "true"}), tmp_path / "killed")
+    killed_then_resumed(monkeypatch, over, tmp_path / "killed")
     assert_same_run(comparable(tmp_path / "killed"), comparable(tmp_path / "whole"))

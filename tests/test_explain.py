@@ -66,6 +66,20 @@ def test_segmentation_is_explained_per_class(segmentation_run, tmp_path, method)
         assert record["targets"] == [["background", "circle", "square", "triangle"]] * 2  # one map per class
 
 
+def test_an_exception_inside_a_method_is_one_line_naming_it_and_leaves_nothing(digits_run, tmp_path, monkeypatch):
+    from zoo.errors import ZooError
+    from zoo_plugins.interpretation.inspection import Filters
+
+    def broken(self, subject, output):
+        (output / "half.png").write_bytes(b"half-written")
+        raise RuntimeError("out of ink")
+
+    monkeypatch.setattr(Filters, "explain", broken)
+    with pytest.raises(ZooError, match=r"^interpretation 'filters' of package 'zoo' raised RuntimeError: out of ink"):
+        explain("filters", {}, str(digits_run), None, 2, str(tmp_path / "out"))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_method_refuses_a_task_it_cannot_explain(segmentation_run, tmp_path):
     from zoo.errors import ZooError
 

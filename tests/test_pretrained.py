@@ -141,8 +141,7 @@ def test_backbones_without_a_classifier_of_their_own_are_refused():
 
 
 def test_missing_weight_file_is_one_line_and_leaves_no_run(photos, tmp_path):
-    run = tmp_path / "run"
-    proc = run_zoo(
+    args = [
         "train",
         "data=folder",
         f"data.root={photos}",
@@ -152,26 +151,14 @@ def test_missing_weight_file_is_one_line_and_leaves_no_run(photos, tmp_path):
         "transfer=pretrained",
         "transfer.weights=timm:/no/such.pth",
         "trainer.max_epochs=0",
-        f"hydra.run.dir={run}",
-    )
-    assert_one_line_error(proc, "transfer.weights=timm:/no/such.pth: no such file")
+    ]
+    run = tmp_path / "run"
+    assert_one_line_error(run_zoo(*args, f"hydra.run.dir={run}"), "transfer.weights=timm:/no/such.pth: no such file")
     assert not run.exists()
     mine = tmp_path / "mine"  # a folder that holds something of the user's keeps it all
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    proc = run_zoo(
-        "train",
-        "data=folder",
-        f"data.root={photos}",
-        "model=timm",
-        "model.model_name=test_resnet",
-        "head=pretrained_classifier",
-        "transfer=pretrained",
-        "transfer.weights=timm:/no/such.pth",
-        "trainer.max_epochs=0",
-        f"hydra.run.dir={mine}",
-    )
-    assert_one_line_error(proc, "no such file")
+    assert_one_line_error(run_zoo(*args, f"hydra.run.dir={mine}"), "no such file")
     assert (mine / "notes.txt").read_text() == "keep"
 
 

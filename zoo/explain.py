@@ -81,7 +81,7 @@ def explain(method: str, params: dict[str, Any], source: str, inputs: str | None
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), plugin.blame("in explain(subject, output)"):
             summary = explainer.explain(subject, tmp)
         record = {
             "method": method,

@@ -66,7 +66,6 @@ def train_command(argv: list[str]) -> int:
     overrides = list(args.overrides)
     if args.multirun or args.help or args.hydra_help or args.info or args.shell_completion or args.version:
         if args.multirun and not (args.help or args.hydra_help or args.info or args.cfg):
-            check_hydra_targets(compose(expand(overrides)[0], with_hydra=True, extra_dirs=args.config_dir).hydra)
             preflight(overrides, args.config_dir)
         return _hydra_app(args, overrides)
     if args.cfg:
@@ -108,12 +107,15 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
 
 
 def preflight(overrides: list[str], config_dirs: list[str]) -> None:
-    """Compose and check every job of a sweep, and build each distinct experiment, before any job runs."""
+    """Compose and check every job of a sweep (the code its Hydra config names too), and build each distinct
+    experiment, before any job runs."""
     from zoo.experiment import build_experiment
 
     built = set()
     for combo in expand(overrides):
-        plain = to_plain(compose(combo, extra_dirs=config_dirs))
+        cfg = compose(combo, with_hydra=True, extra_dirs=config_dirs)
+        check_hydra_targets(cfg.hydra)
+        plain = to_plain(job_config(cfg))
         key = json.dumps({k: v for k, v in plain.items() if k not in ("seed", "trainer", "export")}, sort_keys=True)
         if key not in built:  # a sweep over seeds or trainer settings builds its data and model once
             built.add(key)
