@@ -31,6 +31,8 @@ EXTRA = [
 CASES = [(name, SMALL.get(name, {})) for name in registry.registries["architecture"].names()] + EXTRA
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in p.items())}" for n, p in CASES]
 
+ECFG = {"opset": 18, "parity_tolerance": 1e-4, "input": "float32"}  # float batches in, as PyTorch takes them
+
 
 def info(channels: int, size: int = 32) -> DataInfo:
     return DataInfo("classification", tuple("abcd"), channels, (size, size), (0.5,) * channels, (0.25,) * channels)
@@ -70,9 +72,7 @@ def test_exports_with_parity(name, params, tmp_path):
     i = info(3 if name == "timm" else 1)
     model = build_model(cfg(name, params), i).eval()
     x = torch.rand(6, i.channels, 32, 32)
-    card = export_model(
-        model, i, cfg(name, params), tmp_path / "out", {"opset": 17, "parity_tolerance": 1e-4}, x, "random"
-    )
+    card = export_model(model, i, cfg(name, params), tmp_path / "out", ECFG, x, "random")
     assert max(card["parity"]["max_abs_diff"].values()) <= 1e-4
     assert (tmp_path / "out" / "model.onnx").is_file()
 

@@ -21,7 +21,7 @@ from zoo.runtime import Model
 BACKBONES = [("cnn", {"width": 8}), ("timm", {"model_name": "test_resnet"})]
 BACKBONE_IDS = ["cnn", "timm-test_resnet"]
 SEG_HEADS = ["unet", "fpn"]
-ECFG = {"opset": 17, "parity_tolerance": 1e-4}
+ECFG = {"opset": 18, "parity_tolerance": 1e-4, "input": "float32"}  # float batches in, as PyTorch takes them
 
 
 def seg_info(channels: int = 3, size: int = 32) -> DataInfo:

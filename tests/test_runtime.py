@@ -15,7 +15,7 @@ def test_runtime_imports_no_torch(digits_export):
     code = (
         "import sys; sys.modules['torch'] = None; import zoo.runtime, numpy as np; "
         f"m = zoo.runtime.Model(r'{digits_export / 'model.onnx'}'); "
-        "r = m.predict(np.zeros((2, 1, 32, 32), np.float32)); "
+        "r = m.predict(np.zeros((2, 32, 32, 3), np.uint8)); "
         "assert 'torch' not in [k for k, v in sys.modules.items() if v is not None]; print(r[0]['label'], m.providers)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -46,10 +46,10 @@ def test_providers_fall_back_to_cpu_without_a_gpu():
 @pytest.mark.parametrize(
     "batch,message",
     [
-        (np.zeros((2, 1, 32, 32), np.float64), "must be float32"),
-        (np.zeros((1, 32, 32), np.float32), "must have rank 4"),
-        (np.zeros((2, 3, 32, 32), np.float32), "must have 1 channel"),
-        (np.zeros((2, 1, 28, 28), np.float32), "must be 32x32"),
+        (np.zeros((2, 32, 32, 3), np.float32), r"must be uint8 \[N, H, W, 3\].*got float32"),
+        (np.zeros((32, 32, 3), np.uint8), "must have rank 4"),
+        (np.zeros((2, 32, 32, 1), np.uint8), r"must be uint8 .*got shape \[2, 32, 32, 1\]"),
+        (np.zeros((2, 3, 32, 32), np.uint8), r"got shape \[2, 3, 32, 32\]"),
         ([[0.0]], "must be a numpy array"),
     ],
 )
@@ -67,11 +67,13 @@ def test_preprocess_reads_files_and_arrays(digits_export, tmp_path):
     from zoo.runtime import Model
 
     m = Model(digits_export / "model.onnx", "cpu")
-    Image.fromarray(np.full((64, 48, 3), 200, np.uint8)).save(tmp_path / "rgb.png")  # wrong size and colour: converted
-    batch = m.preprocess([tmp_path / "rgb.png", np.zeros((10, 10), np.uint8)])
-    assert batch.shape == (2, 1, 32, 32) and batch.dtype == np.float32
-    assert batch[0].max() == pytest.approx(200 / 255, abs=1e-3) and batch[1].max() == 0.0
+    Image.fromarray(np.full((64, 48, 3), 200, np.uint8)).save(tmp_path / "rgb.png")  # the graph resizes it
+    batch = m.preprocess([tmp_path / "rgb.png", np.zeros((64, 48), np.uint8)])
+    assert batch.shape == (2, 64, 48, 3) and batch.dtype == np.uint8  # pixels, as decoded
+    assert batch[0].max() == 200 and batch[1].max() == 0
     assert len(m.predict(batch, topk=3)[0]["topk"]) == 3
+    with pytest.raises(ZooError, match="a batch holds images of one size"):
+        m.preprocess([tmp_path / "rgb.png", np.zeros((10, 10), np.uint8)])
     with pytest.raises(ZooError, match="does not exist"):
         m.preprocess([tmp_path / "missing.png"])
 

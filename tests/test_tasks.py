@@ -20,7 +20,7 @@ from zoo.errors import ZooError
 from zoo.export import export_model
 from zoo.model import DeployModel, Head, build_model
 
-ECFG = {"opset": 17, "parity_tolerance": 1e-4}
+ECFG = {"opset": 18, "parity_tolerance": 1e-4, "input": "float32"}  # float batches in, as PyTorch takes them
 
 
 def info_for(task: str, classes: tuple[str, ...] = ("background", "a", "b")) -> DataInfo:
@@ -232,11 +232,11 @@ def _rewrite_metadata(src, dst, **changes):
     return dst
 
 
-def test_metadata_format_2_lists_roles(seg_export):
+def test_metadata_format_3_lists_roles(seg_export):
     import onnx
 
     meta = {p.key: json.loads(p.value) for p in onnx.load(str(seg_export / "model.onnx")).metadata_props}
-    assert meta["zoo.format"] == 2
+    assert meta["zoo.format"] == "3.0"
     assert meta["zoo.outputs"] == [
         {
             "name": "mask",
@@ -254,7 +254,7 @@ def test_metadata_format_2_lists_roles(seg_export):
         },
     ]
     card = json.loads((seg_export / "model.json").read_text())
-    assert card["format"] == "zoo.model-card/2" and card["outputs"] == meta["zoo.outputs"]
+    assert card["format"] == "zoo.model-card/3" and card["outputs"] == meta["zoo.outputs"]
 
 
 def test_a_format_1_export_is_read_by_position(seg_export, tmp_path):
@@ -277,10 +277,10 @@ def test_a_format_1_export_is_read_by_position(seg_export, tmp_path):
 def test_an_unknown_major_format_is_refused_in_one_line(seg_export, tmp_path):
     from zoo.runtime import Model, output_roles
 
-    future = _rewrite_metadata(seg_export / "model.onnx", tmp_path / "future.onnx", format=3)
+    future = _rewrite_metadata(seg_export / "model.onnx", tmp_path / "future.onnx", format=4)
     with pytest.raises(ZooError) as e:
         Model(future, "cpu")
-    assert "has zoo metadata format 3; this zoo reads formats 1, 2: upgrade zoo" in str(e.value)
+    assert "has zoo metadata format 4; this zoo reads formats 1, 2, 3: upgrade zoo" in str(e.value)
     assert "\n" not in str(e.value)
     entries = [{"name": "m", "role": "mask"}]
     assert output_roles({"format": "2.1", "task": "segmentation", "outputs": entries}, ["m"], "x") == {"mask": "m"}

@@ -17,8 +17,10 @@ USAGE = """usage: zoo COMMAND [ARGS]
 
 commands:
   train   [OVERRIDES...]             train an experiment composed by Hydra (zoo train --help)
-  export  checkpoint=PATH[,PATH...] [output=DIR] [opset=N] [parity_tolerance=X] [parity_mismatch=F]
+  export  checkpoint=PATH[,PATH...] [output=DIR] [input=uint8|float32] [opset=N] [parity_tolerance=X] ...
                                      export a checkpoint (several: an averaging ensemble) to DIR/model.onnx + model.json
+                                     + golden/ (sample images and the outputs they give)
+  verify  EXPORT_DIR                 check an export against its golden vectors (one line per failure)
   predict model=PATH input=FILE_OR_DIR [topk=5] [providers=auto|cpu|cuda|tensorrt] [masks=DIR] [draw=DIR]
                                      run an exported model with onnxruntime; one JSON line per image
                                      (masks=: segmentation mask PNGs; draw=: images with detected boxes)
@@ -92,6 +94,7 @@ def cmd_export(argv: list[str]) -> int:
             "parity_tolerance": float,
             "parity_mismatch": float,
             "parity_samples": int,
+            "input": str,
         },
         "export",
     )
@@ -139,15 +142,32 @@ def cmd_predict(argv: list[str]) -> int:
         raise ZooError(f"masks=DIR writes segmentation masks, but this {model.task} model gives no mask output")
     if "draw" in kv and "boxes" not in model.roles:
         raise ZooError(f"draw=DIR draws detected boxes, but this {model.task} model gives no boxes output")
+    errors: list[str] = []  # an unreadable or refused image is one line; the others are still predicted
     for r in model.predict_files(
         files,
         topk=kv.get("topk", 5),
         batch_size=kv.get("batch", 32),
         masks_dir=kv.get("masks"),
         draw_dir=kv.get("draw"),
+        errors=errors if len(files) > 1 else None,
     ):
         print(json.dumps(r))
-    return 0
+    for e in errors:
+        print(f"zoo: error: {e}", file=sys.stderr)
+    return 2 if errors else 0
+
+
+def cmd_verify(argv: list[str]) -> int:
+    """zoo verify EXPORT_DIR: the export's golden vectors through this machine's runtime; one line per failure."""
+    if len(argv) != 1 or "=" in argv[0]:
+        raise ZooError("zoo verify needs one export folder, e.g. zoo verify exports/demo")
+    from zoo.verify import verify
+
+    failures, checked = verify(argv[0])
+    for f in failures:
+        print(f"zoo: verify: {f}", file=sys.stderr)
+    print(f"{checked} golden sample(s) checked, {len(failures)} failure(s)")
+    return 2 if failures else 0
 
 
 # ---- list ------------------------------------------------------------------------------------
@@ -323,6 +343,7 @@ COMMANDS = {
     "train": cmd_train,
     "export": cmd_export,
     "predict": cmd_predict,
+    "verify": cmd_verify,
     "list": cmd_list,
     "bench": cmd_bench,
     "new-plugin": cmd_new_plugin,

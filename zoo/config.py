@@ -65,7 +65,10 @@ class TrainerConfig:
 class ExportConfig:
     """ONNX export settings."""
 
-    opset: int = declared(17, Range(17))  # zoo exports opset 17 or newer
+    opset: int = declared(18, Range(17))  # zoo exports opset 17 or newer; the uint8 input form needs 18
+    # uint8: the graph takes decoded RGB pixels and resizes, converts and scales them itself (zoo.preprocess);
+    # float32: the client resizes and scales to [0, 1] (the form of zoo's exports before zoo.format 3)
+    input: str = declared("uint8", Literal["uint8", "float32"])
     parity_tolerance: float = declared(1e-4, _AT_LEAST_0)  # float outputs: max |ONNX - PyTorch| (relative above 1)
     parity_mismatch: float = declared(0.001, _FRACTION)  # integer outputs: the fraction of elements allowed to differ
     parity_samples: int = declared(64, Range(1))

@@ -23,6 +23,8 @@ class DataInfo:
     size: tuple[int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    units: tuple[str | None, ...] = ()  # regression: each value's unit, e.g. ("degrees",); () where unknown
+    background: int | None = None  # segmentation: the mask value that means no object; None when every label is one
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -43,7 +45,14 @@ class DataInfo:
     def from_dict(cls, d: dict) -> DataInfo:
         """Inverse of to_dict."""
         return cls(
-            d["task"], tuple(d["classes"]), int(d["channels"]), tuple(d["size"]), tuple(d["mean"]), tuple(d["std"])
+            d["task"],
+            tuple(d["classes"]),
+            int(d["channels"]),
+            tuple(d["size"]),
+            tuple(d["mean"]),
+            tuple(d["std"]),
+            tuple(d.get("units") or ()),
+            d.get("background"),
         )
 
 

@@ -43,7 +43,8 @@ def onnx_accuracy(model_path: Path, run_dir: Path) -> tuple[float, int, str]:
     images = np.stack([test[i][0].numpy() for i in range(len(test))]).astype(np.float32)
     labels = np.array([int(test[i][1]) for i in range(len(test))])
     model = Model(model_path)
-    probs = np.concatenate([model.run_roles(images[i : i + 128])["probabilities"] for i in range(0, len(images), 128)])
+    batches = [model.as_input(images[i : i + 128]) for i in range(0, len(images), 128)]
+    probs = np.concatenate([model.run_roles(b)["probabilities"] for b in batches])
     return float((probs.argmax(1) == labels).mean()), len(labels), model.providers[0]
 
 

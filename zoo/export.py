@@ -22,8 +22,7 @@ import torch
 from zoo import __version__
 from zoo.errors import ZooError
 
-CARD_FORMAT = "zoo.model-card/2"
-METADATA_FORMAT = 2  # 2: `outputs` lists {name, role, dtype, axes, shape}; 1 listed output names only
+CARD_FORMAT = "zoo.model-card/3"  # 3: the metadata of zoo.format 3 (postprocessing), golden vectors
 REDACTED = "<from environment: not exported>"
 
 
@@ -79,41 +78,28 @@ def check_outputs(deploy, expected: tuple[torch.Tensor, ...], where: str) -> Non
     tasks.check_tensors(deploy.task, found, where)
 
 
-def metadata(info, outputs: list[dict], cfg: dict, ecfg: dict, dynamic_size: bool = False) -> dict[str, Any]:
-    """What any onnxruntime client needs, as JSON values under `zoo.` keys."""
+def metadata(
+    info,
+    outputs: list[dict],
+    cfg: dict,
+    ecfg: dict,
+    dynamic_size: bool = False,
+    min_size: int | None = None,
+    head_semantics: dict | None = None,
+) -> dict[str, Any]:
+    """What any onnxruntime client needs, as JSON values under `zoo.` keys: zoo.format (zoo/format.schema.json)."""
+    from zoo import schema
+
+    form = ecfg.get("input", "float32")
     return {
-        "format": METADATA_FORMAT,
+        "format": schema.FORMAT,
         "version": __version__,
         "task": info.task,
         "labels": list(info.classes),
-        "input": {
-            "name": "input",
-            "layout": "NCHW",
-            "dtype": "float32",
-            "channels": info.channels,
-            "size": list(info.size),
-            "range": [0.0, 1.0],
-            "color": "grayscale" if info.channels == 1 else "rgb",
-            "dynamic": ["batch", "height", "width"] if dynamic_size else ["batch"],
-        },
-        "preprocessing": {
-            "resize": None if dynamic_size else list(info.size),
-            "interpolation": "bilinear",
-            "scale": 1 / 255,
-            "mean": list(info.mean),
-            "std": list(info.std),
-            "normalize": "inside the graph",
-            "steps": [
-                "decode",
-                "convert to " + ("grayscale" if info.channels == 1 else "RGB"),
-                "keep the image's size (any height and width >= 32)"
-                if dynamic_size
-                else f"resize to {info.size[0]}x{info.size[1]}",
-                "scale pixels to [0, 1]",
-                "HWC -> CHW, add batch axis",
-            ],
-        },
+        "input": schema.input_entry(info, form, dynamic_size, min_size),
+        "preprocessing": schema.preprocessing(info, form, dynamic_size),
         "outputs": outputs,
+        "postprocessing": schema.postprocessing(info, head_semantics or {}),
         "opset": ecfg["opset"],
         "config": cfg,
     }
@@ -251,18 +237,18 @@ def export_model(
     source: dict | None = None,
     env_keys: list[str] | None = None,
 ) -> dict:
-    """Export a ZooModel (or an Ensemble): ONNX + metadata, checker, parity on `x`, model card; atomic."""
+    """Export a ZooModel (or an Ensemble): ONNX + metadata, checker, parity on `x`, golden vectors, model card;
+    atomic."""
+    from zoo import schema
     from zoo.model import DeployModel, ZooModel
-    from zoo.runtime import Model
 
     ecfg = export_settings({}, ecfg)
-    if ecfg["opset"] < 17:
-        raise ZooError(f"export.opset={ecfg['opset']} is too old; zoo exports opset 17 or newer")
+    check_opset(ecfg)
     deploy = (DeployModel(model, info.task) if isinstance(model, ZooModel) else model).eval()
+    graph, batches = served(deploy, info, ecfg["input"], x)
     with torch.no_grad():
-        expected = deploy(x)
-    expected = expected if isinstance(expected, tuple) else (expected,)
-    check_outputs(deploy, expected, f"head={cfg['head']['name']}")
+        expected = [_as_tuple(graph(b)) for b in batches]
+    check_outputs(deploy, expected[0], f"head={cfg['head']['name']}")
 
     output = Path(output)
     if output.exists() and not output.is_dir():
@@ -273,33 +259,105 @@ def export_model(
     tmp.mkdir()
     try:
         onnx_path = tmp / "model.onnx"
-        outputs = output_entries(deploy, expected)
-        meta = metadata(info, outputs, redact(cfg, env_keys or []), ecfg, deploy.dynamic_size)
-        write_onnx(deploy, x, onnx_path, ecfg["opset"], meta, f"zoo {info.task} model: {_described(cfg)}")
+        outputs = output_entries(deploy, expected[0])
+        semantics = _head_of(deploy).output_semantics() if _head_of(deploy) is not None else {}
+        meta = metadata(
+            info, outputs, redact(cfg, env_keys or []), ecfg, deploy.dynamic_size, architecture_min_size(cfg), semantics
+        )
+        schema.validate(meta, "zoo export")
+        write_onnx(graph, batches[0], onnx_path, ecfg["opset"], meta, f"zoo {info.task} model: {_described(cfg)}")
+        parity = check_parity(onnx_path, batches, expected, list(deploy.output_names), ecfg, inputs_source)
+        from zoo.verify import write_golden
 
-        # Parity: the same real images through onnxruntime (CPU) and PyTorch.
-        got = Model(onnx_path, providers="cpu").run(x.numpy())
-        names = list(deploy.output_names)
-        diffs, mismatch, failure = compare_outputs(got, {n: e.numpy() for n, e in zip(names, expected)}, ecfg)
-        if failure:
-            raise ZooError(f"{failure}; nothing was written")
-        parity = {
-            "max_abs_diff": diffs,
-            "tolerance": ecfg["parity_tolerance"],
-            "mismatch_fraction": mismatch,
-            "mismatch_tolerance": ecfg["parity_mismatch"],
-            "inputs": inputs_source,
-            "provider": "CPUExecutionProvider",
-        }
+        golden = write_golden(tmp, onnx_path, batches)
         card = model_card(meta, onnx_path, parity, metrics, source)
+        card["golden"] = golden
         (tmp / "model.json").write_text(json.dumps(card, indent=2))
         # Move into place only now that everything passed.
         output.mkdir(exist_ok=True)
-        for f in ("model.onnx", "model.json"):
+        shutil.rmtree(output / "golden", ignore_errors=True)  # an earlier export's vectors: zoo's own files
+        for f in ("model.onnx", "model.json", "golden"):
             os.replace(tmp / f, output / f)
         return card
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _as_tuple(out) -> tuple[torch.Tensor, ...]:
+    return out if isinstance(out, tuple) else (out,)
+
+
+def check_opset(ecfg: dict) -> None:
+    """The opset the input form needs: one line when export.opset is too old."""
+    from zoo.preprocess import UINT8_MIN_OPSET
+
+    if ecfg["opset"] < 17:
+        raise ZooError(f"export.opset={ecfg['opset']} is too old; zoo exports opset 17 or newer")
+    if ecfg["input"] == "uint8" and ecfg["opset"] < UINT8_MIN_OPSET:
+        raise ZooError(
+            f"export.opset={ecfg['opset']} has no antialiased Resize, which export.input=uint8 puts in the graph; "
+            f"use export.opset={UINT8_MIN_OPSET} or newer, or export.input=float32"
+        )
+
+
+def served(deploy, info, form: str, x: torch.Tensor) -> tuple[torch.nn.Module, list[torch.Tensor]]:
+    """The graph to export and its parity batches: for the uint8 form, Preprocess + the deployed model, fed
+    the images as uint8 pixels at the network's size and at an odd size (the in-graph resize both ways);
+    for the float32 form, the deployed model and `x`."""
+    if form != "uint8":
+        return deploy, [x]
+    from zoo.preprocess import Preprocess, Served, as_pixels, odd_sized
+
+    pixels = as_pixels(x)
+    graph = Served(Preprocess(info.channels, None if deploy.dynamic_size else tuple(info.size)), deploy).eval()
+    return graph, [pixels, odd_sized(pixels, grow_only=deploy.dynamic_size)]
+
+
+def _head_of(deploy):
+    """The (first) head behind a deployed model or an ensemble, for what it declares about its outputs."""
+    inner = getattr(deploy, "model", None) or getattr(deploy, "members", [None])[0]
+    inner = getattr(inner, "model", inner)
+    return getattr(inner, "head", None)
+
+
+def architecture_min_size(cfg: dict) -> int | None:
+    """The smallest input side the configured architecture declares (`min_size=` at registration), or None."""
+    from zoo import registry
+
+    try:
+        mcfg = dict(cfg["model"])
+        arch = registry.get("architecture", mcfg.pop("name"))
+        return arch.min_size(arch.check_values(mcfg, "model"))
+    except (ZooError, KeyError, TypeError):
+        return None
+
+
+def check_parity(
+    onnx_path: Path, batches: list[torch.Tensor], expected: list[tuple], names: list[str], ecfg: dict, inputs: str
+) -> dict:
+    """The same inputs through onnxruntime (CPU) and PyTorch, every batch; one line on a misfit, else the record."""
+    from zoo.runtime import Model
+
+    model = Model(onnx_path, providers="cpu")
+    diffs: dict[str, float] = {}
+    mismatch: dict[str, float] = {}
+    for batch, exp in zip(batches, expected):
+        got = model.run(batch.numpy())
+        d, m, failure = compare_outputs(got, {n: e.numpy() for n, e in zip(names, exp)}, ecfg)
+        if failure:
+            raise ZooError(f"{failure}; nothing was written")
+        for table, new in ((diffs, d), (mismatch, m)):
+            for k, v in new.items():
+                table[k] = max(table.get(k, 0.0), v)
+    sizes = " and ".join(f"{b.shape[1]}x{b.shape[2]}" for b in batches)
+    return {
+        "max_abs_diff": diffs,
+        "tolerance": ecfg["parity_tolerance"],
+        "mismatch_fraction": mismatch,
+        "mismatch_tolerance": ecfg["parity_mismatch"],
+        "inputs": inputs + (f"; as uint8 pixels at {sizes}" if ecfg["input"] == "uint8" else ""),
+        "provider": "CPUExecutionProvider",
+    }
 
 
 def _described(cfg: dict) -> str:
@@ -311,20 +369,25 @@ def write_onnx(deploy, x: torch.Tensor, path: Path, opset: int, meta: dict, doc:
     metadata, and pass onnx.checker's full check."""
     import onnx
 
+    from zoo.preprocess import name_output_dims
+
+    nhwc = meta["input"]["layout"] == "NHWC"
+    axis = {"batch": 0, "height": 1 if nhwc else 2, "width": 2 if nhwc else 3}
+    input_axes = {axis[a]: a for a in meta["input"]["dynamic"]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        input_axes = {0: "batch", 2: "height", 3: "width"} if deploy.dynamic_size else {0: "batch"}
         torch.onnx.export(
             deploy,
             (x[:2],),
             str(path),
             dynamo=False,
             opset_version=opset,
-            input_names=["input"],
+            input_names=[meta["input"]["name"]],
             output_names=list(deploy.output_names),
-            dynamic_axes={"input": input_axes, **deploy.output_axes},
+            dynamic_axes={meta["input"]["name"]: input_axes, **deploy.output_axes},
         )
     proto = onnx.load(str(path))
+    name_output_dims(proto, meta["outputs"])
     del proto.metadata_props[:]
     for k, v in meta.items():
         proto.metadata_props.add(key=f"zoo.{k}", value=json.dumps(v))
@@ -346,6 +409,7 @@ def model_card(meta: dict, onnx_path: Path, parity: dict, metrics: dict | None, 
         "input": meta["input"],
         "preprocessing": meta["preprocessing"],
         "outputs": meta["outputs"],
+        "postprocessing": meta["postprocessing"],
         "metrics": metrics or {},
         "parity": parity,
         "onnx": {

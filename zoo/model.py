@@ -80,6 +80,11 @@ class Head(nn.Module):
         """What the deployed model returns."""
         raise NotImplementedError
 
+    def output_semantics(self) -> dict[str, Any]:
+        """What the deployed outputs mean beyond the task's table, for the export metadata's `postprocessing`
+        (zoo.format): e.g. a detector's NMS settings {"nms": {"score_threshold": ..., ...}}. Default: nothing."""
+        return {}
+
     monitor: str = "loss"
     monitor_mode: str = "min"
 

@@ -26,7 +26,9 @@ from zoo.errors import ZooError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 METADATA_PREFIX = "zoo."
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
-METADATA_FORMATS = (1, 2)  # the major versions of zoo's metadata this runtime reads
+METADATA_FORMATS = (1, 2, 3)  # the major versions of zoo's metadata this runtime reads
+SCHEMA_FILE = Path(__file__).with_name("format.schema.json")  # format 3's keys (zoo.schema validates fully)
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as zoo.format states (and zoo.preprocess puts in the graph)
 
 
 def gpu_usable() -> bool:
@@ -119,26 +121,90 @@ def output_roles(meta: dict[str, Any], graph_outputs: Sequence[str], where: str)
     return roles
 
 
+def check_metadata(meta: dict[str, Any], where: str) -> None:
+    """Format 3 and later: the keys zoo.format's schema requires, at the top and in `input` (the full check,
+    with jsonschema, is zoo.schema's, run by export and `zoo verify`)."""
+    if int(str(meta.get("format", 1)).split(".")[0]) < 3:
+        return
+    schema = json.loads(SCHEMA_FILE.read_text())
+    for keys, node, prefix in (
+        (schema["required"], meta, "zoo."),
+        (schema["$defs"]["input"]["required"], meta.get("input"), "zoo.input."),
+    ):
+        missing = [k for k in keys if not isinstance(node, dict) or k not in node]
+        if missing:
+            raise ZooError(f"{where}: its zoo metadata lacks {', '.join(prefix + k for k in missing)} (zoo.format 3)")
+
+
 def load_image(path: str | Path, channels: int, size: Sequence[int] | None) -> np.ndarray:
-    """Decode an image to float32 CHW in [0, 1], resized to (height, width) unless size is None."""
-    return _load(path, channels, size)[0]
+    """Decode an image to float32 CHW in [0, 1] (the float32 input form), resized to (height, width) unless
+    size is None."""
+    return float_input(decode(path), channels, size)
 
 
-def _load(path: str | Path, channels: int, size: Sequence[int] | None) -> tuple[np.ndarray, tuple[int, int]]:
+def decode(path: str | Path) -> np.ndarray:
+    """An image file as height x width x 3 RGB uint8, by zoo.format's decode rules: grey copied to R, G and B,
+    a palette expanded, alpha dropped (not composited), 16-bit samples to their high byte (v >> 8, not clipped).
+    Pillow only decodes: no resize or colour conversion of its own takes part, except from colour spaces
+    other than grey, palette and RGB (CMYK, YCbCr), which Pillow converts to RGB."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            original = (im.size[1], im.size[0])
-            im = im.convert("L" if channels == 1 else "RGB")
-            if size is not None and im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.float32) / 255.0
+            return rgb8(im)
     except FileNotFoundError:
         raise ZooError(f"input image {str(path)!r} does not exist") from None
-    except (OSError, UnidentifiedImageError) as e:
+    except (OSError, UnidentifiedImageError, ValueError) as e:
         raise ZooError(f"cannot read image {str(path)!r}: {e}") from None
-    return (arr[None] if channels == 1 else arr.transpose(2, 0, 1)), original
+
+
+def rgb8(im) -> np.ndarray:
+    """A PIL image's pixels as height x width x 3 RGB uint8 (the decode rules of `decode`)."""
+    mode = im.mode
+    if mode in ("P", "PA"):
+        im, mode = im.convert("RGBA"), "RGBA"  # a palette lookup: exact, whatever Pillow's version
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(im).astype(np.int64)
+        return as_rgb8(np.clip(a >> 8, 0, 255).astype(np.uint8))
+    if mode in ("L", "LA", "1", "RGB", "RGBA", "RGBX"):
+        a = np.asarray(im.convert("L") if mode == "1" else im)
+        return as_rgb8(a)
+    return np.asarray(im.convert("RGB"))
+
+
+def as_rgb8(a: np.ndarray) -> np.ndarray:
+    """HxW, HxWx1, HxWx2 (grey, alpha), HxWx3 or HxWx4 (alpha last) pixels as HxWx3 uint8 RGB; uint16 samples
+    to their high byte. Anything else is refused in one line."""
+    a = np.asarray(a)
+    if a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    if a.dtype != np.uint8:
+        raise ZooError(f"pixels must be uint8 or uint16, got {a.dtype}")
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
+        raise ZooError(f"pixels must be HxW, HxWx1 to HxWx4 (grey, grey+alpha, RGB, RGBA), got shape {list(a.shape)}")
+    a = a[..., :1] if a.shape[2] <= 2 else a[..., :3]
+    return np.ascontiguousarray(np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a)
+
+
+def float_input(rgb: np.ndarray, channels: int, size: Sequence[int] | None) -> np.ndarray:
+    """The float32 form's preprocessing of HxWx3 RGB uint8: BT.601 grey in float (one channel), resize of each
+    channel as a float ('F') image by Pillow's BILINEAR unless size is None, /255; CHW float32 in [0, 1]."""
+    from PIL import Image
+
+    x = rgb.astype(np.float32)
+    if channels == 1:
+        x = (x @ np.asarray(LUMA, dtype=np.float32))[..., None]
+    if size is not None and tuple(x.shape[:2]) != (size[0], size[1]):
+        planes = [Image.fromarray(np.ascontiguousarray(x[..., c]), mode="F") for c in range(x.shape[2])]
+        x = np.stack([np.asarray(p.resize((size[1], size[0]), Image.BILINEAR)) for p in planes], axis=2)
+    return (x / 255.0).astype(np.float32).transpose(2, 0, 1)
+
+
+def _load(path: str | Path, channels: int, size: Sequence[int] | None) -> tuple[np.ndarray, tuple[int, int]]:
+    rgb = decode(path)
+    return float_input(rgb, channels, size), (rgb.shape[0], rgb.shape[1])
 
 
 PALETTE = [
@@ -201,64 +267,130 @@ class Model:
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_shape = inp.shape
-        self.channels = int(self.metadata["input"]["channels"])
-        self.size = tuple(self.metadata["input"]["size"])
-        self.dynamic_size = "height" in self.metadata["input"].get("dynamic", [])
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.roles: dict[str, str] = output_roles(self.metadata, self.output_names, str(path))  # role -> output name
+        check_metadata(self.metadata, str(path))
+        meta_in = self.metadata["input"]
+        self.form: str = meta_in.get("form", "float32")  # uint8: pixels in, preprocessing inside the graph
+        self.channels = int(meta_in["channels"])  # of the graph's input (3 for the uint8 form)
+        self.size = tuple(meta_in["size"])  # the size the network works at
+        # the network takes the image at its own size (no resize anywhere), as segmentation does
+        resize = self.metadata.get("preprocessing", {}).get("resize", "absent")
+        self.dynamic_size = resize is None if resize != "absent" else "height" in meta_in.get("dynamic", [])
+        self.net_channels = 1 if meta_in.get("color") == "grayscale" else 3
+        if self.form == "uint8":
+            to = self.metadata["preprocessing"]["color_conversion"]["to"]
+            self.net_channels = 1 if to == "grayscale" else 3
+        default_min = [32, 32] if self.dynamic_size else list(self.size)  # formats 1 and 2 said so in prose
+        self.min_size = tuple(meta_in.get("min_size") or default_min)
+        self.max_size = tuple(meta_in["max_size"]) if meta_in.get("max_size") else None
+
+    def _shape_text(self) -> str:
+        if self.form == "uint8":
+            return "uint8 [N, H, W, 3] (RGB pixels, any height and width)"
+        h, w = ("H", "W") if self.dynamic_size else self.size
+        return f"float32 [N, {self.channels}, {h}, {w}] (pixels in [0, 1])"
+
+    def check_size(self, height: int, width: int, what: str) -> None:
+        """Refuse an image smaller than the metadata's min_size (or larger than its max_size) in one line."""
+        (lo_h, lo_w), hi = self.min_size, self.max_size
+        if height < lo_h or width < lo_w or (hi is not None and (height > hi[0] or width > hi[1])):
+            limit = f"at least {lo_h}x{lo_w}" + (f" and at most {hi[0]}x{hi[1]}" if hi else "")
+            raise ZooError(f"{what} is {height}x{width} (height x width); this model takes {limit}")
 
     def check_input(self, batch: np.ndarray) -> None:
-        """Refuse what onnxruntime would not check (dynamic dims) or would explain badly."""
-        expected = f"float32 [N, {self.channels}, {self.size[0]}, {self.size[1]}]"
+        """Refuse what onnxruntime would not check (dynamic dims, values) or would explain badly."""
+        expected = self._shape_text()
+        name = repr(self.input_name)
         if not isinstance(batch, np.ndarray):
             raise ZooError(f"input must be a numpy array {expected}, got {type(batch).__name__}")
-        if batch.dtype != np.float32:
-            raise ZooError(
-                f"input {self.input_name!r} must be float32 (pixels in [0, 1]), got {batch.dtype}; expected {expected}"
-            )
+        dtype = np.uint8 if self.form == "uint8" else np.float32
+        if batch.dtype != dtype:
+            raise ZooError(f"input {name} must be {expected}, got {batch.dtype}")
         if batch.ndim != 4:
-            raise ZooError(f"input {self.input_name!r} must have rank 4 {expected}, got shape {list(batch.shape)}")
-        if batch.shape[1] != self.channels:
-            raise ZooError(
-                f"input {self.input_name!r} must have {self.channels} channel(s), got shape {list(batch.shape)}; "
-                f"expected {expected}"
-            )
-        if self.dynamic_size and min(batch.shape[2:]) < 32:
-            raise ZooError(f"input {self.input_name!r} must be at least 32x32, got shape {list(batch.shape)}")
-        for axis, dim in ((2, self.input_shape[2]), (3, self.input_shape[3])):
+            raise ZooError(f"input {name} must have rank 4: {expected}, got shape {list(batch.shape)}")
+        channel_axis, (h_axis, w_axis) = (3, (1, 2)) if self.form == "uint8" else (1, (2, 3))
+        if batch.shape[channel_axis] != self.channels:
+            raise ZooError(f"input {name} must be {expected}, got shape {list(batch.shape)}")
+        for axis, dim in ((h_axis, self.input_shape[h_axis]), (w_axis, self.input_shape[w_axis])):
             if isinstance(dim, int) and batch.shape[axis] != dim:
-                raise ZooError(
-                    f"input {self.input_name!r} must be {self.size[0]}x{self.size[1]}, got shape {list(batch.shape)}"
-                )
+                raise ZooError(f"input {name} must be {expected}, got shape {list(batch.shape)}")
+        self.check_size(batch.shape[h_axis], batch.shape[w_axis], f"input {name} (shape {list(batch.shape)})")
+        if self.form == "float32" and batch.size:
+            finite = np.isfinite(batch)
+            if not finite.all():
+                where = [int(i) for i in np.argwhere(~finite)[0]]
+                raise ZooError(f"input {name} holds {batch[tuple(where)]} at {where}; pixels must be finite, in [0, 1]")
+            lo, hi = float(batch.min()), float(batch.max())
+            if lo < 0 or hi > 1:
+                hint = "; divide 0-255 pixels by 255" if hi > 1 else ""
+                raise ZooError(f"input {name} holds values in [{lo:g}, {hi:g}]; pixels must be in [0, 1]{hint}")
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run a preprocessed batch (float32 NCHW in [0, 1]); returns outputs by name."""
+        """Run a batch in the graph's input form (metadata `input`): uint8 N x H x W x 3 RGB pixels, or float32
+        N x C x H x W in [0, 1]; returns outputs by name. An empty batch gives empty outputs."""
         self.check_input(batch)
+        empty = self._empty_outputs(batch) if len(batch) == 0 else None
+        if empty is not None:
+            return empty
         return dict(zip(self.output_names, self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})))
+
+    def _empty_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray] | None:
+        """The outputs of a batch of 0 images, from the metadata's shapes (graphs need not run on an empty batch:
+        a reshape of 0 elements with an inferred axis is undefined in ONNX)."""
+        entries = {e.get("name"): e for e in self.metadata.get("outputs", []) if isinstance(e, dict)}
+        if not all(n in entries and "shape" in entries[n] for n in self.output_names):
+            return None
+        h, w = (batch.shape[1:3]) if self.form == "uint8" else batch.shape[2:4]
+        sizes = {"batch": 0, "height": h, "width": w}
+        out = {}
+        for n in self.output_names:
+            shape = [d if isinstance(d, int) else sizes.get(d) for d in entries[n]["shape"]]
+            if any(d is None for d in shape):
+                return None
+            out[n] = np.zeros(shape, dtype=np.dtype(entries[n]["dtype"]))
+        return out
 
     def run_roles(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Run a preprocessed batch; returns outputs by their role in the task (zoo.tasks), e.g. "probabilities"."""
         out = self.run(batch)
         return {role: out[name] for role, name in self.roles.items()}
 
-    def preprocess(self, images: Iterable[str | Path | np.ndarray]) -> np.ndarray:
-        """Files or HxW / HxWxC uint8 arrays -> the float32 NCHW batch the model takes."""
-        arrays = []
-        for im in images:
-            if isinstance(im, np.ndarray):
-                from PIL import Image
+    def prepare(self, image: str | Path | np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """One image (a file, or HxW / HxWxC uint8 or uint16 pixels) as one item of the graph's input form,
+        with its original (height, width); an image outside the metadata's sizes is refused in one line."""
+        if isinstance(image, np.ndarray):
+            rgb, what = as_rgb8(image), f"an image array of shape {list(image.shape)}"
+        else:
+            rgb, what = decode(image), f"image {str(image)!r}"
+        original = (rgb.shape[0], rgb.shape[1])
+        if self.form == "uint8":
+            self.check_size(*original, what)
+            return rgb, original
+        if self.dynamic_size:
+            self.check_size(*original, what)
+        return float_input(rgb, self.net_channels, None if self.dynamic_size else self.size), original
 
-                arr = im if im.dtype == np.uint8 else (np.clip(im, 0, 1) * 255).astype(np.uint8)
-                pil = (
-                    Image.fromarray(arr)
-                    .convert("L" if self.channels == 1 else "RGB")
-                    .resize((self.size[1], self.size[0]), Image.BILINEAR)
-                )
-                a = np.asarray(pil, dtype=np.float32) / 255.0
-                arrays.append(a[None] if self.channels == 1 else a.transpose(2, 0, 1))
-            else:
-                arrays.append(load_image(im, self.channels, self.size))
-        return np.stack(arrays).astype(np.float32)
+    def as_input(self, images: np.ndarray) -> np.ndarray:
+        """Float32 N x C x H x W images in [0, 1] (1 or 3 channels, e.g. a dataset's tensors) in the graph's input
+        form: the uint8 form takes them rounded to 8 bits, N x H x W x 3 RGB (grey copied to R, G and B)."""
+        if self.form != "uint8":
+            return images
+        pixels = np.clip(np.round(np.asarray(images, dtype=np.float32) * 255), 0, 255).astype(np.uint8)
+        if pixels.shape[1] == 1:
+            pixels = np.repeat(pixels, 3, axis=1)
+        return np.ascontiguousarray(pixels.transpose(0, 2, 3, 1))
+
+    def preprocess(self, images: Iterable[str | Path | np.ndarray]) -> np.ndarray:
+        """Files or HxW / HxWxC uint8 arrays -> the batch the graph takes (uint8 form: the images must share
+        one size; float32 form: resized to the network's size unless it takes any)."""
+        items = [self.prepare(im)[0] for im in images]
+        if len({a.shape for a in items}) > 1:
+            raise ZooError(
+                f"a batch holds images of one size; got {sorted({a.shape[:2] for a in items})}: "
+                "run them one at a time (or predict_files, which groups them)"
+            )
+        return np.stack(items)
 
     def predict(
         self, batch: np.ndarray, topk: int = 5, original_sizes: Sequence[tuple[int, int]] | None = None
@@ -298,8 +430,9 @@ class Model:
             for i in range(n):
                 k = int(out["num_detections"][i])
                 sy, sx = (1.0, 1.0)
-                if original_sizes is not None:
-                    sy, sx = original_sizes[i][0] / batch.shape[2], original_sizes[i][1] / batch.shape[3]
+                if original_sizes is not None:  # boxes are in pixels of the network's input (zoo.format)
+                    h, w = self._network_size(batch)
+                    sy, sx = original_sizes[i][0] / h, original_sizes[i][1] / w
                 dets = []
                 for box, score, label in zip(out["boxes"][i][:k], out["scores"][i][:k], out["labels"][i][:k]):
                     x0, y0, x1, y1 = (float(v) for v in box)
@@ -315,6 +448,12 @@ class Model:
             return results
         return self._by_name(batch)
 
+    def _network_size(self, batch: np.ndarray) -> tuple[int, int]:
+        """The (height, width) the network saw: its fixed size, or the batch's own when it takes any."""
+        if not self.dynamic_size:
+            return int(self.size[0]), int(self.size[1])
+        return tuple(batch.shape[1:3]) if self.form == "uint8" else tuple(batch.shape[2:4])
+
     def _by_name(self, batch: np.ndarray) -> list[dict]:
         out = self.run(batch)
         return [{name: out[name][i].tolist() for name in self.output_names} for i in range(len(batch))]
@@ -329,16 +468,14 @@ class Model:
         batch_size: int = 32,
         masks_dir: str | Path | None = None,
         draw_dir: str | Path | None = None,
+        errors: list[str] | None = None,
     ) -> list[dict]:
-        """Predict image files, batched (one at a time, at its own size, for size-agnostic models);
-        optionally write mask PNGs (segmentation) or the images with their boxes drawn (detection)."""
+        """Predict image files, batched (images of one size together where the graph takes one size per batch);
+        optionally write mask PNGs (segmentation) or the images with their boxes drawn (detection). With
+        `errors` (a list), a file that cannot be read or is refused is reported there as one line and skipped."""
         results = []
-        step = 1 if self.dynamic_size else batch_size
-        for start in range(0, len(paths), step):
-            chunk = paths[start : start + step]
-            loaded = [_load(p, self.channels, None if self.dynamic_size else self.size) for p in chunk]
-            batch = np.stack([a for a, _ in loaded]).astype(np.float32)
-            for p, (_, _original), r in zip(chunk, loaded, self.predict(batch, topk, [o for _, o in loaded])):
+        for chunk, batch, originals in self._batches(paths, batch_size, errors):
+            for p, r in zip(chunk, self.predict(batch, topk, originals)):
                 if "mask" in r:
                     mask = r.pop("mask")
                     if masks_dir is not None:
@@ -349,6 +486,24 @@ class Model:
                     )
                 results.append({"file": str(p), **r})
         return results
+
+    def _batches(self, paths: Sequence[str | Path], batch_size: int, errors: list[str] | None):
+        """(files, batch, original sizes) in order: consecutive images of one prepared shape, up to batch_size."""
+        group: list[tuple[str | Path, np.ndarray, tuple[int, int]]] = []
+        for p in paths:
+            try:
+                item, original = self.prepare(p)
+            except ZooError as e:
+                if errors is None:
+                    raise
+                errors.append(str(e))
+                continue
+            if group and (len(group) >= batch_size or group[0][1].shape != item.shape):
+                yield [g[0] for g in group], np.stack([g[1] for g in group]), [g[2] for g in group]
+                group = []
+            group.append((p, item, original))
+        if group:
+            yield [g[0] for g in group], np.stack([g[1] for g in group]), [g[2] for g in group]
 
     def _write_mask(self, mask: np.ndarray, path: Path) -> Path:
         from PIL import Image

@@ -107,7 +107,7 @@ def digits_rotation(
     # stratified by digit: every digit in every split
     train, val, test = split_indices(len(y), val_fraction, test_fraction, split_seed, labels=y.tolist())
     mean, std = channel_stats(x[train])
-    info = DataInfo("regression", ("angle",), channels, (size, size), mean, std)
+    info = DataInfo("regression", ("angle",), channels, (size, size), mean, std, units=("degrees",))
     return DataBundle(
         info,
         TensorImages(x[train], targets[train]),

@@ -116,4 +116,5 @@ def mask_folders(
     hw = (size, size)
     train, val, test = (MaskPairs([pairs[i] for i in idx], channels, hw) for idx in (tr, va, te))
     mean, std = sampled_stats(train, stats_samples)
-    return DataBundle(DataInfo("segmentation", tuple(classes), channels, hw, mean, std), train, val, test)
+    info = DataInfo("segmentation", tuple(classes), channels, hw, mean, std, background=0)  # pixel value 0
+    return DataBundle(info, train, val, test)

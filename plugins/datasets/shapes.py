@@ -271,5 +271,15 @@ def shapes(
     train, val, test = (ShapeImages(scenes, idx, task, cols) for idx in (tr, va, te))
     mean, std = sampled_stats(train, stats_samples)
     classes = {"segmentation": ("background", *SHAPES), "detection": SHAPES, "regression": tuple(names)}[task]
-    info = DataInfo(task, classes, channels, (size, size), mean, std)
+    units = {"count": "objects", "mean_size": "pixels"}  # count_circle and the others count objects too
+    info = DataInfo(
+        task,
+        classes,
+        channels,
+        (size, size),
+        mean,
+        std,
+        units=tuple(units.get(n, "objects") for n in names) if task == "regression" else (),
+        background=0 if task == "segmentation" else None,
+    )
     return DataBundle(info, train, val, test)

@@ -323,6 +323,18 @@ class FCOSHead(Head):
             out_labels = F.pad(out_labels, (0, pad), value=-1)
         return out_boxes, out_scores, out_labels, num
 
+    def output_semantics(self) -> dict:
+        """The decoding the deployed graph does, for the export's metadata."""
+        return {
+            "nms": {
+                "score_threshold": self.score_threshold,
+                "iou_threshold": self.iou_threshold,
+                "max_detections": self.max_detections,
+                "pre_nms_topk": self.pre_nms_topk,
+                "class_aware": True,
+            }
+        }
+
     def detections(self, outputs) -> list[dict]:
         """Per image, the kept detections as torchmetrics takes them: boxes, scores, labels."""
         boxes, scores, labels, num = self.postprocess(outputs)
