@@ -34,10 +34,11 @@ def _info(task: str) -> DataInfo:
     return DataInfo(task, classes, 3, (32, 32), (0.5,) * 3, (0.25,) * 3, units, background)
 
 
-def _export(task: str, folder, **ecfg):
+def _export(task: str, folder, head: dict | None = None, **ecfg):
     torch.manual_seed(0)
     info = _info(task)
-    cfg = {"data": {"name": "test"}, "model": {"name": "cnn", "width": 8, "depth": 2}, "head": {"name": HEADS[task]}}
+    model = {"name": "cnn", "width": 8, "depth": 2}
+    cfg = {"data": {"name": "test"}, "model": model, "head": {"name": HEADS[task], **(head or {})}}
     model = build_model(cfg, info).eval()
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     return export_model(model, info, cfg, folder, {"opset": 18, **ecfg}, x, "random")
