@@ -102,7 +102,8 @@ def test_exported_classifier_serves_imagenet_labels(as_is, weights, tmp_path):
     served = Model(out / "model.onnx")
     assert len(served.labels) == 1000 and served.labels[0] == "tench, Tinca tinca"
     x = np.random.default_rng(1).random((2, 3, 48, 48), dtype=np.float32)
-    probs = served.run(x)["probabilities"]
+    x = np.round(x * 255) / np.float32(255)  # 8-bit pixels: what the default (uint8) export takes
+    probs = served.run(served.as_input(x))["probabilities"]
     with torch.no_grad():
         ref = torch.softmax(timm_reference(weights)((torch.from_numpy(x) - 0.5) / 0.5), 1).numpy()
     np.testing.assert_allclose(probs, ref, atol=1e-5)

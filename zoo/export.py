@@ -369,7 +369,7 @@ def write_onnx(deploy, x: torch.Tensor, path: Path, opset: int, meta: dict, doc:
     metadata, and pass onnx.checker's full check."""
     import onnx
 
-    from zoo.preprocess import name_output_dims
+    from zoo.preprocess import name_output_dims, spell_out_reshapes
 
     nhwc = meta["input"]["layout"] == "NHWC"
     axis = {"batch": 0, "height": 1 if nhwc else 2, "width": 2 if nhwc else 3}
@@ -388,6 +388,7 @@ def write_onnx(deploy, x: torch.Tensor, path: Path, opset: int, meta: dict, doc:
         )
     proto = onnx.load(str(path))
     name_output_dims(proto, meta["outputs"])
+    spell_out_reshapes(proto)  # the graph then runs on an empty batch too (parity checks the result below)
     del proto.metadata_props[:]
     for k, v in meta.items():
         proto.metadata_props.add(key=f"zoo.{k}", value=json.dumps(v))

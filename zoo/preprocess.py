@@ -10,6 +10,7 @@ library's resize or colour conversion (whose results change between versions) ta
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -111,3 +112,47 @@ def name_output_dims(proto, outputs: list[dict]) -> None:
             else:
                 dim.Clear()
                 dim.dim_param = str(value)
+
+
+def spell_out_reshapes(proto) -> int:
+    """Reshape nodes that infer an axis (-1) where shape inference knows every output axis but the batch: their
+    target replaced by the constant [0, d1, d2, ...] (0 copies the batch), so the graph runs on an empty batch
+    (ONNX cannot infer an axis from 0 elements: PyTorch's GroupNorm and flatten exports failed at batch 0).
+    Returns how many changed."""
+    import onnx
+    from onnx import numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)  # through Shape ops too
+    shapes = {}
+    for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims]
+    changed = 0
+    for node in (n for n in proto.graph.node if n.op_type == "Reshape"):
+        src, out = shapes.get(node.input[0]), shapes.get(node.output[0])
+        if not src or not out or not isinstance(src[0], str) or out[0] != src[0]:
+            continue  # the batch axis must pass through as the first axis, under its symbolic name
+        unknown = [i for i, d in enumerate(out) if i > 0 and not (isinstance(d, int) and d > 0)]
+        if len(unknown) == 1 and all(isinstance(d, int) and d > 0 for d in src[1:]):  # the inferred axis
+            known = int(np.prod([d for i, d in enumerate(out) if i > 0 and i != unknown[0]]))
+            out = [*out]
+            out[unknown[0]] = int(np.prod(src[1:])) // known if int(np.prod(src[1:])) % known == 0 else None
+        if not all(isinstance(d, int) and d > 0 for d in out[1:]):
+            continue
+        name = f"{node.name or node.output[0]}/spelled_shape"
+        proto.graph.initializer.append(numpy_helper.from_array(np.array([0, *out[1:]], dtype=np.int64), name))
+        node.input[1] = name
+        changed += 1
+    _drop_unused(proto.graph)
+    return changed
+
+
+def _drop_unused(graph) -> None:
+    """Remove nodes none of whose outputs is used (the replaced targets' computations), until none is left."""
+    while True:
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            return
+        for n in dead:
+            graph.node.remove(n)
