@@ -133,3 +133,50 @@ def digits_export(digits_run, tmp_path_factory) -> Path:
     proc = run_zoo("export", f"checkpoint={digits_run}/checkpoints/best.pt", f"output={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
+
+
+# ---- one small export per task (the deployment contract's tests) --------------------------------------
+
+HEADS = {
+    "classification": "classification",
+    "regression": "regression",
+    "segmentation": "unet",
+    "detection": "detection",
+}
+
+
+def task_info(task: str):
+    """The DataInfo of a small RGB 32x32 dataset of `task` (units and background where the task has them)."""
+    from zoo.data import DataInfo
+
+    classes = {"regression": ("angle", "count"), "detection": ("a", "b")}.get(task, ("background", "a", "b"))
+    units = ("degrees", None) if task == "regression" else ()
+    background = 0 if task == "segmentation" else None
+    return DataInfo(task, classes, 3, (32, 32), (0.5,) * 3, (0.25,) * 3, units, background)
+
+
+def export_task(task: str, folder, head: dict | None = None, **ecfg):
+    """A small cnn of `task` with its standard head, exported to `folder` (random parity images)."""
+    import torch
+
+    from zoo.export import export_model
+    from zoo.model import build_model
+
+    torch.manual_seed(0)
+    info = task_info(task)
+    model = {"name": "cnn", "width": 8, "depth": 2}
+    cfg = {"data": {"name": "test"}, "model": model, "head": {"name": HEADS[task], **(head or {})}}
+    model = build_model(cfg, info).eval()
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    return export_model(model, info, cfg, folder, {"opset": 18, **ecfg}, x, "random")
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory) -> dict:
+    """One small export per task (uint8 form, the default), and the classification model in the float32 form.
+    An untrained detector scores about 0.005: its threshold is set below, so there are boxes to compare."""
+    root = tmp_path_factory.mktemp("contract")
+    for task in HEADS:
+        export_task(task, root / task, {"score_threshold": 0.001} if task == "detection" else None)
+    export_task("classification", root / "float", input="float32")
+    return {task: root / task for task in [*HEADS, "float"]}

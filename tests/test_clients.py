@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_contract import HEADS, _export
+from tests.conftest import HEADS
 from zoo.runtime import Model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,13 +105,9 @@ def agree(want: dict, got: dict) -> None:
             assert abs(a["score"] - b["score"]) <= TOL and _iou(a["box"], b["box"]) >= 0.999, (where, a, b)
 
 
-def test_the_node_client_agrees_with_zoo_predict_on_every_task(node_client, digits_export, tmp_path):
+def test_the_node_client_agrees_with_zoo_predict_on_every_task(node_client, digits_export, exports, tmp_path):
     files = images(tmp_path / "images")
-    exports = {"digits": digits_export}
-    for task in HEADS:  # an untrained detector scores about 0.005: a threshold below it keeps boxes to compare
-        _export(task, tmp_path / task, {"score_threshold": 0.001} if task == "detection" else None)
-        exports[task] = tmp_path / task
-    for name, folder in exports.items():
+    for name, folder in {"digits": digits_export, **{task: exports[task] for task in HEADS}}.items():
         model = Model(folder / "model.onnx", "cpu")
         want = expected(model, files)
         proc = subprocess.run(

@@ -11,47 +11,10 @@ import onnx
 import pytest
 import torch
 
-from tests.conftest import assert_one_line_error, zoo_in_process
+from tests.conftest import HEADS, assert_one_line_error, task_info, zoo_in_process
 from zoo import schema
-from zoo.data import DataInfo
 from zoo.errors import ZooError
-from zoo.export import export_model
-from zoo.model import build_model
 from zoo.runtime import Model, decode
-
-HEADS = {
-    "classification": "classification",
-    "regression": "regression",
-    "segmentation": "unet",
-    "detection": "detection",
-}
-
-
-def _info(task: str) -> DataInfo:
-    classes = {"regression": ("angle", "count"), "detection": ("a", "b")}.get(task, ("background", "a", "b"))
-    units = ("degrees", None) if task == "regression" else ()
-    background = 0 if task == "segmentation" else None
-    return DataInfo(task, classes, 3, (32, 32), (0.5,) * 3, (0.25,) * 3, units, background)
-
-
-def _export(task: str, folder, head: dict | None = None, **ecfg):
-    torch.manual_seed(0)
-    info = _info(task)
-    model = {"name": "cnn", "width": 8, "depth": 2}
-    cfg = {"data": {"name": "test"}, "model": model, "head": {"name": HEADS[task], **(head or {})}}
-    model = build_model(cfg, info).eval()
-    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    return export_model(model, info, cfg, folder, {"opset": 18, **ecfg}, x, "random")
-
-
-@pytest.fixture(scope="module")
-def exports(tmp_path_factory) -> dict:
-    """One small export per task (uint8 form, the default), and the classification model in the float32 form."""
-    root = tmp_path_factory.mktemp("contract")
-    for task in HEADS:
-        _export(task, root / task)
-    _export("classification", root / "float", input="float32")
-    return {task: root / task for task in [*HEADS, "float"]}
 
 
 def _metadata(folder) -> dict:
@@ -74,7 +37,7 @@ def test_each_tasks_export_fits_the_schema_and_every_key_is_in_it(exports, task)
     post = meta["postprocessing"]
     assert post["label_index_base"] == 0
     if task == "detection":
-        assert post["nms"]["score_threshold"] == pytest.approx(0.05) and post["nms"]["max_detections"] == 100
+        assert post["nms"]["score_threshold"] == pytest.approx(0.001) and post["nms"]["max_detections"] == 100
         assert post["box"]["format"] == "xyxy" and meta["preprocessing"]["resize"]["fit"] == "stretch"
     if task == "regression":
         assert post["units"] == ["degrees", None]
@@ -98,7 +61,7 @@ def test_a_misfit_is_one_line_naming_the_key():
 def _metadata_of_a_dict() -> dict:
     from zoo.export import metadata
 
-    info = _info("classification")
+    info = task_info("classification")
     axes = ["batch", "class"]
     outputs = [{"name": "p", "role": "probabilities", "dtype": "float32", "axes": axes, "shape": ["batch", 3]}]
     return metadata(info, outputs, {}, {"opset": 18, "input": "uint8"})

@@ -177,11 +177,12 @@ def test_ensemble_export_is_the_average_of_its_members(source, tmp_path):
     from zoo.model import DeployModel
     from zoo.runtime import Model
 
-    x = torch.rand(16, 1, 32, 32)
+    x = torch.rand(16, 1, 32, 32).mul(255).round().div(255)  # 8-bit pixels: the default (uint8) export's input
     members = [DeployModel(model_from_checkpoint(load_checkpoint(p))[0]).eval() for p in (source, other)]
     with torch.no_grad():
         mean = torch.stack([m(x) for m in members]).mean(0).numpy()
-    got = Model(out / "model.onnx", "cpu").run(x.numpy())["probabilities"]
+    served = Model(out / "model.onnx", "cpu")
+    got = served.run(served.as_input(x.numpy()))["probabilities"]
     assert np.abs(got - mean).max() <= 1e-4
     assert json.loads((out / "model.json").read_text())["source"]["ensemble"][1] == str(other)
     mismatch = zoo_in_process("export", f"checkpoint={source},{tmp_path / 'x'}", f"output={tmp_path / 'bad'}")
