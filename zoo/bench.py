@@ -36,7 +36,10 @@ def inference(model_path: str, batch: int, repeats: int) -> Iterator[str]:
     card = json.loads(card_path.read_text())
     torch_model = DeployModel(model_from_checkpoint(load_checkpoint(card["source"]["checkpoint"]))[0]).eval()
     h, w = card["input"]["size"]
-    x = np.random.default_rng(0).random((batch, card["input"]["channels"], h, w), dtype=np.float32)
+    # the network's channels: the uint8 form's graph takes RGB and converts (zoo.format's color_conversion)
+    to = card.get("preprocessing", {}).get("color_conversion", {}).get("to")
+    channels = {"grayscale": 1, "rgb": 3}.get(to, card["input"]["channels"])
+    x = np.random.default_rng(0).random((batch, channels, h, w), dtype=np.float32)
     xt = torch.from_numpy(x)
     with torch.inference_mode():
         base = _time(lambda: torch_model(xt), repeats)
