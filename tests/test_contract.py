@@ -257,3 +257,10 @@ def test_predict_on_a_folder_predicts_the_valid_images_and_names_each_invalid_on
     assert len(errors) == 2 and "Traceback" not in proc.stderr
     assert "b.png' is 3x50 (height x width); this model takes at least 4x4" in errors[0]
     assert errors[1].startswith("zoo: error: cannot read image") and "d.png" in errors[1]
+
+
+def test_bench_inference_gives_pytorch_the_networks_channels(digits_export):
+    """The grey digits network behind an RGB uint8 graph: PyTorch takes 1 channel, onnxruntime the pixels."""
+    proc = zoo_in_process("bench", "inference", f"model={digits_export}/model.onnx", "batch=4", "repeats=1")
+    assert proc.returncode == 0, proc.stderr
+    assert "pytorch eager (cpu)" in proc.stdout and "onnxruntime (CPUExecutionProvider)" in proc.stdout
