@@ -105,65 +105,31 @@ def transfer(overrides: list[str], repeats: int) -> Iterator[str]:
     pays = cache_seconds / (frozen - cached) if frozen > cached else float("inf")
     after = f"pays for itself after {pays:.1f} epochs"
     yield f"  {'feature cache, filled once':<42} {cache_seconds * 1000:9.2f} ms         {after}"
+    if exp.data.info.task == "classification":
+        yield from pixel_floors(exp.data.train, exp.data.test)
 
 
-def write_fake_package(site: Path, dist: str, module: str, source: str, entry_name: str | None = None) -> None:
-    """Install a one-module plugin package into `site` by hand: the module plus a dist-info with its
-    `zoo.plugins` entry point (what pip would write), so discovery sees it once `site` is on sys.path."""
-    site = Path(site)
-    site.mkdir(parents=True, exist_ok=True)
-    (site / f"{module}.py").write_text(source)
-    info = site / f"{dist.replace('-', '_')}-0.1.0.dist-info"
-    info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text(f"[zoo.plugins]\n{entry_name or module} = {module}\n")
-    (info / "top_level.txt").write_text(module + "\n")
+def _flat(split) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = zip(*(split[i] for i in range(len(split))))
+    return np.stack([np.asarray(x, dtype=np.float32).ravel() for x in images]), np.asarray([int(y) for y in labels])
 
 
-def discovery(packages: int, repeats: int) -> Iterator[str]:
-    """`zoo list` with no third-party packages vs with `packages` small ones: the added cost."""
-    import os
-    import subprocess
-    import sys
-    import tempfile
+def pixel_floors(train, test) -> Iterator[str]:
+    """Test accuracy of 1-nearest-neighbour and logistic regression (on standardised pixels) on the raw pixels
+    of the same training images: what a model must beat before its features can be said to add anything."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
-    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
-        empty, site = Path(tmp) / "empty", Path(tmp) / "site"
-        empty.mkdir()
-        for i in range(packages):
-            write_fake_package(
-                site,
-                f"zoo-bench{i}",
-                f"zoo_bench{i}",
-                "ZOO_PLUGIN_API = 2\nfrom zoo import register\n\n\n"
-                f"@register.augmentation('bench_op{i}')\n"
-                "def op(info, p: float = 0.5, strength: float = 1.0) -> object:\n"
-                f'    """Benchmark op {i}."""\n    return None\n',
-            )
-
-        def run(path: Path) -> float:
-            env = {k: v for k, v in os.environ.items() if k != "ZOO_DISABLE_PLUGIN_AUTOLOAD"}
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), env.get("PYTHONPATH")]))
-            t = time.perf_counter()
-            done = subprocess.run([sys.executable, "-m", "zoo.cli", "list"], env=env, capture_output=True, text=True)
-            elapsed = time.perf_counter() - t
-            if done.returncode != 0:
-                raise ZooError(f"zoo list failed during the benchmark: {done.stderr.strip().splitlines()[-1:]}")
-            if path == site and f"bench_op{packages - 1}" not in done.stdout:
-                raise ZooError("the generated plugin packages were not discovered")
-            return elapsed
-
-        run(empty), run(site)  # warm the file cache
-        base, loaded = [], []
-        for _ in range(repeats):  # interleaved, so drift on a busy machine hits both sides alike
-            base.append(run(empty))
-            loaded.append(run(site))
-        b, with_packages = float(np.median(base)), float(np.median(loaded))
-    yield f"discovery: `zoo list`, median of {repeats} interleaved runs"
-    yield f"  no plugin packages          {b * 1000:8.0f} ms"
-    added = with_packages - b
-    yield f"  {packages:>3} plugin packages         {with_packages * 1000:8.0f} ms   x{with_packages / b:.2f}"
-    yield (
-        f"  added cost                  {added * 1000:8.0f} ms   ({added * 1000 / max(1, packages):.1f} ms a package; "
-        "target: <= 300 ms for 50)"
-    )
+    (xa, ya), (xb, yb) = _flat(train), _flat(test)
+    yield f"raw-pixel floors: {len(ya)} training images, {len(yb)} test images"
+    fits = {
+        "1-nearest-neighbour": KNeighborsClassifier(1),
+        "logistic regression": make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)),
+    }
+    for name, clf in fits.items():
+        with threadpool_limits(1):  # BLAS threads fighting torch's for two cores cost 10x here
+            score = clf.fit(xa, ya).score(xb, yb)
+        yield f"  {name + ' on raw pixels':<42} test accuracy {score:.4f}"
