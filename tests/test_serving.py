@@ -197,3 +197,20 @@ def test_bench_inference_compares_pytorch_and_onnxruntime_on_the_cpu_for_each_ex
         ratio, delta = re.search(r"x(\d+\.\d+)\s+(\S+)$", row).groups()
         assert float(ratio) > 0 and float(delta) < 1e-4  # parity against PyTorch fp32 on the same input
     assert torch.get_num_threads() == threads  # the bench gave torch the session's threads, then put them back
+
+
+def test_the_cuda_graph_path_serves_from_fixed_buffers_and_one_shape(digits_export):
+    """cuda_graph's IO path (fixed input and output buffers, the input copied in place, one shape) run on CPU
+    buffers: no GPU here, so the session itself is a plain CPU one, but the path is the one a GPU takes."""
+    import dataclasses
+
+    m = Model(digits_export / "model.onnx", "cpu")
+    expected = m.run(x := np.random.default_rng(1).random((2, 1, 32, 32), dtype=np.float32))["probabilities"]
+    m.options = dataclasses.replace(m.options, cuda_graph=True)
+    first = m.run(x, device_output=True)["probabilities"]
+    np.testing.assert_allclose(m.run(torch.from_numpy(x))["probabilities"], expected, atol=1e-6)
+    again = m.run(x[::-1].copy(), device_output=True)["probabilities"]
+    assert again.data_ptr() == first.data_ptr()  # the same output buffer, replayed
+    np.testing.assert_allclose(again.numpy(), expected[::-1], atol=1e-6)
+    with pytest.raises(ZooError, match=re.escape("serves the one input shape it captured, [2, 1, 32, 32]; got [3")):
+        m.run(np.zeros((3, 1, 32, 32), np.float32))

@@ -141,8 +141,8 @@ def _ort_rows(exports: list[_Export], x: np.ndarray, device: str, providers: str
             _Row(batch, device, f"{name}, numpy in/out", lambda m=m: m.run(x)),
             _Row(batch, device, f"{name}, I/O on the device", synced(lambda m=m: m.run(xc, device_output=True))),
         ]
-        fixed = {"batch", "height", "width"}
-        if all(isinstance(d, int) or d in fixed for o in g.session.get_outputs() for d in o.shape):
+        named = {d for d in g.session.get_inputs()[0].shape if isinstance(d, str)}  # sizes a captured input fixes
+        if all(isinstance(d, int) or d in named for o in g.session.get_outputs() for d in o.shape):
             rows.append(_Row(batch, device, f"{name}, CUDA graph", synced(lambda g=g: g.run(xc, device_output=True))))
     return rows
 

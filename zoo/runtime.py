@@ -552,7 +552,8 @@ class Model:
         dtype = value.dtype if isinstance(value, np.ndarray) else _ORT_DTYPES[value.data_type()]
         device, index = self.device, self.options.device_id
         graph_input = ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, device, index)
-        sizes = {"batch": shape[0], "height": shape[2], "width": shape[3]}
+        inp = self.session.get_inputs()[0]  # output axes named as the input's take the captured input's sizes
+        sizes = {name: size for name, size in zip(inp.shape, shape) if isinstance(name, str)}
         binding = self.session.io_binding()
         binding.bind_ortvalue_input(self.input_name, graph_input)
         outputs = []
