@@ -182,21 +182,36 @@ def test_predict_takes_the_runtime_options_and_answers_the_same(digits_export, t
     assert plain.stdout == tuned.stdout and len(plain.stdout.splitlines()) == 3
 
 
-def test_bench_inference_compares_pytorch_and_onnxruntime_on_the_cpu_for_each_export(digits_export):
-    model, threads = digits_export / "model.onnx", torch.get_num_threads()
-    proc = zoo_in_process("bench", "inference", f"model={model},{digits_export}", "batch=1,3", "repeats=2")
+def test_bench_inference_compares_pytorch_and_onnxruntime_on_the_cpu_for_each_export(digits_export, tmp_path):
+    import json
+    import shutil
+
+    # an int8 export of the same checkpoint beside it (its card as zoo export writes one; the graph is fp32's)
+    exports = tmp_path / "exports"
+    shutil.copytree(digits_export, exports / "digits")
+    shutil.copytree(digits_export, exports / "digits_int8")
+    card = json.loads((exports / "digits_int8" / "model.json").read_text())
+    card["precision"] = {"precision": "int8", "metric": {"name": "accuracy", "int8": 0.9, "drop": 0.004}}
+    (exports / "digits_int8" / "model.json").write_text(json.dumps(card))
+    threads = torch.get_num_threads()
+    proc = zoo_in_process("bench", "inference", f"model={exports / 'digits'}", "batch=1,3", "repeats=2")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert f"threads {physical_cores()} (onnxruntime intra-op and torch)" in lines[0]
+    assert lines[2].strip().startswith("int8: ") and "test accuracy 0.9 (drop 0.004)" in lines[2]
     assert [line.strip() for line in lines if line.strip().startswith("batch")] == ["batch 1, cpu", "batch 3, cpu"]
     rows = [line for line in lines if " ms " in line]
-    assert len(rows) == 6  # per batch: PyTorch fp32 on the CPU, then each of the two exports on the CPU
+    assert len(rows) == 6  # per batch: PyTorch fp32 on the CPU, then the fp32 and int8 exports on the CPU
     assert all("pytorch eager fp32" in row and row.rstrip().endswith("x1.00  -") for row in rows[::3])
+    assert [r.strip().split("  ")[0] for r in rows[1:3]] == ["onnxruntime fp32 (CPU)", "onnxruntime int8 (CPU)"]
     for row in rows[1:3] + rows[4:6]:
-        assert "onnxruntime fp32 [" in row and "(CPU)" in row
         ratio, delta = re.search(r"x(\d+\.\d+)\s+(\S+)$", row).groups()
         assert float(ratio) > 0 and float(delta) < 1e-4  # parity against PyTorch fp32 on the same input
     assert torch.get_num_threads() == threads  # the bench gave torch the session's threads, then put them back
+    card["source"]["checkpoint"] = "elsewhere.pt"
+    (exports / "digits_int8" / "model.json").write_text(json.dumps(card))
+    mixed = zoo_in_process("bench", "inference", f"model={exports / 'digits'},{exports / 'digits_int8'}")
+    assert_one_line_error(mixed, "compares exports of one checkpoint")
 
 
 def test_the_cuda_graph_path_serves_from_fixed_buffers_and_one_shape(digits_export):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -53,24 +54,37 @@ class _Row:
     delta: str = "-"
 
 
-def _exports(paths: list[str]) -> list[_Export]:
-    """Each export's ONNX file, card and precision (fp32 unless the card records another); one checkpoint's."""
-    out = []
-    for p in paths:
-        onnx = Path(p) / "model.onnx" if Path(p).is_dir() else Path(p)
-        card_path = onnx.with_name("model.json")
-        if not card_path.is_file():
-            raise ZooError(f"{card_path} not found: bench needs the model card beside model.onnx (from zoo export)")
+def _read_export(path: str | Path) -> _Export:
+    onnx = Path(path) / "model.onnx" if Path(path).is_dir() else Path(path)
+    card_path = onnx.with_name("model.json")
+    if not card_path.is_file():
+        raise ZooError(f"{card_path} not found: bench needs the model card beside model.onnx (from zoo export)")
+    try:
         card = json.loads(card_path.read_text())
-        precision = card.get("precision", "fp32")
-        out.append(
-            _Export(onnx, card, str(precision.get("precision", "fp32") if isinstance(precision, dict) else precision))
-        )
+    except json.JSONDecodeError as e:
+        raise ZooError(f"{card_path} is not a model card (not JSON: {e})") from None
+    precision = card.get("precision", "fp32")  # fp32 unless the card records another
+    return _Export(onnx, card, str(precision.get("precision", "fp32") if isinstance(precision, dict) else precision))
+
+
+def _exports(paths: list[str]) -> list[_Export]:
+    """Each export's ONNX file, card and precision, all of one checkpoint. One export given brings the exports of
+    its checkpoint at other precisions in the folders beside it (exports/mine_int8 beside exports/mine)."""
+    out = [_read_export(p) for p in paths]
     sources = {str(e.card.get("source", {}).get("checkpoint")) for e in out}
     if "None" in sources:
         raise ZooError("zoo bench inference compares an export with its checkpoint; an ensemble's export has none")
     if len(sources) > 1:
         raise ZooError(f"zoo bench inference compares exports of one checkpoint; these come from {sorted(sources)}")
+    if len(out) == 1:
+        for card_path in sorted(out[0].onnx.parent.parent.glob("*/model.json")):
+            if card_path.parent == out[0].onnx.parent or not card_path.with_name("model.onnx").is_file():
+                continue
+            with contextlib.suppress(ZooError, OSError):
+                other = _read_export(card_path.parent)
+                same = str(other.card.get("source", {}).get("checkpoint")) in sources
+                if same and other.precision not in {e.precision for e in out}:
+                    out.append(other)
     return out
 
 
