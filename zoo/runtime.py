@@ -113,6 +113,7 @@ OPTION_CHOICES = {
 }
 GPU_OPTIONS = ("cuda_graph", "prefer_nhwc", "cudnn_conv_algo_search", "trt_cache", "trt_fp16")
 TENSORRT_OPTIONS = ("trt_cache", "trt_fp16")
+MAX_COUNT = 4096  # threads and device ids: onnxruntime takes C ints, and no machine has more
 
 
 @dataclass(frozen=True)
@@ -150,18 +151,18 @@ def _option_value(name: str, value: Any, default: Any) -> Any:
             number = int(value) if isinstance(value, str) or not isinstance(value, (bool, float)) else None
         except (TypeError, ValueError):
             number = None
-        if number is None or number < 0:
-            raise ZooError(f"{name}={value!r} must be an integer >= 0")
+        if number is None or not 0 <= number <= MAX_COUNT:
+            raise ZooError(f"{name}={value!r} must be an integer in [0, {MAX_COUNT}]")
         return number
     if value is None:
         return default
+    if name == "spinning" and (isinstance(value, bool) or str(value).lower() in ("true", "false")):
+        value = "on" if str(value).lower() == "true" else "off"  # spinning=True reads as on
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
-    if not isinstance(value, str):
-        raise ZooError(f"{name}={value!r} must be a string")
-    if name == "spinning" and isinstance(value, str) and value.lower() in ("true", "false"):
-        value = "on" if value.lower() == "true" else "off"
     choices = OPTION_CHOICES.get(name)
+    if not isinstance(value, str) and not choices:
+        raise ZooError(f"{name}={value!r} must be a string")
     if choices and value not in choices:
         raise ZooError(f"{name}={value!r} is not one of: {', '.join(choices)}")
     return value
@@ -176,8 +177,6 @@ def runtime_options(values: dict[str, Any] | RuntimeOptions | None = None) -> Ru
     for name, value in (values or {}).items():
         if name not in OPTION_NAMES:
             raise unknown("runtime option", name, OPTION_NAMES)
-        if name == "spinning" and isinstance(value, bool):
-            value = "on" if value else "off"
         checked[name] = _option_value(name, value, getattr(defaults, name))
     return RuntimeOptions(**checked)
 
