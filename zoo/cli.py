@@ -20,12 +20,16 @@ commands:
   export  checkpoint=PATH[,PATH...] [output=DIR] [opset=N] [parity_tolerance=X] [parity_mismatch=F]
                                      export a checkpoint (several: an averaging ensemble) to DIR/model.onnx + model.json
   predict model=PATH input=FILE_OR_DIR [topk=5] [providers=auto|cpu|cuda|tensorrt] [masks=DIR] [draw=DIR]
-                                     run an exported model with onnxruntime; one JSON line per image
+          [RUNTIME OPTIONS]          run an exported model with onnxruntime; one JSON line per image
                                      (masks=: segmentation mask PNGs; draw=: images with detected boxes)
   list    [KIND [NAME]] [--errors]   list plugins (kinds: architecture, head, augmentation, transfer, dataset)
-  bench   inference model=PATH [batch=N] | discovery [packages=50] | transfer [repeats=5] OVERRIDES...
-                                     PyTorch vs onnxruntime latency; the cost of plugin discovery;
-                                     head epochs of transfer=frozen vs feature_extraction
+  bench   inference model=PATH[,PATH...] [batch=1,32] [repeats=10] [providers=...] [RUNTIME OPTIONS]
+          | discovery [packages=50] | transfer [repeats=5] OVERRIDES...
+                                     onnxruntime vs PyTorch on the same device, each export's precision;
+                                     the cost of plugin discovery; head epochs of transfer=frozen vs cached
+  RUNTIME OPTIONS (predict, bench inference): threads=N spinning=auto|on|off optimization=all|extended|basic|disable
+          optimized_model=FILE io_binding=BOOL device_output=BOOL cuda_graph=BOOL device_id=N prefer_nhwc=BOOL
+          cudnn_conv_algo_search=EXHAUSTIVE|HEURISTIC|DEFAULT trt_cache=DIR trt_fp16=BOOL
   report  DIR                        a sweep's metrics, mean ± std over seeds (writes DIR/report.md, .csv, .png)
   augment output=FILE.png [samples=8] [variants=7] [OVERRIDES...]
                                      a grid of augmented training samples: what the model will see
@@ -120,19 +124,30 @@ def cmd_export(argv: list[str]) -> int:
     return 0
 
 
+def runtime_kv(argv: list[str], allowed: dict[str, type], command: str) -> tuple[dict, dict]:
+    """`key=value` arguments: the command's own (`allowed`) and the runtime's session options (zoo.runtime's
+    RuntimeOptions: threads=, io_binding=, cuda_graph=, ...), the same keys for `zoo predict` and `zoo bench
+    inference`; `provider=` is `providers=`. Returns (own, runtime options as strings: zoo.runtime checks them)."""
+    from zoo.runtime import OPTION_NAMES
+
+    kv = parse_kv(argv, {**allowed, "providers": str, "provider": str, **dict.fromkeys(OPTION_NAMES, str)}, command)
+    if "provider" in kv:
+        kv["providers"] = kv.pop("provider")
+    options = {k: kv.pop(k) for k in OPTION_NAMES if k in kv}
+    return kv, options
+
+
 def cmd_predict(argv: list[str]) -> int:
     """zoo predict model=PATH input=FILE_OR_DIR: one JSON line per image, onnxruntime only."""
-    kv = parse_kv(
-        argv,
-        {"model": str, "input": str, "topk": int, "providers": str, "batch": int, "masks": str, "draw": str},
-        "predict",
+    kv, options = runtime_kv(
+        argv, {"model": str, "input": str, "topk": int, "batch": int, "masks": str, "draw": str}, "predict"
     )
     for need in ("model", "input"):
         if need not in kv:
             raise ZooError(f"zoo predict needs {need}=PATH")
     from zoo.runtime import Model, list_images
 
-    model = Model(kv["model"], kv.get("providers", "auto"))
+    model = Model(kv["model"], kv.get("providers", "auto"), **options)
     files = list_images(kv["input"])
     # what the model gives is declared by its outputs' roles (zoo.tasks), whatever the head named them
     if "masks" in kv and "mask" not in model.roles:
@@ -148,6 +163,11 @@ def cmd_predict(argv: list[str]) -> int:
     ):
         print(json.dumps(r))
     return 0
+
+
+def predict_main(argv: list[str] | None = None) -> int:
+    """The `zoo-predict` console script (`zoo predict`), in the full install and in the runtime-only one."""
+    return main(["predict", *(sys.argv[1:] if argv is None else argv)])
 
 
 # ---- list ------------------------------------------------------------------------------------
@@ -222,12 +242,14 @@ def cmd_bench(argv: list[str]) -> int:
         for line in transfer([a for a in argv[1:] if a not in own], kv.get("repeats", 5)):
             print(line)
         return 0
-    kv = parse_kv(argv[1:], {"model": str, "batch": int, "repeats": int}, "bench")
+    kv, options = runtime_kv(argv[1:], {"model": str, "batch": str, "repeats": int}, "bench inference")
     if "model" not in kv:
-        raise ZooError("zoo bench inference needs model=DIR/model.onnx (from zoo export)")
-    from zoo.bench import inference
+        raise ZooError("zoo bench inference needs model=DIR/model.onnx[,DIR2/model.onnx...] (from zoo export)")
+    from zoo.bench import inference, int_list
 
-    for line in inference(kv["model"], kv.get("batch", 32), kv.get("repeats", 20)):
+    models = [m for m in kv["model"].split(",") if m]
+    batches = int_list(kv.get("batch", "1,32"), "batch")
+    for line in inference(models, batches, kv.get("repeats", 10), kv.get("providers", "auto"), options):
         print(line)
     return 0
 
