@@ -167,3 +167,41 @@ def discovery(packages: int, repeats: int) -> Iterator[str]:
         f"  added cost                  {added * 1000:8.0f} ms   ({added * 1000 / max(1, packages):.1f} ms a package; "
         "target: <= 300 ms for 50)"
     )
+
+
+def precisions(paths: list[str], batch: int, repeats: int) -> Iterator[str]:
+    """Several exports of one model (fp32, fp16, int8) on onnxruntime's CPU provider, interleaved: latency,
+    throughput, the ratio to the first, and what each card measured (int8's test-metric drop, fp16's parity)."""
+    from zoo.runtime import Model
+
+    models = [Model(p, providers="cpu") for p in paths]
+    first = models[0]
+    for path, m in zip(paths[1:], models[1:]):
+        if (m.channels, m.size) != (first.channels, first.size):
+            raise ZooError(
+                f"{path} takes {m.channels}x{list(m.size)} and {paths[0]} {first.channels}x{list(first.size)}: "
+                "zoo bench precision compares exports of one model"
+            )
+    x = np.random.default_rng(0).random((batch, first.channels, *first.size), dtype=np.float32)
+    for m in models:
+        m.run(x)  # warm-up
+    times: list[list[float]] = [[] for _ in models]
+    for _ in range(repeats):  # interleaved, so a change in the machine's load hits every export alike
+        for m, t in zip(models, times):
+            start = time.perf_counter()
+            m.run(x)
+            t.append(time.perf_counter() - start)
+    medians = [float(np.median(t)) for t in times]
+    yield f"precision, batch {batch}, {first.size[0]}x{first.size[1]}, onnxruntime CPU, median of {repeats} interleaved"
+    for path, m, t in zip(paths, models, medians):
+        record = m.metadata.get("precision", {"precision": "fp32"})
+        metric = record.get("metric")
+        checked = (
+            f"test {metric['name']} {metric['fp32']:.4f} -> {metric['int8']:.4f} (drop {metric['drop']:.4f})"
+            if metric
+            else ("parity " + str(record["parity"]["measured"]) if "parity" in record else "")
+        )
+        yield (
+            f"  {record['precision']:<5} {path:<40} {t * 1000:9.2f} ms {batch / t:9.0f} img/s   "
+            f"x{medians[0] / t:.2f} vs first   {checked}"
+        )

@@ -24,8 +24,10 @@ commands:
                                      run an exported model with onnxruntime; one JSON line per image
                                      (masks=: segmentation mask PNGs; draw=: images with detected boxes)
   list    [KIND [NAME]] [--errors]   list plugins (kinds: architecture, head, augmentation, transfer, dataset)
-  bench   inference model=PATH [batch=N] | discovery [packages=50] | transfer [repeats=5] OVERRIDES...
-                                     PyTorch vs onnxruntime latency; the cost of plugin discovery;
+  bench   inference model=PATH [batch=N] | precision model=PATH,PATH... [batch=N] | discovery [packages=50]
+          | transfer [repeats=5] OVERRIDES...
+                                     PyTorch vs onnxruntime latency; exports at several precisions side by side;
+                                     the cost of plugin discovery;
                                      head epochs of transfer=frozen vs feature_extraction
   report  DIR                        a sweep's metrics, mean ± std over seeds (writes DIR/report.md, .csv, .png)
   augment output=FILE.png [samples=8] [variants=7] [OVERRIDES...]
@@ -207,7 +209,7 @@ def cmd_list(argv: list[str]) -> int:
 
 def cmd_bench(argv: list[str]) -> int:
     """zoo bench inference|discovery|transfer: side-by-side measurements in one run, reported as ratios."""
-    benches = ("inference", "discovery", "transfer")
+    benches = ("inference", "precision", "discovery", "transfer")
     if not argv or argv[0] not in benches:
         raise (
             unknown("benchmark", argv[0] if argv else "", benches)
@@ -219,6 +221,15 @@ def cmd_bench(argv: list[str]) -> int:
         from zoo.bench import discovery
 
         for line in discovery(kv.get("packages", 50), kv.get("repeats", 5)):
+            print(line)
+        return 0
+    if argv[0] == "precision":
+        kv = parse_kv(argv[1:], {"model": str, "batch": int, "repeats": int}, "bench precision")
+        if "model" not in kv:
+            raise ZooError("zoo bench precision needs model=A/model.onnx,B/model.onnx (exports of one model)")
+        from zoo.bench import precisions
+
+        for line in precisions([m for m in kv["model"].split(",") if m], kv.get("batch", 32), kv.get("repeats", 20)):
             print(line)
         return 0
     if argv[0] == "transfer":

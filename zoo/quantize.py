@@ -217,8 +217,8 @@ def to_int8(model, deploy, cfg: dict, ecfg: dict, onnx_path: Path, x: torch.Tens
         if not drop <= limit:  # also refuses a NaN metric
             raise ZooError(
                 f"export.precision=int8: test {name} goes from {fp32:.4f} (fp32) to {int8:.4f} (int8), a drop of "
-                f"{drop:.4f} > export.max_metric_drop={limit}; try more calibration_samples or another "
-                "calibration_method, or export fp32; nothing was written"
+                f"{drop:.4f} > export.max_metric_drop={limit}; try a larger export.calibration_samples or another "
+                "export.calibration_method, or export fp32; nothing was written"
             )
         _serve_graph(int8_graph, onnx_path, list(deploy.output_names))
     finally:
