@@ -84,7 +84,8 @@ def test_int8_gate_refuses_a_broken_calibration_and_leaves_nothing(digits_run, t
 
     monkeypatch.setattr(zoo.quantize, "calibration_images", constant)
     out = tmp_path / "export"
-    proc = zoo_in_process("export", f"checkpoint={digits_run}", f"output={out}", "precision=int8", "calibration_samples=32")
+    args = ("precision=int8", "calibration_samples=32")
+    proc = zoo_in_process("export", f"checkpoint={digits_run}", f"output={out}", *args)
     assert_one_line_error(proc, "test accuracy", "export.max_metric_drop=0.01", "nothing was written")
     assert list(tmp_path.iterdir()) == []
 

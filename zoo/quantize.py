@@ -67,8 +67,8 @@ def to_fp16(deploy, onnx_path: Path, x: torch.Tensor, expected: tuple) -> dict:
     note = (
         f"half-precision arithmetic on {provider}"
         if provider != "CPUExecutionProvider"
-        else "checked on the CPU, where onnxruntime lacks float16 kernels for most ops and runs them in float32 "
-        "between inserted casts: this checks the graph and its float16 weights; fp16 targets GPUs (CUDA, TensorRT)"
+        else "checked on the CPU, where onnxruntime runs float16 nodes in float32 between casts it inserts (no "
+        "float16 kernels there): this checks the graph and its float16 weights; fp16 targets GPUs (CUDA, TensorRT)"
     )
     return {"precision": "fp16", "io": "float32", "parity": {"provider": provider, "note": note, **diffs}}
 
