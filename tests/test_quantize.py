@@ -125,3 +125,11 @@ def test_fp16_parity_is_gated_per_role():
     off = {**near, "probs": probs.numpy() + 0.02}
     with pytest.raises(ZooError, match=r"'probs' \(role probabilities\) differs .* by 0\.02 .*allows 0\.005"):
         half_parity(deploy, off, (mask, probs))
+
+
+def test_int8_of_an_ensemble_is_refused_in_one_line(digits_run, tmp_path):
+    ckpts = f"{digits_run}/checkpoints/best.pt,{digits_run}/checkpoints/last.pt"
+    out = tmp_path / "export"
+    proc = zoo_in_process("export", f"checkpoint={ckpts}", f"output={out}", "precision=int8")
+    assert_one_line_error(proc, "precision=int8", "ensemble", "fp32 or fp16")
+    assert list(tmp_path.iterdir()) == []

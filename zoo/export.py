@@ -253,12 +253,13 @@ def export_model(
 ) -> dict:
     """Export a ZooModel (or an Ensemble): ONNX + metadata, checker, parity on `x`, model card; atomic."""
     from zoo.model import DeployModel, ZooModel
-    from zoo.quantize import convert
+    from zoo.quantize import check_precision, convert
     from zoo.runtime import Model
 
     ecfg = export_settings({}, ecfg)
     if ecfg["opset"] < 17:
         raise ZooError(f"export.opset={ecfg['opset']} is too old; zoo exports opset 17 or newer")
+    check_precision(model, ecfg)
     deploy = (DeployModel(model, info.task) if isinstance(model, ZooModel) else model).eval()
     with torch.no_grad():
         expected = deploy(x)

@@ -44,6 +44,14 @@ def convert(model, deploy, cfg: dict, ecfg: dict, onnx_path: Path, x: torch.Tens
     return record
 
 
+def check_precision(model, ecfg: dict) -> None:
+    """Refuse, before any work, a precision this model cannot have."""
+    from zoo.model import ZooModel
+
+    if ecfg["precision"] == "int8" and not isinstance(model, ZooModel):
+        raise ZooError("export.precision=int8 is gated by one model's test metric; export an ensemble as fp32 or fp16")
+
+
 # ---- fp16 --------------------------------------------------------------------------------------
 
 
@@ -185,10 +193,7 @@ def to_int8(model, deploy, cfg: dict, ecfg: dict, onnx_path: Path, x: torch.Tens
     drops more than export.max_metric_drop."""
     from zoo.data import build_data, loader
     from zoo.engine import evaluate
-    from zoo.model import ZooModel
 
-    if not isinstance(model, ZooModel):
-        raise ZooError("export.precision=int8 is gated by one model's test metric; export an ensemble as fp32 or fp16")
     seed = int(cfg.get("seed", 0))
     data = build_data(cfg, seed)
     if len(data.train) == 0 or len(data.test) == 0:
