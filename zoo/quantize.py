@@ -138,10 +138,13 @@ class RawOutputs(torch.nn.Module):
         self.output_axes = {**deploy.output_axes, **{n: {0: "batch"} for n in self.raw_names}}
 
     def forward(self, x: torch.Tensor):
-        zoo_model = self.deploy.model
-        raw = zoo_model(x)
-        out = zoo_model.head.postprocess(raw)
-        return (*out, *_flat(raw))
+        seen = []  # the ZooModel's output inside the deployed graph: the same nodes, not a second copy
+        hook = self.deploy.model.register_forward_hook(lambda module, args, output: seen.append(output))
+        try:
+            out = self.deploy(x)
+        finally:
+            hook.remove()
+        return (*(out if isinstance(out, tuple) else (out,)), *_flat(seen[0]))
 
 
 def _flat(raw) -> tuple[torch.Tensor, ...]:
@@ -156,8 +159,8 @@ def _flat(raw) -> tuple[torch.Tensor, ...]:
 
 
 class Calibration:
-    """onnxruntime's CalibrationDataReader over images of the run's train split (already at the model's size,
-    in [0, 1]: the normalisation is inside the graph), in batches."""
+    """A CalibrationDataReader (onnxruntime's protocol: get_next, rewind) over images of the run's train split,
+    already at the model's size and in [0, 1] (the normalisation is inside the graph), in batches."""
 
     def __init__(self, images: torch.Tensor, batch: int = 32):
         self.batches = [{"input": images[i : i + batch].numpy()} for i in range(0, len(images), batch)]
