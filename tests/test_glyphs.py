@@ -40,7 +40,7 @@ def test_shots_per_class_with_whole_val_and_test():
     assert len(data.val) + len(data.test) == 60 - round(60 * 0.55)  # 15% + 30% of 60, stratified
     assert data.info.classes == ("glyph30", "glyph31", "glyph32") and data.info.size == (32, 32)
     image, _ = data.train[0]
-    assert image.dtype == torch.float32 and 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    assert image.dtype == torch.float32 and float(image.min()) >= 0.0 and float(image.max()) <= 1.0
     again = build(classes=[30, 31, 32], images_per_class=20, shots=4, size=32, seed=5)
     assert torch.equal(
         torch.stack([again.train[i][0] for i in range(12)]), torch.stack([data.train[i][0] for i in range(12)])

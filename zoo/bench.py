@@ -216,10 +216,11 @@ def inference(
     threads, before = opts.threads or physical_cores(), torch.get_num_threads()
     torch.set_num_threads(threads)  # like with like: PyTorch gets the threads onnxruntime's session gets
     try:
-        rows = _measure(model, exports, batches, devices, repeats, providers, options)
+        rows, source = _measure(model, exports, batches, devices, repeats, providers, options)
     finally:
         torch.set_num_threads(before)
     yield from _report(rows, exports, first, repeats, threads)
+    yield f"  inputs: {source}"
 
 
 def _measure(
@@ -230,16 +231,16 @@ def _measure(
     repeats: int,
     providers: str,
     options: dict,
-) -> list[_Row]:
-    """Every row at every batch size, checked against PyTorch fp32 once, then timed interleaved."""
+) -> tuple[list[_Row], str]:
+    """Every row at every batch size on the export's own test images (speed depends on the pixels), checked
+    against PyTorch fp32 once, then timed interleaved; and where the images came from."""
     import torch
 
     card = exports[0].card
-    channels, (h, w) = card["input"]["channels"], card["input"]["size"]
     rows: list[_Row] = []
     with torch.inference_mode():
         for batch in batches:
-            x = np.random.default_rng(batch).random((batch, channels, h, w), dtype=np.float32)
+            x, source = _real_images(card["input"]["channels"], tuple(card["input"]["size"]), card.get("config"), batch)
             expected = _as_numpy(model(torch.from_numpy(x)))
             for device in devices:
                 new = _torch_rows(model, x, device) + _ort_rows(exports, x, device, providers, options)
@@ -252,7 +253,7 @@ def _measure(
                 t = time.perf_counter()
                 row.run()
                 row.times.append(time.perf_counter() - t)
-    return rows
+    return rows, source
 
 
 def _described(config: dict) -> str:
@@ -371,3 +372,82 @@ def pixel_floors(train, test) -> Iterator[str]:
         with threadpool_limits(1):  # BLAS threads fighting torch's for two cores cost 10x here
             score = clf.fit(xa, ya).score(xb, yb)
         yield f"  {name + ' on raw pixels':<42} test accuracy {score:.4f}"
+
+
+def write_fake_package(site: Path, dist: str, module: str, source: str, entry_name: str | None = None) -> None:
+    """Install a one-module plugin package into `site` by hand: the module plus a dist-info with its
+    `zoo.plugins` entry point (what pip would write), so discovery sees it once `site` is on sys.path."""
+    site = Path(site)
+    site.mkdir(parents=True, exist_ok=True)
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{dist.replace('-', '_')}-0.1.0.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(f"[zoo.plugins]\n{entry_name or module} = {module}\n")
+    (info / "top_level.txt").write_text(module + "\n")
+
+
+def discovery(packages: int, repeats: int) -> Iterator[str]:
+    """`zoo list` with no third-party packages vs with `packages` small ones: the added cost."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
+        empty, site = Path(tmp) / "empty", Path(tmp) / "site"
+        empty.mkdir()
+        for i in range(packages):
+            write_fake_package(
+                site,
+                f"zoo-bench{i}",
+                f"zoo_bench{i}",
+                "ZOO_PLUGIN_API = 2\nfrom zoo import register\n\n\n"
+                f"@register.augmentation('bench_op{i}')\n"
+                "def op(info, p: float = 0.5, strength: float = 1.0) -> object:\n"
+                f'    """Benchmark op {i}."""\n    return None\n',
+            )
+
+        def run(path: Path) -> float:
+            env = {k: v for k, v in os.environ.items() if k != "ZOO_DISABLE_PLUGIN_AUTOLOAD"}
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), env.get("PYTHONPATH")]))
+            t = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "zoo.cli", "list"], env=env, capture_output=True, text=True)
+            elapsed = time.perf_counter() - t
+            if done.returncode != 0:
+                raise ZooError(f"zoo list failed during the benchmark: {done.stderr.strip().splitlines()[-1:]}")
+            if path == site and f"bench_op{packages - 1}" not in done.stdout:
+                raise ZooError("the generated plugin packages were not discovered")
+            return elapsed
+
+        run(empty), run(site)  # warm the file cache
+        base, loaded = [], []
+        for _ in range(repeats):  # interleaved, so drift on a busy machine hits both sides alike
+            base.append(run(empty))
+            loaded.append(run(site))
+        b, with_packages = float(np.median(base)), float(np.median(loaded))
+    yield f"discovery: `zoo list`, median of {repeats} interleaved runs"
+    yield f"  no plugin packages          {b * 1000:8.0f} ms"
+    added = with_packages - b
+    yield f"  {packages:>3} plugin packages         {with_packages * 1000:8.0f} ms   x{with_packages / b:.2f}"
+    yield (
+        f"  added cost                  {added * 1000:8.0f} ms   ({added * 1000 / max(1, packages):.1f} ms a package; "
+        "target: <= 300 ms for 50)"
+    )
+
+
+def _real_images(channels: int, size: tuple[int, int], cfg: Any, batch: int) -> tuple[np.ndarray, str]:
+    """A batch of the export's own test images (its config names the data), repeated up to `batch`; random
+    pixels only when the data cannot be built here. Speed can depend on the values: on random pixels the
+    digits CNN's fp32 graph ran 2x slower and its int8 graph 10x faster than on digits."""
+    from types import SimpleNamespace
+
+    from zoo.export import parity_inputs
+
+    info = SimpleNamespace(channels=channels, size=size)
+    if not isinstance(cfg, dict) or "data" not in cfg:
+        x = np.random.default_rng(0).random((batch, channels, *size), dtype=np.float32)
+        return x, "random pixels (the export names no data)"
+    images, source = parity_inputs(cfg, info, batch)
+    reps = -(-batch // len(images))
+    return np.ascontiguousarray(images.numpy().repeat(reps, axis=0)[:batch]), source

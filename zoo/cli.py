@@ -18,6 +18,7 @@ USAGE = """usage: zoo COMMAND [ARGS]
 commands:
   train   [OVERRIDES...]             train an experiment composed by Hydra (zoo train --help)
   export  checkpoint=PATH[,PATH...] [output=DIR] [opset=N] [parity_tolerance=X] [parity_mismatch=F]
+          [precision=fp32|fp16|int8] [max_metric_drop=X] [calibration_samples=N] [calibration_method=minmax|...]
                                      export a checkpoint (several: an averaging ensemble) to DIR/model.onnx + model.json
   predict model=PATH input=FILE_OR_DIR [topk=5] [providers=auto|cpu|cuda|tensorrt] [masks=DIR] [draw=DIR]
           [RUNTIME OPTIONS]          run an exported model with onnxruntime; one JSON line per image
@@ -96,6 +97,10 @@ def cmd_export(argv: list[str]) -> int:
             "parity_tolerance": float,
             "parity_mismatch": float,
             "parity_samples": int,
+            "precision": str,
+            "max_metric_drop": float,
+            "calibration_samples": int,
+            "calibration_method": str,
         },
         "export",
     )
@@ -118,6 +123,8 @@ def cmd_export(argv: list[str]) -> int:
                 "opset": card["onnx"]["opset"],
                 "parity_max_abs_diff": worst,
                 "parity_inputs": card["parity"]["inputs"],
+                "precision": card["precision"]["precision"],
+                **({"metric": card["precision"]["metric"]} if "metric" in card["precision"] else {}),
             }
         )
     )

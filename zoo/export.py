@@ -253,11 +253,13 @@ def export_model(
 ) -> dict:
     """Export a ZooModel (or an Ensemble): ONNX + metadata, checker, parity on `x`, model card; atomic."""
     from zoo.model import DeployModel, ZooModel
+    from zoo.quantize import check_precision, convert
     from zoo.runtime import Model
 
     ecfg = export_settings({}, ecfg)
     if ecfg["opset"] < 17:
         raise ZooError(f"export.opset={ecfg['opset']} is too old; zoo exports opset 17 or newer")
+    check_precision(model, ecfg)
     deploy = (DeployModel(model, info.task) if isinstance(model, ZooModel) else model).eval()
     with torch.no_grad():
         expected = deploy(x)
@@ -283,6 +285,7 @@ def export_model(
         diffs, mismatch, failure = compare_outputs(got, {n: e.numpy() for n, e in zip(names, expected)}, ecfg)
         if failure:
             raise ZooError(f"{failure}; nothing was written")
+        meta["precision"] = convert(model, deploy, cfg, ecfg, onnx_path, x, expected)  # zoo.quantize: fp16, int8
         parity = {
             "max_abs_diff": diffs,
             "tolerance": ecfg["parity_tolerance"],
@@ -348,6 +351,7 @@ def model_card(meta: dict, onnx_path: Path, parity: dict, metrics: dict | None, 
         "outputs": meta["outputs"],
         "metrics": metrics or {},
         "parity": parity,
+        "precision": meta.get("precision", {"precision": "fp32"}),
         "onnx": {
             "file": "model.onnx",
             "opset": meta["opset"],
