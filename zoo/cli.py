@@ -18,10 +18,12 @@ USAGE = """usage: zoo COMMAND [ARGS]
 commands:
   train   [OVERRIDES...]             train an experiment composed by Hydra (zoo train --help)
   export  checkpoint=PATH[,PATH...] [output=DIR] [opset=N] [parity_tolerance=X] [parity_mismatch=F]
+          [outputs=[embedding,cam]]
                                      export a checkpoint (several: an averaging ensemble) to DIR/model.onnx + model.json
   predict model=PATH input=FILE_OR_DIR [topk=5] [providers=auto|cpu|cuda|tensorrt] [masks=DIR] [draw=DIR]
-                                     run an exported model with onnxruntime; one JSON line per image
-                                     (masks=: segmentation mask PNGs; draw=: images with detected boxes)
+          [outputs=embedding,cam]    run an exported model with onnxruntime; one JSON line per image
+                                     (masks=: segmentation mask PNGs; draw=: images with detected boxes;
+                                     outputs=: extra outputs the export added with export.outputs)
   list    [KIND [NAME]] [--errors]   list plugins (kinds: architecture, head, augmentation, transfer, dataset)
   bench   inference model=PATH [batch=N] | discovery [packages=50] | transfer [repeats=5] OVERRIDES...
                                      PyTorch vs onnxruntime latency; the cost of plugin discovery;
@@ -49,6 +51,11 @@ KIND_ALIASES = {
     "datasets": "dataset",
     "transfers": "transfer",
 }
+
+
+def names(value: str) -> list[str]:
+    """A list of names on the command line: `embedding,cam` or Hydra's `[embedding,cam]`."""
+    return [v.strip() for v in value.strip().removeprefix("[").removesuffix("]").split(",") if v.strip()]
 
 
 def parse_kv(args: list[str], allowed: dict[str, type], command: str) -> dict:
@@ -92,6 +99,7 @@ def cmd_export(argv: list[str]) -> int:
             "parity_tolerance": float,
             "parity_mismatch": float,
             "parity_samples": int,
+            "outputs": names,
         },
         "export",
     )
@@ -124,7 +132,16 @@ def cmd_predict(argv: list[str]) -> int:
     """zoo predict model=PATH input=FILE_OR_DIR: one JSON line per image, onnxruntime only."""
     kv = parse_kv(
         argv,
-        {"model": str, "input": str, "topk": int, "providers": str, "batch": int, "masks": str, "draw": str},
+        {
+            "model": str,
+            "input": str,
+            "topk": int,
+            "providers": str,
+            "batch": int,
+            "masks": str,
+            "draw": str,
+            "outputs": names,
+        },
         "predict",
     )
     for need in ("model", "input"):
@@ -133,6 +150,7 @@ def cmd_predict(argv: list[str]) -> int:
     from zoo.runtime import Model, list_images
 
     model = Model(kv["model"], kv.get("providers", "auto"))
+    model.check_extras(kv.get("outputs", []))  # embedding, cam: extra outputs the export added
     files = list_images(kv["input"])
     # what the model gives is declared by its outputs' roles (zoo.tasks), whatever the head named them
     if "masks" in kv and "mask" not in model.roles:
@@ -145,6 +163,7 @@ def cmd_predict(argv: list[str]) -> int:
         batch_size=kv.get("batch", 32),
         masks_dir=kv.get("masks"),
         draw_dir=kv.get("draw"),
+        extras=kv.get("outputs", []),
     ):
         print(json.dumps(r))
     return 0

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, Optional, get_type_hints
 
 from zoo.errors import ZooError, close_matches, unknown
 from zoo.registry import Param, Range
+from zoo.tasks import EXTRAS
 
 # config group -> plugin kind; `aug` holds a dict of augmentation ops instead of one plugin.
 GROUPS = {"data": "dataset", "model": "architecture", "head": "head", "transfer": "transfer"}
@@ -28,7 +29,10 @@ ALL_GROUPS = ("data", "model", "head", "aug", "transfer", "trainer", "export", "
 
 
 def declared(default: Any, *constraints: Any) -> Any:
-    """A schema field whose value zoo checks like a plugin parameter: `Range(...)` or `Literal[...]`."""
+    """A schema field whose value zoo checks like a plugin parameter: `Range(...)` or `Literal[...]` (on each
+    item of a list field)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"zoo": constraints})
     return field(default=default, metadata={"zoo": constraints})
 
 
@@ -59,6 +63,7 @@ class TrainerConfig:
     device: str = declared("auto", Literal["auto", "cpu", "cuda"])
     progress: bool = True
     resume: bool = False  # continue from checkpoints/last.pt in the run directory, if there is one
+    logger: str = declared("none", Literal["none", "csv", "tensorboard"])  # stream the scalars while training
 
 
 @dataclass
@@ -69,6 +74,8 @@ class ExportConfig:
     parity_tolerance: float = declared(1e-4, _AT_LEAST_0)  # float outputs: max |ONNX - PyTorch| (relative above 1)
     parity_mismatch: float = declared(0.001, _FRACTION)  # integer outputs: the fraction of elements allowed to differ
     parity_samples: int = declared(64, Range(1))
+    # extra outputs after the task's own (zoo.tasks.EXTRAS): penultimate embeddings, class-activation maps
+    outputs: list[str] = declared([], Literal[tuple(EXTRAS)])
 
 
 # config node -> its schema: check() refuses keys the schema does not define (`+trainer.lrr=0.5`)
@@ -514,8 +521,13 @@ def schema_params(schema: type) -> dict[str, Param]:
     for f in dataclasses.fields(schema):
         extra = f.metadata.get("zoo", ())
         literal = [c for c in extra if typing.get_origin(c) is Literal]
-        ann = literal[0] if literal else Annotated[(hints[f.name], *extra)] if extra else hints[f.name]
-        params[f.name] = registry.param(f.name, ann, f.default, where=f"{schema.__module__}.{schema.__qualname__}")
+        hint = hints[f.name]
+        if literal:
+            ann = list[literal[0]] if typing.get_origin(hint) is list else literal[0]
+        else:
+            ann = Annotated[(hint, *extra)] if extra else hint
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        params[f.name] = registry.param(f.name, ann, default, where=f"{schema.__module__}.{schema.__qualname__}")
     return params
 
 

@@ -13,25 +13,16 @@ from torch import nn
 
 from zoo import Range, ZooError, register
 from zoo.data import loader
-from zoo.model import Explainer
+from zoo.model import Explainer, explained_forward
 from zoo_plugins._shared import figure, label_of, show_image
 
 
 @torch.no_grad()
 def embed(model: nn.Module, images: torch.Tensor) -> np.ndarray:
     """The penultimate features of a batch: what enters the head's last linear layer, or (a head with
-    none) the deepest feature map averaged over its pixels."""
+    none) the deepest feature map averaged over its pixels; the vectors `export.outputs=[embedding]` gives."""
     model.eval()
-    linears = [m for m in model.head.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        return model.backbone(model.normalize(images))[-1].float().mean((2, 3)).cpu().numpy()
-    captured = []
-    hook = linears[-1].register_forward_pre_hook(lambda m, args: captured.append(args[0].detach()))
-    try:
-        model(images)
-    finally:
-        hook.remove()
-    return captured[0].flatten(1).float().cpu().numpy()
+    return explained_forward(model, images, embedding=True)[2].float().cpu().numpy()
 
 
 def knn_accuracy(points: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
