@@ -191,6 +191,7 @@ def run_in(experiment, run_dir: Path, keys: list[str], created: bool, resumed: d
 
     from zoo.engine import train
     from zoo.figures import run_figures
+    from zoo.tracking import tracker
 
     try:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(experiment.cfg)))
@@ -199,6 +200,9 @@ def run_in(experiment, run_dir: Path, keys: list[str], created: bool, resumed: d
         remove_untrained_run(run_dir, created)
         raise
     pictures = run_figures(experiment, run_dir, results)
+    figures_to = tracker(experiment.cfg["trainer"].get("logger", "none"), run_dir)  # tensorboard: as images
+    figures_to.figures(pictures, results["epochs"])
+    figures_to.close()
     log.info("run directory: %s (%s)", run_dir, ", ".join(p.name for p in pictures) or "no pictures")
     return results
 
