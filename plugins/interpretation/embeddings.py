@@ -1,6 +1,10 @@
 """Embeddings: the penultimate features of a split, projected to 2-D (PCA and t-SNE, scikit-learn) and
 coloured by label, with k-nearest-neighbour accuracy in each space; and retrieval: the split's images
-nearest to each image explained."""
+nearest to each image explained.
+
+An image's label is its class (classification), the class of its largest box (detection; "no object"
+without one), or the class covering most of its pixels apart from the split's background, the class
+covering most pixels over the whole split (segmentation)."""
 
 from __future__ import annotations
 
@@ -36,6 +40,27 @@ def knn_accuracy(points: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
     return float(cross_val_score(KNeighborsClassifier(min(k, len(points) // 2)), points, labels, cv=folds).mean())
 
 
+def class_votes(y, classes: int) -> np.ndarray:
+    """(B, classes) per image of a batch: its class one-hot (classification), its mask's pixel count per class
+    (segmentation), its largest box's class one-hot (detection targets: a list of dicts)."""
+    if isinstance(y, list):
+        votes = np.zeros((len(y), classes))
+        for i, t in enumerate(y):
+            boxes = torch.as_tensor(t["boxes"]).reshape(-1, 4).float()
+            if len(boxes):
+                area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+                votes[i, int(torch.as_tensor(t["labels"]).reshape(-1)[area.argmax()])] = 1
+        return votes
+    y = torch.as_tensor(y).long()
+    if y.ndim >= 2:
+        return np.stack([np.bincount(m.reshape(-1), minlength=classes)[:classes] for m in y.numpy()])
+    return np.eye(classes)[y.numpy()]
+
+
+def _name(classes, label: int) -> str:
+    return "no object" if label < 0 else label_of(classes, label)
+
+
 class Embeddings(Explainer):
     """PCA and t-SNE of a split's embeddings, and nearest-neighbour retrieval."""
 
@@ -43,19 +68,25 @@ class Embeddings(Explainer):
         self.split, self.max_images, self.neighbours, self.perplexity = split, max_images, neighbours, perplexity
 
     def points(self, subject) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-        """The split's embeddings (N, D), labels (N,) and images, up to max_images."""
+        """The split's embeddings (N, D), labels (N,; -1 for none) and images, up to max_images."""
         ds = getattr(subject.data(), self.split)
-        feats, labels, images = [], [], []
+        feats, votes, images = [], [], []
         for x, y in loader(ds, 256, False, 0, 0):
             feats.append(embed(subject.model, x))
-            labels.append(torch.as_tensor(y).reshape(-1).numpy())
+            votes.append(class_votes(y, subject.info.num_classes))
             images.append(x)
             if sum(len(f) for f in feats) >= self.max_images:
                 break
         if not feats:
             raise ZooError(f"explain.embeddings.split={self.split}: the split is empty")
         n = self.max_images
-        return np.concatenate(feats)[:n], np.concatenate(labels)[:n].astype(np.int64), torch.cat(images)[:n]
+        votes = np.concatenate(votes)[:n]
+        if subject.info.task == "segmentation":  # the split's background does not label an image with objects
+            background = votes.sum(0).argmax()
+            others = np.delete(np.arange(votes.shape[1]), background)
+            votes[votes[:, others].sum(1) > 0, background] = 0
+        labels = np.where(votes.sum(1) > 0, votes.argmax(1), -1)
+        return np.concatenate(feats)[:n], labels.astype(np.int64), torch.cat(images)[:n]
 
     def explain(self, subject, output: Path) -> dict:
         from sklearn.decomposition import PCA
@@ -74,7 +105,7 @@ class Embeddings(Explainer):
         fig = figure(12.0, 5.4)
         for ax, (name, xy) in zip(fig.subplots(1, 2), (("PCA", pca), ("t-SNE", tsne))):
             for c in np.unique(labels):
-                ax.scatter(*xy[labels == c].T, s=8, alpha=0.7, label=label_of(classes, int(c)), color=f"C{c % 10}")
+                ax.scatter(*xy[labels == c].T, s=8, alpha=0.7, label=_name(classes, int(c)), color=f"C{c % 10}")
             key = "pca" if name == "PCA" else "tsne"
             ax.set(title=f"{name}: 5-NN accuracy {scores[key]:.3f}", xticks=[], yticks=[])
         fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside right center", markerscale=2, fontsize=8)
@@ -103,12 +134,12 @@ class Embeddings(Explainer):
         for i, row in enumerate(nearest):
             show_image(axes[i, 0], subject.images[i].numpy(), f"{subject.names[i]}")
             for j, k in enumerate(row):
-                show_image(axes[i, j + 1], images[k].numpy(), f"{label_of(classes, int(labels[k]))}")
+                show_image(axes[i, j + 1], images[k].numpy(), _name(classes, int(labels[k])))
         fig.suptitle(f"nearest {self.split} images in embedding space (cosine), labelled")
         fig.savefig(path)
 
 
-@register.interpretation("embeddings", tasks=("classification",))
+@register.interpretation("embeddings", tasks=("classification", "segmentation", "detection"))
 def embeddings(
     split: Literal["train", "val", "test"] = "test",
     max_images: Annotated[int, Range(10, 20000)] = 2000,
