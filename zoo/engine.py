@@ -241,7 +241,7 @@ def train(
             total, seen, progress.step = total + loss * len(x), seen + len(x), progress.step + 1
         train_time = time.perf_counter() - epoch_start
         trained = {"train_loss": total / max(1, seen)} | (
-            {f"train_{run.monitor}": metric.compute()} if metric is not None else {}
+            {f"train_{run.monitor}": metric.compute()} if metric is not None and seen else {}
         )
         if _end_of_epoch(run, progress, epoch, trained, train_time, optimizer):
             break

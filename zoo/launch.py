@@ -24,7 +24,8 @@ from zoo.errors import ZooError
 
 log = logging.getLogger("zoo")
 RUN_FILES = ("config.yaml", "train.log", ".hydra", "checkpoints")  # what a run writes before its first epoch ends
-WRITES = (*RUN_FILES, "metrics.json", "curves.png", "confusion.png", "worst.png")  # and after
+# and after it (trainer.logger's files too)
+WRITES = (*RUN_FILES, "metrics.json", "curves.png", "confusion.png", "worst.png", "metrics.csv", "tensorboard")
 # Where a config may name code for Hydra to run (hydra.callbacks.*, hydra.launcher, hydra.sweeper): Hydra's own
 # plugins, zoo's, and installed zoo plugin packages' modules; nothing a config value or override can add.
 TRUSTED_MODULES = ("hydra", "hydra_plugins", "zoo", "zoo_plugins")

@@ -65,9 +65,16 @@ class TensorBoardTracker(Tracker):
 
     def __init__(self, run_dir: Path):
         super().__init__(run_dir)
-        from torch.utils.tensorboard import SummaryWriter
+        self._writer = None
 
-        self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+    @property
+    def writer(self):
+        """The SummaryWriter, made on first use: a run that fails before its first epoch leaves no folder."""
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        return self._writer
 
     def epoch(self, history: Sequence[dict]) -> None:
         row = history[-1]
@@ -94,7 +101,8 @@ class TensorBoardTracker(Tracker):
         self.writer.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        if self._writer is not None:
+            self._writer.close()
 
 
 def tracker(kind: str, run_dir: str | Path) -> Tracker:
