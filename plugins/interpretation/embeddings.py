@@ -57,6 +57,9 @@ def class_votes(y, classes: int) -> np.ndarray:
     return np.eye(classes)[y.numpy()]
 
 
+LEGEND = {"detection": "largest box's class", "segmentation": "main class\n(most pixels but\nbackground)"}
+
+
 def _name(classes, label: int) -> str:
     return "no object" if label < 0 else label_of(classes, label)
 
@@ -108,7 +111,14 @@ class Embeddings(Explainer):
                 ax.scatter(*xy[labels == c].T, s=8, alpha=0.7, label=_name(classes, int(c)), color=f"C{c % 10}")
             key = "pca" if name == "PCA" else "tsne"
             ax.set(title=f"{name}: 5-NN accuracy {scores[key]:.3f}", xticks=[], yticks=[])
-        fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside right center", markerscale=2, fontsize=8)
+        fig.legend(
+            *fig.axes[0].get_legend_handles_labels(),
+            loc="outside right center",
+            markerscale=2,
+            fontsize=8,
+            title=LEGEND.get(subject.info.task, "class"),
+            title_fontsize=8,
+        )
         fig.suptitle(
             f"penultimate features of {len(feats)} {self.split} images ({feats.shape[1]} dimensions; "
             f"5-NN accuracy there {scores['full']:.3f})"
