@@ -19,10 +19,13 @@ commands:
   train   [OVERRIDES...]             train an experiment composed by Hydra (zoo train --help)
   export  checkpoint=PATH[,PATH...] [output=DIR] [opset=N] [parity_tolerance=X] [parity_mismatch=F]
           [precision=fp32|fp16|int8] [max_metric_drop=X] [calibration_samples=N] [calibration_method=minmax|...]
+          [outputs=[embedding,cam]]
                                      export a checkpoint (several: an averaging ensemble) to DIR/model.onnx + model.json
   predict model=PATH input=FILE_OR_DIR [topk=5] [providers=auto|cpu|cuda|tensorrt] [masks=DIR] [draw=DIR]
-          [RUNTIME OPTIONS]          run an exported model with onnxruntime; one JSON line per image
-                                     (masks=: segmentation mask PNGs; draw=: images with detected boxes)
+          [RUNTIME OPTIONS] [outputs=embedding,cam]
+                                     run an exported model with onnxruntime; one JSON line per image
+                                     (masks=: segmentation mask PNGs; draw=: images with detected boxes;
+                                     outputs=: extra outputs the export added with export.outputs)
   list    [KIND [NAME]] [--errors]   list plugins (kinds: architecture, head, augmentation, transfer, dataset)
   bench   inference model=PATH[,PATH...] [batch=1,32] [repeats=10] [providers=...] [RUNTIME OPTIONS]
           | discovery [packages=50] | transfer [repeats=5] OVERRIDES...
@@ -54,6 +57,11 @@ KIND_ALIASES = {
     "datasets": "dataset",
     "transfers": "transfer",
 }
+
+
+def names(value: str) -> list[str]:
+    """A list of names on the command line: `embedding,cam` or Hydra's `[embedding,cam]`."""
+    return [v.strip() for v in value.strip().removeprefix("[").removesuffix("]").split(",") if v.strip()]
 
 
 def parse_kv(args: list[str], allowed: dict[str, type], command: str) -> dict:
@@ -101,6 +109,7 @@ def cmd_export(argv: list[str]) -> int:
             "max_metric_drop": float,
             "calibration_samples": int,
             "calibration_method": str,
+            "outputs": names,
         },
         "export",
     )
@@ -147,7 +156,9 @@ def runtime_kv(argv: list[str], allowed: dict[str, type], command: str) -> tuple
 def cmd_predict(argv: list[str]) -> int:
     """zoo predict model=PATH input=FILE_OR_DIR: one JSON line per image, onnxruntime only."""
     kv, options = runtime_kv(
-        argv, {"model": str, "input": str, "topk": int, "batch": int, "masks": str, "draw": str}, "predict"
+        argv,
+        {"model": str, "input": str, "topk": int, "batch": int, "masks": str, "draw": str, "outputs": names},
+        "predict",
     )
     for need in ("model", "input"):
         if need not in kv:
@@ -155,6 +166,7 @@ def cmd_predict(argv: list[str]) -> int:
     from zoo.runtime import Model, list_images
 
     model = Model(kv["model"], kv.get("providers", "auto"), **options)
+    model.check_extras(kv.get("outputs", []))  # embedding, cam: extra outputs the export added
     files = list_images(kv["input"])
     # what the model gives is declared by its outputs' roles (zoo.tasks), whatever the head named them
     if "masks" in kv and "mask" not in model.roles:
@@ -167,6 +179,7 @@ def cmd_predict(argv: list[str]) -> int:
         batch_size=kv.get("batch", 32),
         masks_dir=kv.get("masks"),
         draw_dir=kv.get("draw"),
+        extras=kv.get("outputs", []),
     ):
         print(json.dumps(r))
     return 0

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, Optional, get_type_hints
 
 from zoo.errors import ZooError, close_matches, unknown
 from zoo.registry import Param, Range
+from zoo.tasks import EXTRAS
 
 # config group -> plugin kind; `aug` holds a dict of augmentation ops instead of one plugin.
 GROUPS = {"data": "dataset", "model": "architecture", "head": "head", "transfer": "transfer"}
@@ -28,7 +29,10 @@ ALL_GROUPS = ("data", "model", "head", "aug", "transfer", "trainer", "export", "
 
 
 def declared(default: Any, *constraints: Any) -> Any:
-    """A schema field whose value zoo checks like a plugin parameter: `Range(...)` or `Literal[...]`."""
+    """A schema field whose value zoo checks like a plugin parameter: `Range(...)` or `Literal[...]` (on each
+    item of a list field)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"zoo": constraints})
     return field(default=default, metadata={"zoo": constraints})
 
 
@@ -59,6 +63,7 @@ class TrainerConfig:
     device: str = declared("auto", Literal["auto", "cpu", "cuda"])
     progress: bool = True
     resume: bool = False  # continue from checkpoints/last.pt in the run directory, if there is one
+    logger: str = declared("none", Literal["none", "csv", "tensorboard"])  # stream the scalars while training
 
 
 @dataclass
@@ -75,6 +80,8 @@ class ExportConfig:
     max_metric_drop: float = declared(0.01, _AT_LEAST_0)  # int8: the most the monitored test metric may worsen
     calibration_samples: int = declared(256, Range(1))  # int8: train images that calibrate activation ranges
     calibration_method: str = declared("minmax", Literal["minmax", "entropy", "percentile"])
+    # extra outputs after the task's own (zoo.tasks.EXTRAS): penultimate embeddings, class-activation maps
+    outputs: list[str] = declared([], Literal[tuple(EXTRAS)])
 
 
 # config node -> its schema: check() refuses keys the schema does not define (`+trainer.lrr=0.5`)
@@ -520,8 +527,13 @@ def schema_params(schema: type) -> dict[str, Param]:
     for f in dataclasses.fields(schema):
         extra = f.metadata.get("zoo", ())
         literal = [c for c in extra if typing.get_origin(c) is Literal]
-        ann = literal[0] if literal else Annotated[(hints[f.name], *extra)] if extra else hints[f.name]
-        params[f.name] = registry.param(f.name, ann, f.default, where=f"{schema.__module__}.{schema.__qualname__}")
+        hint = hints[f.name]
+        if literal:
+            ann = list[literal[0]] if typing.get_origin(hint) is list else literal[0]
+        else:
+            ann = Annotated[(hint, *extra)] if extra else hint
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        params[f.name] = registry.param(f.name, ann, default, where=f"{schema.__module__}.{schema.__qualname__}")
     return params
 
 

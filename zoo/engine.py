@@ -33,6 +33,7 @@ from zoo.data import Transformed, loader
 from zoo.errors import ZooError
 from zoo.experiment import Experiment, build_experiment
 from zoo.model import ZooModel, deployed_info, set_train_mode
+from zoo.tracking import tracker
 
 log = logging.getLogger("zoo")
 
@@ -126,8 +127,10 @@ def train_step(
     cached: bool,
     batch_tf,
     device: torch.device,
+    metric=None,
 ) -> float:
-    """One optimizer step on a batch of images (or, `cached`, of cached backbone features); the loss."""
+    """One optimizer step on a batch of images (or, `cached`, of cached backbone features); the loss. `metric`
+    (a torchmetrics Metric) is updated with the batch's outputs: the training split's metric."""
     if cached:
         outputs = model.head(x)
     else:
@@ -136,6 +139,9 @@ def train_step(
             x, y = batch_tf(x, y)
         outputs = model(x)
     loss = model.head.loss(outputs, y)
+    if metric is not None:
+        with torch.no_grad():
+            metric.update(outputs.detach(), y)
     if l1_params:  # L1 on weights (not biases or norms): pushes them to exactly zero
         loss = loss + tcfg["l1"] * sum(p.abs().sum() for p in l1_params)
     optimizer.zero_grad(set_to_none=True)
@@ -144,6 +150,19 @@ def train_step(
         torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
     optimizer.step()
     return loss.item()
+
+
+def train_metric(exp: Experiment, name: str):
+    """The monitored metric alone, to accumulate on training batches: None when it is the loss, when it is not
+    an entry of the head's MetricCollection, or when batches mix their targets (Mixup, CutMix)."""
+    from torchmetrics import MetricCollection
+
+    if name == "loss" or exp.batch_transform is not None:
+        return None
+    metrics = exp.model.head.metrics()
+    if not isinstance(metrics, MetricCollection) or name not in metrics:
+        return None
+    return metrics[name].to(exp.device)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -206,6 +225,7 @@ def train(
         set_train_mode(model)
         train_loader.generator.manual_seed(epoch_seed(seed, epoch))  # this epoch's order, whatever came before
         epoch_start, total, seen = time.perf_counter(), 0.0, 0
+        metric = train_metric(exp, run.monitor)
         batches = cached_batches(cache, bs, seed + epoch) if cache is not None else train_loader
         if tcfg["progress"] and sys.stderr.isatty():
             from tqdm import tqdm
@@ -216,11 +236,14 @@ def train(
             for g in optimizer.param_groups:
                 g["lr"] = g["base_lr"] * lr_factor(progress.step, len(train_loader), tcfg)
             loss = train_step(
-                model, x, y, optimizer, tcfg, l1_params, cache is not None, exp.batch_transform, exp.device
+                model, x, y, optimizer, tcfg, l1_params, cache is not None, exp.batch_transform, exp.device, metric
             )
             total, seen, progress.step = total + loss * len(x), seen + len(x), progress.step + 1
         train_time = time.perf_counter() - epoch_start
-        if _end_of_epoch(run, progress, epoch, total / max(1, seen), train_time, optimizer):
+        trained = {"train_loss": total / max(1, seen)} | (
+            {f"train_{run.monitor}": metric.compute()} if metric is not None and seen else {}
+        )
+        if _end_of_epoch(run, progress, epoch, trained, train_time, optimizer):
             break
     return _finish(run, progress, time.perf_counter() - started, cache_seconds)
 
@@ -232,6 +255,7 @@ class Run:
     def __init__(self, exp: Experiment, run_dir: Path, val_loader, env_keys: list[str] | None):
         self.exp, self.run_dir, self.ckpt_dir, self.val_loader = exp, run_dir, run_dir / "checkpoints", val_loader
         self.monitor, self.mode = exp.monitor()
+        self.tracker = tracker(exp.cfg["trainer"].get("logger", "none"), run_dir)
         info = deployed_info(exp.model, exp.info).to_dict()
         self.payload = {
             "zoo_version": __version__,
@@ -256,15 +280,22 @@ def _log_start(exp: Experiment) -> None:
     )
 
 
-def _end_of_epoch(run: Run, progress: Progress, epoch: int, train_loss: float, train_time: float, optimizer) -> bool:
-    """Validate, log, save best.pt (when the monitored metric improved) and last.pt; True to stop early."""
+def _end_of_epoch(run: Run, progress: Progress, epoch: int, trained: dict, train_time: float, optimizer) -> bool:
+    """Validate, log, save best.pt (when the monitored metric improved) and last.pt; True to stop early.
+    `trained`: the epoch's train_loss (and train_METRIC, the monitored metric on the training batches)."""
     exp, name, tcfg = run.exp, run.monitor, run.exp.cfg["trainer"]
     val = evaluate(exp.model, run.val_loader, exp.device)
     if name not in val:
         raise ZooError(f"trainer.monitor={name!r} is not a validation metric; valid: {', '.join(sorted(val))}")
     scalars = {f"val_{k}": v for k, v in val.items() if not isinstance(v, list)}
+    train_loss = trained["train_loss"]
     progress.history.append(
-        {"epoch": epoch + 1, "train_loss": round(train_loss, 6), "train_seconds": round(train_time, 3), **scalars}
+        {
+            "epoch": epoch + 1,
+            **{k: to_jsonable(float(v)) for k, v in trained.items()},
+            "train_seconds": round(train_time, 3),
+            **scalars,
+        }
     )
     improved = _improved(val[name], progress.best, run.mode)
     log.info(
@@ -287,6 +318,7 @@ def _end_of_epoch(run: Run, progress: Progress, epoch: int, train_loss: float, t
         "rng": rng_state(),  # after validation: what the next epoch starts from
     }
     save_checkpoint(run.ckpt_dir / "last.pt", {**state, "optimizer": optimizer.state_dict(), **kept})
+    run.tracker.epoch(progress.history)  # trainer.logger: csv, tensorboard
     if tcfg["patience"] and progress.stale >= tcfg["patience"]:
         log.info(
             f"early stop: val {name} has not improved for {progress.stale} epochs "
@@ -370,5 +402,7 @@ def _finish(run: Run, progress: Progress, train_seconds: float, cache_seconds: f
     tmp = run.run_dir / ".metrics.json.tmp"
     tmp.write_text(json.dumps(results, indent=2))
     os.replace(tmp, run.run_dir / "metrics.json")
+    run.tracker.finish(results["test"], len(progress.history))
+    run.tracker.close()
     log.info("test %s", "  ".join(f"{k} {v:.4f}" for k, v in results["test"].items() if isinstance(v, float)))
     return results

@@ -58,11 +58,15 @@ def parity_inputs(cfg: dict, info, n: int) -> tuple[torch.Tensor, str]:
 def output_entries(deploy, expected: tuple[torch.Tensor, ...]) -> list[dict[str, Any]]:
     """Each deployed output as the metadata lists it: its name, its role in the task (zoo.tasks), dtype, symbolic
     axes, and shape (the size of each fixed axis, the name of each dynamic one)."""
+    from zoo.tasks import EXTRA_ABOUT
+
     entries = []
     for (name, out), tensor in zip(deploy.roles, expected):
         dynamic = out.dynamic_axes(deploy.dynamic_size)
         shape = [dynamic.get(i, int(n)) for i, n in enumerate(tensor.shape)]
         entries.append({"name": name, "role": out.role, "dtype": out.dtype, "axes": list(out.axes), "shape": shape})
+        if name in getattr(deploy, "extras", ()):  # asked for with export.outputs, not part of the task's contract
+            entries[-1].update(extra=True, about=EXTRA_ABOUT[out.role])
     return entries
 
 
@@ -70,12 +74,14 @@ def check_outputs(deploy, expected: tuple[torch.Tensor, ...], where: str) -> Non
     """The deployed outputs' count, dtypes and ranks against the task's table (zoo.tasks): one line on a misfit."""
     from zoo import tasks
 
-    if len(expected) != len(deploy.output_names):
+    extras = len(getattr(deploy, "extras", ()))  # export.outputs, after the task's own
+    own = deploy.output_names[: len(deploy.output_names) - extras]
+    if len(expected) - extras != len(own):
         raise ZooError(
-            f"{where}: postprocess returns {len(expected)} output(s) but output_names names "
-            f"{len(deploy.output_names)}: {tuple(deploy.output_names)}"
+            f"{where}: postprocess returns {len(expected) - extras} output(s) but output_names names "
+            f"{len(own)}: {tuple(own)}"
         )
-    found = [(n, str(t.dtype).removeprefix("torch."), t.ndim) for n, t in zip(deploy.output_names, expected)]
+    found = [(n, str(t.dtype).removeprefix("torch."), t.ndim) for n, t in zip(own, expected)]
     tasks.check_tensors(deploy.task, found, where)
 
 
@@ -260,7 +266,9 @@ def export_model(
     if ecfg["opset"] < 17:
         raise ZooError(f"export.opset={ecfg['opset']} is too old; zoo exports opset 17 or newer")
     check_precision(model, ecfg)
-    deploy = (DeployModel(model, info.task) if isinstance(model, ZooModel) else model).eval()
+    if not isinstance(model, ZooModel) and ecfg["outputs"]:
+        raise ZooError(f"export.outputs={ecfg['outputs']}: extra outputs are exported for one model, not an ensemble")
+    deploy = (DeployModel(model, info.task, ecfg["outputs"]) if isinstance(model, ZooModel) else model).eval()
     with torch.no_grad():
         expected = deploy(x)
     expected = expected if isinstance(expected, tuple) else (expected,)

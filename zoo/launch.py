@@ -24,7 +24,8 @@ from zoo.errors import ZooError
 
 log = logging.getLogger("zoo")
 RUN_FILES = ("config.yaml", "train.log", ".hydra", "checkpoints")  # what a run writes before its first epoch ends
-WRITES = (*RUN_FILES, "metrics.json", "curves.png", "confusion.png", "worst.png")  # and after
+# and after it (trainer.logger's files too)
+WRITES = (*RUN_FILES, "metrics.json", "curves.png", "confusion.png", "worst.png", "metrics.csv", "tensorboard")
 # Where a config may name code for Hydra to run (hydra.callbacks.*, hydra.launcher, hydra.sweeper): Hydra's own
 # plugins, zoo's, and installed zoo plugin packages' modules; nothing a config value or override can add.
 TRUSTED_MODULES = ("hydra", "hydra_plugins", "zoo", "zoo_plugins")
@@ -191,6 +192,7 @@ def run_in(experiment, run_dir: Path, keys: list[str], created: bool, resumed: d
 
     from zoo.engine import train
     from zoo.figures import run_figures
+    from zoo.tracking import tracker
 
     try:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(experiment.cfg)))
@@ -199,6 +201,9 @@ def run_in(experiment, run_dir: Path, keys: list[str], created: bool, resumed: d
         remove_untrained_run(run_dir, created)
         raise
     pictures = run_figures(experiment, run_dir, results)
+    figures_to = tracker(experiment.cfg["trainer"].get("logger", "none"), run_dir)  # tensorboard: as images
+    figures_to.figures(pictures, results["epochs"])
+    figures_to.close()
     log.info("run directory: %s (%s)", run_dir, ", ".join(p.name for p in pictures) or "no pictures")
     return results
 

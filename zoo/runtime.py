@@ -416,6 +416,18 @@ class Model:
         self.dynamic_size = "height" in self.metadata["input"].get("dynamic", [])
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.roles: dict[str, str] = output_roles(self.metadata, self.output_names, str(path))  # role -> output name
+        self.extras = [role for role in self.roles if role in tasks.EXTRAS]  # exported with export.outputs
+
+    def check_extras(self, wanted: Sequence[str]) -> None:
+        """Refuse, in one line, extra outputs (`outputs=embedding,cam`) that zoo does not know or this model lacks."""
+        for role in wanted:
+            tasks.extra(role, "outputs")
+            if role not in self.extras:
+                has = ", ".join(self.extras) or "none"
+                raise ZooError(
+                    f"outputs={role}: this model has no {role} output (its extra outputs: {has}); "
+                    f"export it with export.outputs=[{role}]"
+                )
 
     def _open_session(self, ort: Any, path: Path, wanted: list[str]) -> Any:
         """The InferenceSession, with the optimized graph saved to a new file when asked (written beside its
@@ -592,13 +604,26 @@ class Model:
         return np.stack(arrays).astype(np.float32)
 
     def predict(
-        self, batch: np.ndarray, topk: int = 5, original_sizes: Sequence[tuple[int, int]] | None = None
+        self,
+        batch: np.ndarray,
+        topk: int = 5,
+        original_sizes: Sequence[tuple[int, int]] | None = None,
+        extras: Sequence[str] = (),
     ) -> list[dict]:
         """Per-image predictions for a preprocessed batch, in the task's JSON form (segmentation masks
-        come back as arrays under "mask"; detection boxes in `original_sizes` pixels when given)."""
+        come back as arrays under "mask"; detection boxes in `original_sizes` pixels when given), plus the
+        extra outputs named in `extras` (embedding, cam) as nested lists under their role."""
+        self.check_extras(extras)
         if not self.roles:  # a task this zoo does not know: every output by name
             return self._by_name(batch)
         out = self.run_roles(batch, device_output=False)
+        results = self._per_task(out, batch, topk, original_sizes)
+        for role in extras:
+            for r, value in zip(results, out[role]):
+                r[role] = np.round(value.astype(np.float64), 6).tolist()
+        return results
+
+    def _per_task(self, out: dict, batch: np.ndarray, topk: int, original_sizes) -> list[dict]:
         n = len(batch)
         if self.task == "classification":
             probs = out["probabilities"]
@@ -660,6 +685,7 @@ class Model:
         batch_size: int = 32,
         masks_dir: str | Path | None = None,
         draw_dir: str | Path | None = None,
+        extras: Sequence[str] = (),
     ) -> list[dict]:
         """Predict image files, batched (one at a time, at its own size, for size-agnostic models);
         optionally write mask PNGs (segmentation) or the images with their boxes drawn (detection)."""
@@ -669,7 +695,7 @@ class Model:
             chunk = paths[start : start + step]
             loaded = [_load(p, self.channels, None if self.dynamic_size else self.size) for p in chunk]
             batch = np.stack([a for a, _ in loaded]).astype(np.float32)
-            for p, (_, _original), r in zip(chunk, loaded, self.predict(batch, topk, [o for _, o in loaded])):
+            for p, (_, _original), r in zip(chunk, loaded, self.predict(batch, topk, [o for _, o in loaded], extras)):
                 if "mask" in r:
                     mask = r.pop("mask")
                     if masks_dir is not None:

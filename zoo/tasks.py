@@ -117,6 +117,30 @@ TABLE: dict[str, Task] = {
 }
 
 
+# Outputs an export adds on request (`export.outputs=[embedding, cam]`) after its task's own, whatever the task:
+# what the model sees in each image, for apps that retrieve or draw heat maps from onnxruntime alone. The
+# output is named as its role; the metadata marks it `extra` and says what it holds (`about`).
+EXTRAS: dict[str, Output] = {
+    "embedding": Output("embedding", "float32", ("batch", "feature")),
+    "cam": Output("cam", "float32", ("batch", "class", "cam_height", "cam_width")),
+}
+EXTRA_ABOUT = {
+    "embedding": "penultimate features: the input of the head's last linear layer, or (a head with none) the "
+    "deepest feature map averaged over its pixels; what zoo explain embeddings projects",
+    "cam": "class-activation maps at the deepest feature map's resolution (cam_height x cam_width, input size / "
+    "stride): the classifier's weights and bias applied at each location; with average pooling a class's mean "
+    "over the map is its logit; upsample to the input size (bilinear) to overlay",
+}
+
+
+def extra(name: str, where: str = "export.outputs") -> Output:
+    """The extra output `name` (EXTRAS); an unknown one is one line with close matches."""
+    if name not in EXTRAS:
+        e = unknown("extra output", name, EXTRAS)
+        raise ZooError(f"{where}: {e}")
+    return EXTRAS[name]
+
+
 def task(name: str, where: str | None = None) -> Task:
     """The contract of task `name`; an unknown task is one line with close matches (prefixed by `where`)."""
     if name not in TABLE:
