@@ -22,9 +22,11 @@ commands:
   predict model=PATH input=FILE_OR_DIR [topk=5] [providers=auto|cpu|cuda|tensorrt] [masks=DIR] [draw=DIR]
                                      run an exported model with onnxruntime; one JSON line per image
                                      (masks=: segmentation mask PNGs; draw=: images with detected boxes)
-  list    [KIND [NAME]] [--errors]   list plugins (kinds: architecture, head, augmentation, transfer, dataset)
-  bench   inference model=PATH [batch=N] | discovery [packages=50] | transfer [repeats=5] OVERRIDES...
-                                     PyTorch vs onnxruntime latency; the cost of plugin discovery;
+  list    [KIND [NAME]] [--errors] [--refresh]
+                                     list plugins (kinds: architecture, head, augmentation, transfer, dataset);
+                                     --refresh rebuilds the plugin cache
+  bench   inference model=PATH [batch=N] | discovery [packages=20] | transfer [repeats=5] OVERRIDES...
+                                     PyTorch vs onnxruntime latency; zoo list and a typo, cold and warm;
                                      head epochs of transfer=frozen vs feature_extraction
   report  DIR                        a sweep's metrics, mean ± std over seeds (writes DIR/report.md, .csv, .png)
   augment output=FILE.png [samples=8] [variants=7] [OVERRIDES...]
@@ -73,7 +75,10 @@ def parse_kv(args: list[str], allowed: dict[str, type], command: str) -> dict:
 
 def cmd_train(argv: list[str]) -> int:
     """zoo train [HYDRA FLAGS] OVERRIDES...: see zoo.launch."""
+    from zoo import catalog
     from zoo.launch import train_command
+
+    catalog.serve()  # composing and checking need plugins' declarations only; building imports their code
 
     return train_command(argv)
 
@@ -155,17 +160,17 @@ def cmd_predict(argv: list[str]) -> int:
 
 def cmd_list(argv: list[str]) -> int:
     """A table of plugins: kind, name, summary, package; or one plugin's parameters."""
-    from zoo import discovery, registry
+    from zoo import catalog, discovery, registry
 
-    show_errors = "--errors" in argv
-    argv = [a for a in argv if a != "--errors"]
+    show_errors, refresh = "--errors" in argv, "--refresh" in argv
+    argv = [a for a in argv if a not in ("--errors", "--refresh")]
     kinds = list(registry.KINDS)
     if argv:
         kind = KIND_ALIASES.get(argv[0], argv[0])
         if kind not in registry.registries:
             raise unknown("plugin kind", argv[0], kinds + list(KIND_ALIASES))
         kinds = [kind]
-    discovery.discover()
+    catalog.serve(refresh)  # from the plugin cache: no plugin module, no torch
     if len(argv) >= 2:
         p = registry.get(kinds[0], argv[1])
         print(f"{p.kind} {p.name}  ({p.package}, {p.module})\n  {p.summary}")
@@ -211,7 +216,7 @@ def cmd_bench(argv: list[str]) -> int:
         kv = parse_kv(argv[1:], {"packages": int, "repeats": int}, "bench discovery")
         from zoo.bench import discovery
 
-        for line in discovery(kv.get("packages", 50), kv.get("repeats", 5)):
+        for line in discovery(kv.get("packages", 20), kv.get("repeats", 5)):
             print(line)
         return 0
     if argv[0] == "transfer":

@@ -10,7 +10,6 @@ does) installs `discover` as the registry's loader; it imports no torch.
 from __future__ import annotations
 
 import os
-import sys
 import traceback
 from dataclasses import dataclass
 from importlib import metadata
@@ -47,7 +46,7 @@ errors: list[LoadError] = []
 loaded: list[LoadedPackage] = []
 
 
-def _entry_points() -> list[tuple[str, metadata.EntryPoint]]:
+def plugin_entry_points() -> list[tuple[str, metadata.EntryPoint]]:
     seen, out = set(), []
     for ep in metadata.entry_points(group=GROUP):
         dist = ep.dist.name if ep.dist is not None else ep.value.split(".")[0]
@@ -92,10 +91,9 @@ def load_package(package: str, target: str, entry_point: str | None = None) -> N
             )
         if need is None and package != STANDARD_PACKAGE:
             v = registry.PLUGIN_API_VERSION
-            print(
-                f"zoo: warning: plugin package {package!r} declares no ZOO_PLUGIN_API; it is loaded as if written "
-                f"for plugin API {v}: set ZOO_PLUGIN_API = {v} in {target}",
-                file=sys.stderr,
+            registry.warn(
+                f"plugin package {package!r} declares no ZOO_PLUGIN_API; it is loaded as if written "
+                f"for plugin API {v}: set ZOO_PLUGIN_API = {v} in {target}"
             )
         loaded.append(LoadedPackage(package, target, _config_dir(module)))
     except Exception as e:  # isolate a broken package: one warning, the rest goes on
@@ -105,30 +103,34 @@ def load_package(package: str, target: str, entry_point: str | None = None) -> N
         errors.append(LoadError(package, target, first, traceback.format_exc()))
         if package == STANDARD_PACKAGE:
             raise
-        print(
-            f"zoo: warning: plugin package {package!r} failed to load and was skipped ({first}); "
-            f"see: zoo list --errors",
-            file=sys.stderr,
-        )
+        registry.warn(f"plugin package {package!r} failed to load and was skipped ({first}); see: zoo list --errors")
     finally:
         registry.current_package.reset(token)
         registry.current_entry_point.reset(entry_token)
 
 
 def discover() -> None:
-    """Import every plugin package once (idempotent; cheap after the first call)."""
-    if _state["done"] or _state["running"]:
+    """Import every plugin package once (idempotent; cheap after the first call). While the registries serve
+    zoo.catalog's cached records, nothing is imported: `registry.load_code()` ends that when code is needed."""
+    if _state["done"] or _state["running"] or registry.serving_cache():
         return
     _state["running"] = True
     try:
+        loaded.clear()  # what the catalog's cache said, replaced by what importing the packages does
+        errors.clear()
         autoload = os.environ.get(AUTOLOAD_ENV, "").lower() not in ("1", "true", "yes")
-        for package, ep in _entry_points():
+        for package, ep in plugin_entry_points():
             if package != STANDARD_PACKAGE and not autoload:
                 continue
             load_package(package, ep.value, ep.name)
         _state["done"] = True
     finally:
         _state["running"] = False
+
+
+def discovered() -> bool:
+    """Whether every plugin package has been imported in this process."""
+    return _state["done"]
 
 
 def config_dirs() -> list[str]:
