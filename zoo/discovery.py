@@ -4,7 +4,9 @@ No registration by forgotten import: every installed plugin package is imported 
 registry is asked a question. A package whose import fails costs one warning line and is forgotten;
 every other plugin still works (`zoo list --errors` shows the full story). ZOO_DISABLE_PLUGIN_AUTOLOAD=1
 turns off third-party packages; the standard plugins always load. Importing this module (zoo/__init__
-does) installs `discover` as the registry's loader; it imports no torch.
+does) installs `discover` as the registry's loader; it imports no torch. Commands that need only what
+plugins declare (`zoo list`, composing a config) are answered from zoo.catalog's cache instead, and
+`discover` runs only when a plugin's code is needed.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from __future__ import annotations
 import os
 import traceback
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zoo import registry
 from zoo.registry import STANDARD_PACKAGE
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 GROUP = "zoo.plugins"
 AUTOLOAD_ENV = "ZOO_DISABLE_PLUGIN_AUTOLOAD"
@@ -46,7 +51,10 @@ errors: list[LoadError] = []
 loaded: list[LoadedPackage] = []
 
 
-def plugin_entry_points() -> list[tuple[str, metadata.EntryPoint]]:
+def plugin_entry_points() -> list[tuple[str, EntryPoint]]:
+    """The `zoo.plugins` entry points, each with its distribution's name: zoo's first, then the others sorted."""
+    from importlib import metadata  # here: a command the plugin cache answers never reads the metadata
+
     seen, out = set(), []
     for ep in metadata.entry_points(group=GROUP):
         dist = ep.dist.name if ep.dist is not None else ep.value.split(".")[0]
