@@ -133,6 +133,11 @@ def test_a_corrupt_cache_is_rebuilt_silently(tmp_path, monkeypatch, capsys):
     expected = {(p.kind, p.name, p.package) for p in everything if p.package in packages}
     assert {(p.kind, p.name, p.package) for p in plugins} == expected
     assert data["packages"] == discovery.loaded
+    assert catalog.serve(refresh=True) is False and imports == [1, 1]  # zoo list --refresh: rebuilt, not read
+    broken = json.loads(path.read_text())
+    broken["plugins"][0]["kind"] = "gadget"
+    path.write_text(json.dumps(broken))
+    assert catalog.read(path) is None
 
 
 def test_the_fingerprint_sees_installs_uninstalls_source_edits_and_the_autoload_switch(tmp_path, monkeypatch):

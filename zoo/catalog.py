@@ -184,6 +184,8 @@ def plugin_record(p: Plugin) -> dict:
 
 def plugin_from(r: dict) -> Plugin:
     """A cached record: the Plugin without its factory (`resolve()` imports it)."""
+    if r["kind"] not in registry.registries or not all(isinstance(r[k], str) for k in ("name", "package", "module")):
+        raise ValueError(f"not a plugin record: {r!r}")
     params = tuple(param_from(q, f"{r['module']} (zoo's plugin cache)") for q in r["params"])
     extra = {} if r["min_size"] is None else {"min_size": r["min_size"]}
     if r["min_size"] == FUNCTION:
