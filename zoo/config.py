@@ -145,31 +145,86 @@ _stored = {"done": False}
 
 
 def store_configs() -> None:
-    """Register schemas and one config-group option per plugin in Hydra's ConfigStore (once)."""
+    """Register zoo's schemas in Hydra's ConfigStore and the config sources of plugins and packages (once)."""
     if _stored["done"]:
         return
     from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
 
-    from zoo import registry
-
     Plugins.instance().register(_package_source())  # plugin packages' conf/ folders, their names their own
+    Plugins.instance().register(_plugin_source())  # every plugin as a config-group option
     cs = ConfigStore.instance()
-    stored: set[tuple[str, str]] = set()
     cs.store(name="base_config", node=Config)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="export", name="base_export", node=ExportConfig)
     cs.store(group="aug", name="base_aug", node=AugConfig)
-    for group, kind in GROUPS.items():
-        for plugin in registry.registries[kind]:
-            # the plain name (a name two third parties share is refused later, when it is resolved), and
-            # every qualified form, `zoo-acme:net` / `acme:net`, which always picks this one
-            if (group, plugin.name) not in stored:
-                stored.add((group, plugin.name))
-                cs.store(group=group, name=plugin.name, node=plugin_schema(plugin), provider=plugin.package)
-            for q in plugin.qualified_names:
-                cs.store(group=group, name=q, node=plugin_schema(plugin, q), provider=plugin.package)
     _stored["done"] = True
+
+
+PLUGINS_SCHEME = "zoo-plugins"  # every registered plugin as a config-group option: zoo-plugins://registry
+
+
+def plugin_option(group: str, name: str):
+    """The plugin that config-group option `group/name` stands for, or None: a plain name is the first plugin
+    registered under it (a name two third parties share is refused later, when it is resolved), a qualified
+    form (`zoo-acme:net`, `acme:net`) always its own plugin."""
+    from zoo import registry
+
+    if group not in GROUPS:
+        return None
+    plugins = registry.registries[GROUPS[group]]
+    if ":" not in name:
+        return next(iter(plugins.registered(name)), None)
+    try:
+        return plugins.get(name)
+    except ZooError:
+        return None
+
+
+def _plugin_source() -> type:
+    """The Hydra config source of plugin options (scheme zoo-plugins://): `model=lenet5` is a node made from the
+    plugin's signature (plugin_schema), built when Hydra loads it. Hydra's ConfigStore would convert every
+    option of every installed package on each command; this converts the few a composition uses."""
+    from hydra.core.object_type import ObjectType
+    from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource
+    from omegaconf import OmegaConf
+
+    from zoo import registry
+
+    class PluginConfigSource(ConfigSource):
+        @staticmethod
+        def scheme() -> str:
+            return PLUGINS_SCHEME
+
+        def _option(self, config_path: str):
+            group, _, name = self._normalize_file_name(config_path.strip("/")).removesuffix(".yaml").rpartition("/")
+            return plugin_option(group, name), name
+
+        def load_config(self, config_path: str) -> ConfigResult:
+            plugin, name = self._option(config_path)
+            if plugin is None:
+                raise ConfigLoadError(f"Config not found : {self.full_path()}/{config_path}")
+            node = OmegaConf.structured(plugin_schema(plugin, name))
+            return ConfigResult(config=node, path=self.full_path(), provider=plugin.package, header={"package": None})
+
+        def available(self) -> bool:
+            return True
+
+        def is_group(self, config_path: str) -> bool:
+            return config_path.strip("/") in ("", *GROUPS)
+
+        def is_config(self, config_path: str) -> bool:
+            return self._option(config_path)[0] is not None
+
+        def list(self, config_path: str, results_filter) -> list[str]:
+            group = config_path.strip("/")
+            if group == "":
+                return sorted(GROUPS) if results_filter in (None, ObjectType.GROUP) else []
+            if group not in GROUPS or results_filter not in (None, ObjectType.CONFIG):
+                return []
+            return sorted({n for p in registry.registries[GROUPS[group]] for n in (p.name, *p.qualified_names)})
+
+    return PluginConfigSource
 
 
 PACKAGE_SCHEME = "zoo-package"  # a plugin package's conf/ on Hydra's search path: zoo-package:///abs/conf
@@ -273,12 +328,13 @@ def search_dirs() -> list[Path]:
     return [conf_dir()] + [Path(d) for d in config_dirs()]
 
 
-def searchpath_override(extra_dirs: Sequence[str | Path] = ()) -> str | None:
+def searchpath_override(extra_dirs: Sequence[str | Path] = ()) -> str:
     """The `hydra.searchpath` override that adds plugin packages' config folders and `extra_dirs` (a user's
-    own groups and experiments) after zoo's own, or None when there are none."""
+    own groups and experiments) after zoo's own, and last the plugins themselves (zoo-plugins://)."""
     extra = [f"{PACKAGE_SCHEME}://{Path(d).resolve()}" for d in search_dirs()[1:]]
     extra += [f"file://{Path(d).resolve()}" for d in extra_dirs]
-    return "hydra.searchpath=[" + ",".join(f"'{e}'" for e in extra) + "]" if extra else None
+    extra += [f"{PLUGINS_SCHEME}://registry"]
+    return "hydra.searchpath=[" + ",".join(f"'{e}'" for e in extra) + "]"
 
 
 def group_options(group: str, extra_dirs: Sequence[str | Path] = ()) -> list[str]:

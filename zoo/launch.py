@@ -155,10 +155,10 @@ def single_run(overrides: list[str], config_dirs: list[str] = ()) -> int:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict
 
-    from zoo.engine import resume_checkpoint
+    cfg = compose(overrides, with_hydra=True, extra_dirs=config_dirs)
+    from zoo.engine import resume_checkpoint  # torch: only once the config is valid, so a typo answers fast
     from zoo.experiment import build_experiment
 
-    cfg = compose(overrides, with_hydra=True, extra_dirs=config_dirs)
     job = job_config(cfg)
     plain = to_plain(job)
     run_dir = Path(str(cfg.hydra.run.dir))
