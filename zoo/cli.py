@@ -24,6 +24,7 @@ commands:
                                      (masks=: segmentation mask PNGs; draw=: images with detected boxes)
   list    [KIND [NAME]] [--errors]   list plugins (kinds: architecture, head, augmentation, transfer, dataset)
   bench   inference model=PATH [batch=N] | discovery [packages=50] | transfer [repeats=5] OVERRIDES...
+          | train [repeats=3] [batches=N] OVERRIDES...
                                      PyTorch vs onnxruntime latency; the cost of plugin discovery;
                                      head epochs of transfer=frozen vs feature_extraction
   report  DIR                        a sweep's metrics, mean ± std over seeds (writes DIR/report.md, .csv, .png)
@@ -200,7 +201,7 @@ def cmd_list(argv: list[str]) -> int:
 
 def cmd_bench(argv: list[str]) -> int:
     """zoo bench inference|discovery|transfer: side-by-side measurements in one run, reported as ratios."""
-    benches = ("inference", "discovery", "transfer")
+    benches = ("inference", "discovery", "transfer", "train")
     if not argv or argv[0] not in benches:
         raise (
             unknown("benchmark", argv[0] if argv else "", benches)
@@ -212,6 +213,14 @@ def cmd_bench(argv: list[str]) -> int:
         from zoo.bench import discovery
 
         for line in discovery(kv.get("packages", 50), kv.get("repeats", 5)):
+            print(line)
+        return 0
+    if argv[0] == "train":
+        own = [a for a in argv[1:] if a.split("=")[0] in ("repeats", "batches")]
+        kv = parse_kv(own, {"repeats": int, "batches": int}, "bench train")
+        from zoo.bench import train
+
+        for line in train([a for a in argv[1:] if a not in own], kv.get("repeats", 3), kv.get("batches")):
             print(line)
         return 0
     if argv[0] == "transfer":
