@@ -81,6 +81,16 @@ def as_float32(outputs: Any) -> Any:
     return outputs
 
 
+def to_device(value: Any, device: torch.device) -> Any:
+    """A batch's images or targets (tensors, or detection's list of dicts of tensors) onto the device,
+    non-blocking (from pinned memory, the copy overlaps the host's work)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, list):
+        return [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in value]
+    return value
+
+
 def prepare_model(model: torch.nn.Module, tcfg: dict) -> None:
     """Memory format and compilation, in place: parameters keep their identity, names and float32 values, so
     optimizers, checkpoints and exports see the same model."""

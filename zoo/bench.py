@@ -186,7 +186,7 @@ def train(overrides: list[str], repeats: int, batches: int | None = None) -> Ite
     batch augmentation on the device, no model) and the model step alone (one batch, held on the device)."""
     import torch
 
-    from zoo.accel import Accel, cache_splits, data_loader, prepare_model, resolve_workers
+    from zoo.accel import Accel, cache_splits, data_loader, prepare_model, resolve_workers, to_device
     from zoo.config import compose, to_plain
     from zoo.data import Transformed
     from zoo.engine import train_step
@@ -211,14 +211,16 @@ def train(overrides: list[str], repeats: int, batches: int | None = None) -> Ite
                 return
             yield x, y
 
+    def on_device(x, y):
+        x, y = to_device(x, device), to_device(y, device)
+        return exp.batch_transform(x, y) if exp.batch_transform is not None else (x, y)
+
     def pipeline() -> None:
         for x, y in batches_of_loader():
-            x, y = x.to(device, non_blocking=True), y.to(device) if isinstance(y, torch.Tensor) else y
-            if exp.batch_transform is not None:
-                exp.batch_transform(x, y)
+            on_device(x, y)
         sync()
 
-    fixed = next(iter(data))  # the model step alone: one batch, augmented once, fed from memory
+    fixed = on_device(*next(iter(data)))  # the model step alone: one batch, augmented once, held on the device
 
     def model_step(accel) -> None:
         for _ in range(n):

@@ -26,7 +26,8 @@ commands:
   bench   inference model=PATH [batch=N] | discovery [packages=50] | transfer [repeats=5] OVERRIDES...
           | train [repeats=3] [batches=N] OVERRIDES...
                                      PyTorch vs onnxruntime latency; the cost of plugin discovery;
-                                     head epochs of transfer=frozen vs feature_extraction
+                                     head epochs of transfer=frozen vs feature_extraction;
+                                     training images/s: whole step, data pipeline, model step per precision
   report  DIR                        a sweep's metrics, mean ± std over seeds (writes DIR/report.md, .csv, .png)
   augment output=FILE.png [samples=8] [variants=7] [OVERRIDES...]
                                      a grid of augmented training samples: what the model will see

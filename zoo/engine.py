@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from zoo import __version__
-from zoo.accel import FULL, Accel, as_float32, cache_splits, data_loader, prepare_model
+from zoo.accel import FULL, Accel, as_float32, cache_splits, data_loader, prepare_model, to_device
 from zoo.checkpoint import (
     check_fits,
     differing_keys,
@@ -71,7 +71,7 @@ def evaluate(model: ZooModel, data, device: torch.device, accel: Accel | None = 
     metrics = model.head.metrics().to(device)
     total, n = 0.0, 0
     for x, y in data:
-        x, y = accel.batch(x.to(device, non_blocking=True)), _to(y, device)
+        x, y = accel.batch(x.to(device, non_blocking=True)), to_device(y, device)
         with accel.autocast():
             out = model(x)
         out = as_float32(out)
@@ -81,14 +81,6 @@ def evaluate(model: ZooModel, data, device: torch.device, accel: Accel | None = 
     result = {k: to_jsonable(v) for k, v in metrics.compute().items()}
     result["loss"] = round(total / max(1, n), 6)
     return result
-
-
-def _to(y: Any, device: torch.device) -> Any:
-    if isinstance(y, torch.Tensor):
-        return y.to(device, non_blocking=True)
-    if isinstance(y, list):
-        return [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in y]
-    return y
 
 
 @torch.no_grad()
@@ -140,7 +132,7 @@ def train_step(
         with accel.autocast():
             outputs = model.head(x)
     else:
-        x, y = x.to(device, non_blocking=True), _to(y, device)
+        x, y = x.to(device, non_blocking=True), to_device(y, device)
         if batch_tf is not None:  # batch augmentation, on the device
             x, y = batch_tf(x, y)
         with accel.autocast():
