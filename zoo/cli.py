@@ -30,9 +30,10 @@ commands:
                                      list plugins (kinds: architecture, head, augmentation, transfer, dataset);
                                      --refresh rebuilds the plugin cache
   bench   inference model=PATH[,PATH...] [batch=1,32] [repeats=10] [providers=...] [RUNTIME OPTIONS]
-          | discovery [packages=20] | transfer [repeats=5] OVERRIDES...
+          | discovery [packages=20] | transfer [repeats=5] OVERRIDES... | train [repeats=3] [batches=N] OVERRIDES...
                                      onnxruntime vs PyTorch on the same device, each export's precision;
-                                     zoo list and a typo, cold and warm; head epochs of transfer=frozen vs cached
+                                     zoo list and a typo, cold and warm; head epochs of transfer=frozen vs cached;
+                                     training images/s: whole step, data pipeline, model step per precision
   RUNTIME OPTIONS (predict, bench inference): threads=N spinning=auto|on|off optimization=all|extended|basic|disable
           optimized_model=FILE io_binding=BOOL device_output=BOOL cuda_graph=BOOL device_id=N prefer_nhwc=BOOL
           cudnn_conv_algo_search=EXHAUSTIVE|HEURISTIC|DEFAULT trt_cache=DIR trt_fp16=BOOL
@@ -245,7 +246,7 @@ def cmd_list(argv: list[str]) -> int:
 
 def cmd_bench(argv: list[str]) -> int:
     """zoo bench inference|discovery|transfer: side-by-side measurements in one run, reported as ratios."""
-    benches = ("inference", "discovery", "transfer")
+    benches = ("inference", "discovery", "transfer", "train")
     if not argv or argv[0] not in benches:
         raise (
             unknown("benchmark", argv[0] if argv else "", benches)
@@ -257,6 +258,14 @@ def cmd_bench(argv: list[str]) -> int:
         from zoo.bench import discovery
 
         for line in discovery(kv.get("packages", 20), kv.get("repeats", 5)):
+            print(line)
+        return 0
+    if argv[0] == "train":
+        own = [a for a in argv[1:] if a.split("=")[0] in ("repeats", "batches")]
+        kv = parse_kv(own, {"repeats": int, "batches": int}, "bench train")
+        from zoo.bench import train
+
+        for line in train([a for a in argv[1:] if a not in own], kv.get("repeats", 3), kv.get("batches")):
             print(line)
         return 0
     if argv[0] == "transfer":

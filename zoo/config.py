@@ -28,12 +28,18 @@ GROUPS = {"data": "dataset", "model": "architecture", "head": "head", "transfer"
 ALL_GROUPS = ("data", "model", "head", "aug", "transfer", "trainer", "export", "experiment")
 
 
-def declared(default: Any, *constraints: Any) -> Any:
+def declared(default: Any, *constraints: Any, check: Any = None) -> Any:
     """A schema field whose value zoo checks like a plugin parameter: `Range(...)` or `Literal[...]` (on each
-    item of a list field)."""
+    item of a list field); `check`, a function of (value, key) that raises ZooError, for a value no type and
+    range describe (`auto` or a count)."""
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"zoo": constraints})
-    return field(default=default, metadata={"zoo": constraints})
+        return field(default_factory=lambda: list(default), metadata={"zoo": constraints, "check": check})
+    return field(default=default, metadata={"zoo": constraints, "check": check})
+
+
+def _auto_or_count(value: Any, key: str) -> None:
+    if not (value == "auto" or (isinstance(value, str) and value.isdigit())):
+        raise ZooError(f"{key}={value!r} must be auto or a whole number >= 0")
 
 
 _POSITIVE, _AT_LEAST_0, _FRACTION = Range(0, min_exclusive=True), Range(0), Range(0, 1)
@@ -58,9 +64,14 @@ class TrainerConfig:
     grad_clip: float = declared(0.0, _AT_LEAST_0)  # max gradient norm; 0 = off
     monitor: str = "auto"  # a validation metric name, or auto (the head's own choice)
     patience: int = declared(0, _AT_LEAST_0)  # early stopping after this many epochs without improvement; 0 = off
-    num_workers: int = declared(0, _AT_LEAST_0)
+    # DataLoader worker processes; auto: as many as pay on this device and data (zoo.accel.resolve_workers)
+    num_workers: str = declared("auto", check=_auto_or_count)
     threads: int = declared(0, _AT_LEAST_0)  # CPU threads for torch's ops; 0 = torch's default. 1 per job in sweeps
     device: str = declared("auto", Literal["auto", "cpu", "cuda"])
+    # autocast's compute precision; weights, checkpoints and exports stay float32. 16-mixed adds a GradScaler
+    precision: str = declared("32", Literal["32", "bf16-mixed", "16-mixed"])
+    channels_last: bool = False  # NHWC memory format for model and batches (faster convolutions on GPUs)
+    compile: bool = False  # torch.compile the model (a one-off compilation before the first steps)
     progress: bool = True
     resume: bool = False  # continue from checkpoints/last.pt in the run directory, if there is one
     logger: str = declared("none", Literal["none", "csv", "tensorboard"])  # stream the scalars while training
@@ -602,7 +613,10 @@ def check_node(node: str, values: dict | None) -> None:
             hint = [f"{node}.{h}" for h in close_matches(str(key), params)]
             msg = f"unknown config key '{node}.{key}'"
             raise ZooError(msg + (f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""))
+    checks = {f.name: f.metadata.get("check") for f in dataclasses.fields(STRUCTURED[node])}
     for name, p in params.items():
         if name not in values:
             raise ZooError(f"{node}.{name} is required ({p.describe()}); set it with {node}.{name}=VALUE")
         p.check(values[name], f"{node}.{name}")
+        if checks.get(name):
+            checks[name](values[name], f"{node}.{name}")

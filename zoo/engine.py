@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from zoo import __version__
+from zoo.accel import FULL, Accel, as_float32, cache_splits, data_loader, prepare_model, to_device
 from zoo.checkpoint import (
     check_fits,
     differing_keys,
@@ -63,28 +64,24 @@ def lr_factor(step: int, steps_per_epoch: int, tcfg: dict) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: ZooModel, data, device: torch.device) -> dict:
-    """Mean loss and the head's metrics over a loader."""
+def evaluate(model: ZooModel, data, device: torch.device, accel: Accel | None = None) -> dict:
+    """Mean loss and the head's metrics over a loader (the forward pass in the run's precision, loss and
+    metrics in float32)."""
+    accel = accel or FULL
     model.eval()
     metrics = model.head.metrics().to(device)
     total, n = 0.0, 0
     for x, y in data:
-        x, y = x.to(device), _to(y, device)
-        out = model(x)
+        x, y = accel.batch(x.to(device, non_blocking=True)), to_device(y, device)
+        with accel.autocast():
+            out = model(x)
+        out = as_float32(out)
         total += float(model.head.loss(out, y)) * len(x)
         n += len(x)
         metrics.update(out, y)
     result = {k: to_jsonable(v) for k, v in metrics.compute().items()}
     result["loss"] = round(total / max(1, n), 6)
     return result
-
-
-def _to(y: Any, device: torch.device) -> Any:
-    if isinstance(y, torch.Tensor):
-        return y.to(device)
-    if isinstance(y, list):
-        return [{k: v.to(device) for k, v in t.items()} for t in y]
-    return y
 
 
 @torch.no_grad()
@@ -128,16 +125,22 @@ def train_step(
     batch_tf,
     device: torch.device,
     metric=None,
+    accel: Accel | None = None,
 ) -> float:
     """One optimizer step on a batch of images (or, `cached`, of cached backbone features); the loss. `metric`
-    (a torchmetrics Metric) is updated with the batch's outputs: the training split's metric."""
+    (a torchmetrics Metric) is updated with the batch's outputs: the training split's metric. `accel`: the
+    forward pass under autocast at the run's precision, the step through its GradScaler (float32 without)."""
+    accel = accel or FULL
     if cached:
-        outputs = model.head(x)
+        with accel.autocast():
+            outputs = model.head(x)
     else:
-        x, y = x.to(device, non_blocking=True), _to(y, device)
-        if batch_tf is not None:
+        x, y = x.to(device, non_blocking=True), to_device(y, device)
+        if batch_tf is not None:  # batch augmentation, on the device
             x, y = batch_tf(x, y)
-        outputs = model(x)
+        with accel.autocast():
+            outputs = model(accel.batch(x))
+    outputs = as_float32(outputs)
     loss = model.head.loss(outputs, y)
     if metric is not None:
         with torch.no_grad():
@@ -145,10 +148,7 @@ def train_step(
     if l1_params:  # L1 on weights (not biases or norms): pushes them to exactly zero
         loss = loss + tcfg["l1"] * sum(p.abs().sum() for p in l1_params)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if tcfg["grad_clip"] > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
-    optimizer.step()
+    accel.step(loss, optimizer, model.parameters(), tcfg["grad_clip"])
     return loss.item()
 
 
@@ -194,9 +194,11 @@ def train(
     exp = experiment if isinstance(experiment, Experiment) else build_experiment(experiment)
     tcfg, model, seed = exp.cfg["trainer"], exp.model, int(exp.cfg["seed"])
     _log_start(exp)
-    bs, workers = tcfg["batch_size"], tcfg["num_workers"]
-    train_loader = loader(Transformed(exp.data.train, exp.sample_transform), bs, True, workers, seed, drop_last=True)
-    run = Run(exp, Path(run_dir), loader(exp.data.val, tcfg["eval_batch_size"], False, workers, seed), env_keys)
+    bs, accel = tcfg["batch_size"], Accel.of(tcfg, exp.device)
+    cache_splits(exp.data)
+    prepare_model(model, tcfg)
+    train_loader = _loader(exp, Transformed(exp.data.train, exp.sample_transform), bs, True, drop_last=True)
+    run = Run(exp, Path(run_dir), _loader(exp, exp.data.val, tcfg["eval_batch_size"]), env_keys)
     saved = resumed if resumed is not None else resume_checkpoint(exp, run.run_dir)
     for stale in remove_stale_temporaries(run.ckpt_dir):  # a write killed half-way: the rename never happened
         log.info(f"removed {stale}, left by a checkpoint write that was killed")
@@ -214,7 +216,7 @@ def train(
     if saved is not None:  # last.pt's weights, optimizer, progress and random streams: the run goes on as it was
         optimizer, progress = _resume(run, saved, len(train_loader))
     if tcfg["max_epochs"] == 0:  # use the weights as they are: evaluate, save, export
-        val = evaluate(model, run.val_loader, exp.device)
+        val = evaluate(model, run.val_loader, exp.device, accel)
         save_checkpoint(run.ckpt_dir / "best.pt", {**run.payload, "model": model.state_dict(), "epoch": 0, "val": val})
     l1_params = exp.l1_params()
     for epoch in range(progress.epoch, tcfg["max_epochs"]):
@@ -236,7 +238,17 @@ def train(
             for g in optimizer.param_groups:
                 g["lr"] = g["base_lr"] * lr_factor(progress.step, len(train_loader), tcfg)
             loss = train_step(
-                model, x, y, optimizer, tcfg, l1_params, cache is not None, exp.batch_transform, exp.device, metric
+                model,
+                x,
+                y,
+                optimizer,
+                tcfg,
+                l1_params,
+                cache is not None,
+                exp.batch_transform,
+                exp.device,
+                metric=metric,
+                accel=accel,
             )
             total, seen, progress.step = total + loss * len(x), seen + len(x), progress.step + 1
         train_time = time.perf_counter() - epoch_start
@@ -246,6 +258,12 @@ def train(
         if _end_of_epoch(run, progress, epoch, trained, train_time, optimizer):
             break
     return _finish(run, progress, time.perf_counter() - started, cache_seconds)
+
+
+def _loader(exp: Experiment, ds, batch_size: int, shuffle: bool = False, drop_last: bool = False):
+    """A loader of one of the run's splits, fed as its device wants (zoo.accel.data_loader)."""
+    tcfg = exp.cfg["trainer"]
+    return data_loader(ds, batch_size, shuffle, tcfg, exp.device, int(exp.cfg["seed"]), drop_last=drop_last)
 
 
 class Run:
@@ -284,7 +302,7 @@ def _end_of_epoch(run: Run, progress: Progress, epoch: int, trained: dict, train
     """Validate, log, save best.pt (when the monitored metric improved) and last.pt; True to stop early.
     `trained`: the epoch's train_loss (and train_METRIC, the monitored metric on the training batches)."""
     exp, name, tcfg = run.exp, run.monitor, run.exp.cfg["trainer"]
-    val = evaluate(exp.model, run.val_loader, exp.device)
+    val = evaluate(exp.model, run.val_loader, exp.device, Accel.of(tcfg, exp.device))
     if name not in val:
         raise ZooError(f"trainer.monitor={name!r} is not a validation metric; valid: {', '.join(sorted(val))}")
     scalars = {f"val_{k}": v for k, v in val.items() if not isinstance(v, list)}
@@ -385,11 +403,11 @@ def _finish(run: Run, progress: Progress, train_seconds: float, cache_seconds: f
             f"nothing was trained: {ckpt_dir / 'last.pt'} is already at trainer.max_epochs={tcfg['max_epochs']}"
         )
     exp.model.load_state_dict(load_checkpoint(ckpt_dir / "best.pt")["model"])
-    seed, ebs, workers = int(exp.cfg["seed"]), tcfg["eval_batch_size"], tcfg["num_workers"]
+    ebs, accel = tcfg["eval_batch_size"], Accel.of(tcfg, exp.device)
     epoch_times = [h["train_seconds"] for h in progress.history]
     results = {
-        "test": evaluate(exp.model, loader(exp.data.test, ebs, False, workers, seed), exp.device),
-        "val": evaluate(exp.model, loader(exp.data.val, ebs, False, workers, seed), exp.device),
+        "test": evaluate(exp.model, _loader(exp, exp.data.test, ebs), exp.device, accel),
+        "val": evaluate(exp.model, _loader(exp, exp.data.val, ebs), exp.device, accel),
         "train_seconds": round(train_seconds, 3),
         "epoch_seconds": round(sum(epoch_times) / len(epoch_times), 4) if epoch_times else 0.0,
         "feature_cache_seconds": round(cache_seconds, 3),
