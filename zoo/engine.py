@@ -137,7 +137,10 @@ def train_step(
     else:
         x, y = x.to(device, non_blocking=True), to_device(y, device)
         if batch_tf is not None:  # batch augmentation, on the device
+            before = y
             x, y = batch_tf(x, y)
+            if _mixed(before, y):  # Mixup, CutMix: soft targets a metric cannot score
+                metric = None
         with accel.autocast():
             outputs = model(accel.batch(x))
     outputs = as_float32(outputs)
@@ -152,12 +155,20 @@ def train_step(
     return loss.item()
 
 
+def _mixed(before: Any, after: Any) -> bool:
+    """Whether a batch transform changed the targets' form (hard labels made soft by Mixup or CutMix), rather
+    than moving images (flips, shifts, rotations, whose targets stay as they were or move with them)."""
+    if isinstance(before, torch.Tensor) and isinstance(after, torch.Tensor):
+        return before.dtype != after.dtype or before.shape != after.shape
+    return False
+
+
 def train_metric(exp: Experiment, name: str):
-    """The monitored metric alone, to accumulate on training batches: None when it is the loss, when it is not
-    an entry of the head's MetricCollection, or when batches mix their targets (Mixup, CutMix)."""
+    """The monitored metric alone, to accumulate on training batches: None when it is the loss or not an entry
+    of the head's MetricCollection. Batches whose targets a batch transform mixed (Mixup, CutMix) skip it."""
     from torchmetrics import MetricCollection
 
-    if name == "loss" or exp.batch_transform is not None:
+    if name == "loss":
         return None
     metrics = exp.model.head.metrics()
     if not isinstance(metrics, MetricCollection) or name not in metrics:
@@ -253,7 +264,7 @@ def train(
             total, seen, progress.step = total + loss * len(x), seen + len(x), progress.step + 1
         train_time = time.perf_counter() - epoch_start
         trained = {"train_loss": total / max(1, seen)} | (
-            {f"train_{run.monitor}": metric.compute()} if metric is not None and seen else {}
+            {f"train_{run.monitor}": metric.compute()} if metric is not None and metric.update_count else {}
         )
         if _end_of_epoch(run, progress, epoch, trained, train_time, optimizer):
             break
