@@ -57,6 +57,7 @@ class TrainerConfig:
     num_workers: int = declared(0, _AT_LEAST_0)
     threads: int = declared(0, _AT_LEAST_0)  # CPU threads for torch's ops; 0 = torch's default. 1 per job in sweeps
     device: str = declared("auto", Literal["auto", "cpu", "cuda"])
+    devices: int = declared(1, Range(1))  # N > 1: `zoo train` starts torchrun with N processes (DDP) on this machine
     progress: bool = True
     resume: bool = False  # continue from checkpoints/last.pt in the run directory, if there is one
 

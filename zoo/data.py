@@ -170,18 +170,21 @@ def collate(batch: list) -> tuple[torch.Tensor, Any]:
     return images, torch.stack([torch.as_tensor(t) for t in targets])
 
 
-def loader(ds: Dataset, batch_size: int, shuffle: bool, workers: int, seed: int, drop_last: bool = False) -> DataLoader:
-    """A DataLoader with zoo's collate and a seeded shuffle."""
+def loader(
+    ds: Dataset, batch_size: int, shuffle: bool, workers: int, seed: int, drop_last: bool = False, sampler=None
+) -> DataLoader:
+    """A DataLoader with zoo's collate and a seeded shuffle (or `sampler`'s order: training's, a rank's share)."""
     g = torch.Generator()
     g.manual_seed(seed)
     return DataLoader(
         ds,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         num_workers=workers,
         collate_fn=collate,
         generator=g,
-        drop_last=drop_last and len(ds) > batch_size,
+        drop_last=drop_last and len(sampler if sampler is not None else ds) > batch_size,
         # a shuffled loader's workers start afresh each epoch, seeded from its generator: the epoch's random
         # draws in them then follow from the generator's seed alone, and a resumed run repeats them
         persistent_workers=workers > 0 and not shuffle,

@@ -116,6 +116,11 @@ def preflight(overrides: list[str], config_dirs: list[str]) -> None:
         cfg = compose(combo, with_hydra=True, extra_dirs=config_dirs)
         check_hydra_targets(cfg.hydra)
         plain = to_plain(job_config(cfg))
+        if plain["trainer"]["devices"] > 1:
+            raise ZooError(
+                f"trainer.devices={plain['trainer']['devices']} starts torchrun for a single run; a sweep's jobs run "
+                "one process each (run each job with torchrun, or give Hydra's launcher the devices)"
+            )
         key = json.dumps({k: v for k, v in plain.items() if k not in ("seed", "trainer", "export")}, sort_keys=True)
         if key not in built:  # a sweep over seeds or trainer settings builds its data and model once
             built.add(key)
@@ -150,37 +155,95 @@ def _print_config(cfg, args: argparse.Namespace) -> int:
 
 
 def single_run(overrides: list[str], config_dirs: list[str] = ()) -> int:
-    """Compose once, build the experiment once, then create the run directory, log into it and train."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf, open_dict
-
-    from zoo.engine import resume_checkpoint
-    from zoo.experiment import build_experiment
+    """Compose once, build the experiment once, then create the run directory, log into it and train. With
+    trainer.devices=N outside torchrun: check all of that here, then start torchrun's N processes."""
+    from zoo import distributed as dist
 
     cfg = compose(overrides, with_hydra=True, extra_dirs=config_dirs)
     job = job_config(cfg)
     plain = to_plain(job)
-    run_dir = Path(str(cfg.hydra.run.dir))
-    if not str(cfg.hydra.run.dir).strip():
+    tcfg = plain["trainer"]
+    if tcfg["devices"] > 1 and dist.launched_world() == 1:
+        return launch_devices(overrides, config_dirs, cfg, plain)
+    dist.init(tcfg["device"], tcfg["devices"])  # under torchrun: join its process group
+    try:
+        return _run(cfg, job, plain, overrides)
+    finally:
+        dist.shutdown()
+
+
+def checked_run_dir(cfg, plain: dict) -> str:
+    """The run's folder (hydra.run.dir resolved, once), after checking the code the Hydra config names and
+    that the folder holds nothing a run would overwrite."""
+    run_dir = str(cfg.hydra.run.dir)
+    if not run_dir.strip():
         raise ZooError("hydra.run.dir is empty; name the run's folder, e.g. hydra.run.dir=runs/mine")
     check_hydra_targets(cfg.hydra)
-    check_run_dir(run_dir, bool(plain["trainer"]["resume"]))
+    check_run_dir(Path(run_dir), bool(plain["trainer"]["resume"]))
+    return run_dir
+
+
+def _run(cfg, job, plain: dict, overrides: list[str]) -> int:
+    """One run in this process (under torchrun, one rank of it: rank 0 picks the folder and writes)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    from zoo import distributed as dist
+    from zoo.engine import resume_checkpoint
+    from zoo.experiment import build_experiment
+
+    run_dir = Path(dist.on_main(lambda: checked_run_dir(cfg, plain)))  # ${now:...} resolved once, by rank 0
     experiment = build_experiment(plain)
-    resumed = resume_checkpoint(experiment, run_dir)  # a malformed or foreign last.pt: one line, nothing written
+    # a malformed or foreign last.pt: one line, nothing written
+    resumed = dist.on_main(lambda: resume_checkpoint(experiment, run_dir))
     created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(run_dir.resolve())
     HydraConfig.instance().set_config(cfg)  # ${hydra:...} in the config resolves as in any Hydra app
-    if cfg.hydra.output_subdir is not None:
-        hydra_dir = run_dir / str(cfg.hydra.output_subdir)
-        hydra_dir.mkdir(exist_ok=True)
-        OmegaConf.save(job, hydra_dir / "config.yaml")
-        OmegaConf.save(cfg.hydra, hydra_dir / "hydra.yaml")
-        OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
-    logging.config.dictConfig(OmegaConf.to_container(cfg.hydra.job_logging, resolve=True))
+    if dist.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.hydra.output_subdir is not None:
+            hydra_dir = run_dir / str(cfg.hydra.output_subdir)
+            hydra_dir.mkdir(exist_ok=True)
+            OmegaConf.save(job, hydra_dir / "config.yaml")
+            OmegaConf.save(cfg.hydra, hydra_dir / "hydra.yaml")
+            OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
+        logging.config.dictConfig(OmegaConf.to_container(cfg.hydra.job_logging, resolve=True))
     run_in(experiment, run_dir, env_keys(job), created, resumed)
     return 0
+
+
+def launch_devices(overrides: list[str], config_dirs: list[str], cfg, plain: dict) -> int:
+    """`trainer.devices=N`: check what a run checks (one line, nothing written: the folder, the experiment, a
+    checkpoint to resume), then start torchrun with N processes on this machine, the run folder resolved here
+    once for all of them; torchrun's exit code."""
+    import os
+
+    import torch
+
+    from zoo.engine import resume_checkpoint
+    from zoo.experiment import build_experiment
+
+    tcfg = plain["trainer"]
+    n, cuda = tcfg["devices"], tcfg["device"] == "cuda" or (tcfg["device"] == "auto" and torch.cuda.is_available())
+    if cuda and torch.cuda.device_count() < n:
+        raise ZooError(f"trainer.devices={n} but {torch.cuda.device_count()} GPU(s) are visible here")
+    if tcfg["batch_size"] % n:
+        raise ZooError(f"trainer.batch_size={tcfg['batch_size']} is the global batch and must split evenly among {n}")
+    run_dir = checked_run_dir(cfg, plain)
+    experiment = build_experiment(plain)
+    resume_checkpoint(experiment, Path(run_dir))
+    del experiment
+    env = dict(os.environ)
+    if not cuda and "OMP_NUM_THREADS" not in env:  # the machine's cores shared among the processes
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "hydra.run.dir"]
+    quoted = "'" + run_dir.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"]
+    command += ["-m", "zoo.cli", "train", *kept, f"hydra.run.dir={quoted}"]
+    command += [f"--config-dir={d}" for d in config_dirs]
+    print(f"zoo: {n} processes through torch.distributed.run, run folder {run_dir}", file=sys.stderr)
+    return subprocess.call(command, env=env)
 
 
 def run_in(experiment, run_dir: Path, keys: list[str], created: bool, resumed: dict | None = None) -> dict:
@@ -189,15 +252,20 @@ def run_in(experiment, run_dir: Path, keys: list[str], created: bool, resumed: d
     created it; never anything else."""
     from omegaconf import OmegaConf
 
+    from zoo import distributed as dist
     from zoo.engine import train
     from zoo.figures import run_figures
 
     try:
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(experiment.cfg)))
+        if dist.is_main():
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(experiment.cfg)))
         results = train(experiment, run_dir, env_keys=keys, resumed=resumed)
     except ZooError:
-        remove_untrained_run(run_dir, created)
+        if dist.is_main():
+            remove_untrained_run(run_dir, created)
         raise
+    if not dist.is_main():  # the pictures are rank 0's
+        return results
     pictures = run_figures(experiment, run_dir, results)
     log.info("run directory: %s (%s)", run_dir, ", ".join(p.name for p in pictures) or "no pictures")
     return results
