@@ -294,15 +294,25 @@ def _parse(overrides: list[str]):
         raise ZooError(f"cannot parse overrides: {str(e).splitlines()[0]}") from None
 
 
+def _interval(o) -> list | None:
+    """An interval sweep's two ends (a sweeper such as Optuna's samples between them), else None: a range
+    checks every value between two ends that pass it."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    value = o.value()
+    return [value.start, value.end] if isinstance(value, IntervalSweep) else None
+
+
 def _values(o) -> list:
-    """The raw values of an override (each value of a sweep), unescaped."""
+    """The raw values of an override (each value of a sweep; an interval's ends), unescaped."""
     if o.is_sweep_override():
-        return [str(v) for v in o.sweep_iterator()]
+        return [str(v) for v in _interval(o) or o.sweep_iterator()]
     return [str(o.value())] if o.value() is not None else [None]
 
 
 def expand(overrides: list[str], limit: int = 256) -> list[list[str]]:
-    """The override lists of a sweep (`-m` with a,b,c values): the cartesian product, capped."""
+    """The override lists of a sweep (`-m` with a,b,c values, choice(...), range(...), and an interval's two
+    ends): the cartesian product, capped."""
     import itertools
 
     parsed = _parse(overrides)
@@ -310,7 +320,8 @@ def expand(overrides: list[str], limit: int = 256) -> list[list[str]]:
     for o in parsed:
         if o.is_sweep_override():
             key = o.get_key_element()
-            choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+            values = _interval(o) or o.sweep_string_iterator()
+            choices.append([f"{key}={v}" for v in values])
         else:
             choices.append([o.input_line])
     combos = []
