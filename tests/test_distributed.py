@@ -84,6 +84,8 @@ def test_two_processes_train_as_one_survive_a_kill_and_only_rank_0_writes(tmp_pa
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == list(range(1, 9))
+    # each rank tested half of the split; torchmetrics synced them: the whole split is counted, once
+    assert sum(map(sum, metrics["test"]["confusion_matrix"])) == 360
     log = (run / "train.log").read_text()
     assert f"resumed from {last} at epoch {killed_at}" in log, log
     # rank 0 alone logs and writes: each epoch's line once, nothing outside the run folder
