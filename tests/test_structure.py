@@ -19,7 +19,7 @@ CORE = Path(__file__).resolve().parents[1] / "zoo"
 LAYERS = {
     "errors": 0, "tasks": 0,
     "registry": 1,
-    "discovery": 2, "catalog": 2, "data": 2, "model": 2, "checkpoint": 2,
+    "discovery": 2, "catalog": 2, "data": 2, "model": 2, "checkpoint": 2, "distributed": 2,
     "config": 3, "experiment": 3, "engine": 3, "tracking": 3, "accel": 3,
     "export": 4, "quantize": 4, "bench": 4, "visual": 4, "figures": 4, "explain": 4, "scaffold": 4, "testing": 4,
     "launch": 5, "hydra_app": 5, "cli": 5, "demo": 6,

@@ -72,6 +72,7 @@ class TrainerConfig:
     precision: str = declared("32", Literal["32", "bf16-mixed", "16-mixed"])
     channels_last: bool = False  # NHWC memory format for model and batches (faster convolutions on GPUs)
     compile: bool = False  # torch.compile the model (a one-off compilation before the first steps)
+    devices: int = declared(1, Range(1))  # N > 1: `zoo train` starts torchrun with N processes (DDP) on this machine
     progress: bool = True
     resume: bool = False  # continue from checkpoints/last.pt in the run directory, if there is one
     logger: str = declared("none", Literal["none", "csv", "tensorboard"])  # stream the scalars while training
@@ -373,15 +374,25 @@ def _parse(overrides: list[str]):
         raise ZooError(f"cannot parse overrides: {str(e).splitlines()[0]}") from None
 
 
+def _interval(o) -> list | None:
+    """An interval sweep's two ends (a sweeper such as Optuna's samples between them), else None: a range
+    checks every value between two ends that pass it."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    value = o.value()
+    return [value.start, value.end] if isinstance(value, IntervalSweep) else None
+
+
 def _values(o) -> list:
-    """The raw values of an override (each value of a sweep), unescaped."""
+    """The raw values of an override (each value of a sweep; an interval's ends), unescaped."""
     if o.is_sweep_override():
-        return [str(v) for v in o.sweep_iterator()]
+        return [str(v) for v in _interval(o) or o.sweep_iterator()]
     return [str(o.value())] if o.value() is not None else [None]
 
 
 def expand(overrides: list[str], limit: int = 256) -> list[list[str]]:
-    """The override lists of a sweep (`-m` with a,b,c values): the cartesian product, capped."""
+    """The override lists of a sweep (`-m` with a,b,c values, choice(...), range(...), and an interval's two
+    ends): the cartesian product, capped."""
     import itertools
 
     parsed = _parse(overrides)
@@ -389,7 +400,8 @@ def expand(overrides: list[str], limit: int = 256) -> list[list[str]]:
     for o in parsed:
         if o.is_sweep_override():
             key = o.get_key_element()
-            choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+            values = _interval(o) or o.sweep_string_iterator()
+            choices.append([f"{key}={v}" for v in values])
         else:
             choices.append([o.input_line])
     combos = []

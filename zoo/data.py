@@ -244,19 +244,22 @@ def loader(
     seed: int,
     drop_last: bool = False,
     pin_memory: bool = False,
+    sampler=None,
 ) -> DataLoader:
-    """A DataLoader with zoo's collate and a seeded shuffle (`pin_memory` for non-blocking copies to a GPU)."""
+    """A DataLoader with zoo's collate and a seeded shuffle (or `sampler`'s order: training's, a rank's share);
+    `pin_memory` for non-blocking copies to a GPU."""
     g = torch.Generator()
     g.manual_seed(seed)
     return DataLoader(
         ds,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         num_workers=workers,
         collate_fn=collate,
         generator=g,
         pin_memory=pin_memory,
-        drop_last=drop_last and len(ds) > batch_size,
+        drop_last=drop_last and len(sampler if sampler is not None else ds) > batch_size,
         # a shuffled loader's workers start afresh each epoch, seeded from its generator: the epoch's random
         # draws in them then follow from the generator's seed alone, and a resumed run repeats them
         persistent_workers=workers > 0 and not shuffle,

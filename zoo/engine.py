@@ -2,7 +2,8 @@
 
 Takes an Experiment (zoo.experiment: data, model, transfer, augmentations, built once from a validated
 config) and writes into one run directory: checkpoints/{best,last}.pt (atomically), metrics.json and a
-log line per epoch.
+log line per epoch. Under torchrun every rank runs this loop on its share of the data (zoo.distributed);
+rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 
 from zoo import __version__
+from zoo import distributed as dist
 from zoo.accel import FULL, Accel, as_float32, cache_splits, data_loader, prepare_model, to_device
 from zoo.checkpoint import (
     check_fits,
@@ -32,7 +34,7 @@ from zoo.checkpoint import (
 )
 from zoo.data import Transformed, loader
 from zoo.errors import ZooError
-from zoo.experiment import Experiment, build_experiment
+from zoo.experiment import Experiment, build_experiment, seed_everything
 from zoo.model import ZooModel, deployed_info, set_train_mode
 from zoo.tracking import tracker
 
@@ -79,7 +81,8 @@ def evaluate(model: ZooModel, data, device: torch.device, accel: Accel | None = 
         total += float(model.head.loss(out, y)) * len(x)
         n += len(x)
         metrics.update(out, y)
-    result = {k: to_jsonable(v) for k, v in metrics.compute().items()}
+    result = {k: to_jsonable(v) for k, v in metrics.compute().items()}  # torchmetrics syncs the ranks' states
+    total, n = dist.sum_all([total, n], device)
     result["loss"] = round(total / max(1, n), 6)
     return result
 
@@ -103,14 +106,15 @@ def feature_cache(model: ZooModel, data, batch_size: int, device: torch.device) 
 
 
 def cached_batches(cache, batch_size: int, seed: int):
-    """Shuffled batches of cached features: (list of feature levels, targets)."""
+    """Shuffled batches of cached features: (list of feature levels, targets); this rank's share of each."""
     feats, ys = cache
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(feats[0]), generator=g)
+    world = dist.world_size()
     for idx in order.split(batch_size):
-        if len(idx) < 2 and len(order) > 1:
+        if len(idx) < 2 * world and len(order) > 1:
             continue  # batch norm in the head cannot train on a single sample
-        idx = idx.to(feats[0].device)
+        idx = idx[dist.rank() :: world].to(feats[0].device)
         yield [f[idx] for f in feats], (ys[idx] if isinstance(ys, torch.Tensor) else [ys[i] for i in idx.tolist()])
 
 
@@ -208,11 +212,13 @@ def train(
     bs, accel = tcfg["batch_size"], Accel.of(tcfg, exp.device)
     cache_splits(exp.data)
     prepare_model(model, tcfg)
-    train_loader = _loader(exp, Transformed(exp.data.train, exp.sample_transform), bs, True, drop_last=True)
-    run = Run(exp, Path(run_dir), _loader(exp, exp.data.val, tcfg["eval_batch_size"]), env_keys)
-    saved = resumed if resumed is not None else resume_checkpoint(exp, run.run_dir)
-    for stale in remove_stale_temporaries(run.ckpt_dir):  # a write killed half-way: the rename never happened
-        log.info(f"removed {stale}, left by a checkpoint write that was killed")
+    train_set = Transformed(exp.data.train, exp.sample_transform)
+    sampler = dist.train_sampler(train_set, epoch_seed(seed, 0))  # set_epoch(e) draws from epoch_seed(seed, e)
+    train_loader = _loader(exp, train_set, dist.local_batch(bs), True, drop_last=True, sampler=sampler)
+    run = Run(exp, Path(run_dir), _eval_loader(exp, exp.data.val), env_keys)
+    saved = resumed if resumed is not None else dist.on_main(lambda: resume_checkpoint(exp, run.run_dir))
+    for stale in remove_stale_temporaries(run.ckpt_dir) if dist.is_main() else []:
+        log.info(f"removed {stale}, left by a checkpoint write that was killed")  # the rename never happened
 
     started, cache, cache_seconds = time.perf_counter(), None, 0.0
     if exp.transfer.cache_features and tcfg["max_epochs"] > 0:
@@ -226,21 +232,28 @@ def train(
     optimizer, progress = exp.optimizer(), Progress()
     if saved is not None:  # last.pt's weights, optimizer, progress and random streams: the run goes on as it was
         optimizer, progress = _resume(run, saved, len(train_loader))
+    elif dist.rank() > 0:  # each rank its own augmentation draws (the model is rank 0's: DDP broadcasts it)
+        seed_everything(epoch_seed(seed, 0) + 7919 * dist.rank())
     if tcfg["max_epochs"] == 0:  # use the weights as they are: evaluate, save, export
         val = evaluate(model, run.val_loader, exp.device, accel)
-        save_checkpoint(run.ckpt_dir / "best.pt", {**run.payload, "model": model.state_dict(), "epoch": 0, "val": val})
-    l1_params = exp.l1_params()
+        if dist.is_main():
+            state = {**run.payload, "model": model.state_dict(), "epoch": 0, "val": val}
+            save_checkpoint(run.ckpt_dir / "best.pt", state)
+    l1_params, net = exp.l1_params(), dist.wrap(model, exp.device, cache is not None)
     for epoch in range(progress.epoch, tcfg["max_epochs"]):
         if exp.transfer.on_epoch_start(epoch, model):  # a new phase: new trainable set, new optimizer
             optimizer, l1_params = exp.optimizer(), exp.l1_params()
+            del net  # DDP averages what was trainable when it was built
+            net = dist.wrap(model, exp.device, cache is not None)
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
             log.info(f"phase change at epoch {epoch + 1}: {trainable} trainable parameters")
         set_train_mode(model)
         train_loader.generator.manual_seed(epoch_seed(seed, epoch))  # this epoch's order, whatever came before
+        sampler.set_epoch(epoch)
         epoch_start, total, seen = time.perf_counter(), 0.0, 0
         metric = train_metric(exp, run.monitor)
         batches = cached_batches(cache, bs, seed + epoch) if cache is not None else train_loader
-        if tcfg["progress"] and sys.stderr.isatty():
+        if tcfg["progress"] and sys.stderr.isatty() and dist.is_main():
             from tqdm import tqdm
 
             desc = f"epoch {epoch + 1}/{tcfg['max_epochs']}"
@@ -249,7 +262,7 @@ def train(
             for g in optimizer.param_groups:
                 g["lr"] = g["base_lr"] * lr_factor(progress.step, len(train_loader), tcfg)
             loss = train_step(
-                model,
+                net,
                 x,
                 y,
                 optimizer,
@@ -261,7 +274,8 @@ def train(
                 metric=metric,
                 accel=accel,
             )
-            total, seen, progress.step = total + loss * len(x), seen + len(x), progress.step + 1
+            total, seen, progress.step = total + loss * len(y), seen + len(y), progress.step + 1
+        total, seen = dist.sum_all([total, seen], exp.device)  # the loss over every rank's images
         train_time = time.perf_counter() - epoch_start
         trained = {"train_loss": total / max(1, seen)} | (
             {f"train_{run.monitor}": metric.compute()} if metric is not None and metric.update_count else {}
@@ -271,10 +285,11 @@ def train(
     return _finish(run, progress, time.perf_counter() - started, cache_seconds)
 
 
-def _loader(exp: Experiment, ds, batch_size: int, shuffle: bool = False, drop_last: bool = False):
-    """A loader of one of the run's splits, fed as its device wants (zoo.accel.data_loader)."""
-    tcfg = exp.cfg["trainer"]
-    return data_loader(ds, batch_size, shuffle, tcfg, exp.device, int(exp.cfg["seed"]), drop_last=drop_last)
+def _loader(exp: Experiment, ds, batch_size: int, shuffle: bool = False, drop_last: bool = False, sampler=None):
+    """A loader of one of the run's splits, fed as its device wants (zoo.accel.data_loader), in `sampler`'s
+    order where one is given (training's under torchrun, a rank's share)."""
+    tcfg, seed = exp.cfg["trainer"], int(exp.cfg["seed"])
+    return data_loader(ds, batch_size, shuffle, tcfg, exp.device, seed, drop_last=drop_last, sampler=sampler)
 
 
 class Run:
@@ -292,6 +307,11 @@ class Run:
             "info": info,
             "env_keys": list(env_keys or []),
         }
+
+
+def _eval_loader(exp: Experiment, ds):
+    """An evaluation split in order; under torchrun, this rank's share of it."""
+    return _loader(exp, ds, exp.cfg["trainer"]["eval_batch_size"], sampler=dist.eval_sampler(ds))
 
 
 def _log_start(exp: Experiment) -> None:
@@ -335,19 +355,23 @@ def _end_of_epoch(run: Run, progress: Progress, epoch: int, trained: dict, train
     progress.epoch = epoch + 1
     if improved:
         progress.best, progress.best_epoch, progress.stale = val[name], epoch + 1, 0
-        save_checkpoint(run.ckpt_dir / "best.pt", state)
+        if dist.is_main():
+            save_checkpoint(run.ckpt_dir / "best.pt", state)
     else:
         progress.stale += 1
+    streams = dist.gather(rng_state())  # after validation: what the next epoch starts from, on every rank
     kept = {
         "best": progress.best,
         "best_epoch": progress.best_epoch,
         "stale": progress.stale,
         "history": progress.history,
         "step": progress.step,
-        "rng": rng_state(),  # after validation: what the next epoch starts from
+        "rng": streams[0],
+        **({"rng_ranks": streams} if len(streams) > 1 else {}),
     }
-    save_checkpoint(run.ckpt_dir / "last.pt", {**state, "optimizer": optimizer.state_dict(), **kept})
-    run.tracker.epoch(progress.history)  # trainer.logger: csv, tensorboard
+    if dist.is_main():
+        save_checkpoint(run.ckpt_dir / "last.pt", {**state, "optimizer": optimizer.state_dict(), **kept})
+        run.tracker.epoch(progress.history)  # trainer.logger: csv, tensorboard
     if tcfg["patience"] and progress.stale >= tcfg["patience"]:
         log.info(
             f"early stop: val {name} has not improved for {progress.stale} epochs "
@@ -397,8 +421,13 @@ def _resume(run: Run, saved: dict, steps_per_epoch: int) -> tuple[Any, Progress]
         ) from None
     step = saved.get("step", epoch * steps_per_epoch)  # format 1 did not save it
     progress = Progress(epoch, step, saved["best"], saved["best_epoch"], saved["stale"], saved["history"])
-    if "rng" in saved:  # format 1 did not save them: the run goes on, but not bit for bit
-        restore_rng(saved["rng"])
+    streams = saved.get("rng_ranks") or [saved.get("rng")]
+    if len(streams) == dist.world_size() and streams[0] is not None:  # this rank's own streams, as they were
+        restore_rng(streams[dist.rank()])
+    elif streams[0] is not None:  # saved by another world size (or format 1, none): the same run, not bit for bit
+        restore_rng(streams[0])
+        if dist.rank() > 0:
+            seed_everything(epoch_seed(int(exp.cfg["seed"]), epoch) + 7919 * dist.rank())
     log.info(
         f"resumed from {run.ckpt_dir / 'last.pt'} at epoch {epoch} "
         f"(best val {run.monitor} {progress.best:.4f} at epoch {progress.best_epoch})"
@@ -409,16 +438,20 @@ def _resume(run: Run, saved: dict, steps_per_epoch: int) -> tuple[Any, Progress]
 def _finish(run: Run, progress: Progress, train_seconds: float, cache_seconds: float) -> dict:
     """Reload the best epoch's weights (not the last one's), test them, and write metrics.json."""
     exp, ckpt_dir, tcfg = run.exp, run.ckpt_dir, run.exp.cfg["trainer"]
-    if not (ckpt_dir / "best.pt").is_file():
-        raise ZooError(
-            f"nothing was trained: {ckpt_dir / 'last.pt'} is already at trainer.max_epochs={tcfg['max_epochs']}"
-        )
-    exp.model.load_state_dict(load_checkpoint(ckpt_dir / "best.pt")["model"])
-    ebs, accel = tcfg["eval_batch_size"], Accel.of(tcfg, exp.device)
+
+    def best_weights() -> dict:
+        if not (ckpt_dir / "best.pt").is_file():
+            raise ZooError(
+                f"nothing was trained: {ckpt_dir / 'last.pt'} is already at trainer.max_epochs={tcfg['max_epochs']}"
+            )
+        return load_checkpoint(ckpt_dir / "best.pt")["model"]
+
+    exp.model.load_state_dict(dist.on_main(best_weights))  # read by rank 0, the same weights on every rank
+    accel = Accel.of(tcfg, exp.device)
     epoch_times = [h["train_seconds"] for h in progress.history]
     results = {
-        "test": evaluate(exp.model, _loader(exp, exp.data.test, ebs), exp.device, accel),
-        "val": evaluate(exp.model, _loader(exp, exp.data.val, ebs), exp.device, accel),
+        "test": evaluate(exp.model, _eval_loader(exp, exp.data.test), exp.device, accel),
+        "val": evaluate(exp.model, _eval_loader(exp, exp.data.val), exp.device, accel),
         "train_seconds": round(train_seconds, 3),
         "epoch_seconds": round(sum(epoch_times) / len(epoch_times), 4) if epoch_times else 0.0,
         "feature_cache_seconds": round(cache_seconds, 3),
@@ -428,10 +461,11 @@ def _finish(run: Run, progress: Progress, train_seconds: float, cache_seconds: f
         "transfer": {"name": exp.cfg["transfer"]["name"], "weights": exp.weights},
         "history": progress.history,
     }
-    tmp = run.run_dir / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, run.run_dir / "metrics.json")
-    run.tracker.finish(results["test"], len(progress.history))
-    run.tracker.close()
+    if dist.is_main():
+        tmp = run.run_dir / ".metrics.json.tmp"
+        tmp.write_text(json.dumps(results, indent=2))
+        os.replace(tmp, run.run_dir / "metrics.json")
+        run.tracker.finish(results["test"], len(progress.history))
+        run.tracker.close()
     log.info("test %s", "  ".join(f"{k} {v:.4f}" for k, v in results["test"].items() if isinstance(v, float)))
     return results
