@@ -2,7 +2,16 @@
 
 from zoo_plugins.architectures import classic, timm_backbones  # noqa: F401
 from zoo_plugins.augmentations import geometric, mixing, photometric  # noqa: F401
-from zoo_plugins.datasets import coco, csv_table, digits, folder, masks, shapes, torchvision_sets  # noqa: F401
+from zoo_plugins.datasets import (  # noqa: F401
+    coco,
+    csv_table,
+    digits,
+    folder,
+    glyphs,
+    masks,
+    shapes,
+    torchvision_sets,
+)
 from zoo_plugins.heads import classification, detection, fpn, regression, unet  # noqa: F401
 from zoo_plugins.interpretation import attribution, embeddings, inspection  # noqa: F401
 from zoo_plugins.transfer import strategies  # noqa: F401

@@ -14,7 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def pytest_configure(config):
     """Under pytest-xdist each worker is a process of its own: one torch thread in each, and in the zoo
-    processes they start, so two workers on two cores do not oversubscribe them (a 2x slowdown seen here)."""
+    processes they start, so two workers on two cores do not oversubscribe them (a 2x slowdown seen here).
+    The zoo processes of one session share a plugin cache of their own (zoo.catalog), never the user's: the
+    controller makes the folder before it starts the workers, which inherit it, and removes it at the end."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        import tempfile
+
+        config.zoo_cache_dir = tempfile.mkdtemp(prefix="zoo-test-cache-")
+        os.environ["ZOO_CACHE_DIR"] = config.zoo_cache_dir
     # Discover the plugin packages first, as every zoo command does: a test module importing zoo_plugins
     # directly would otherwise register the standard plugins before discovery could attribute them to zoo.
     from zoo import discovery
@@ -25,6 +32,14 @@ def pytest_configure(config):
 
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         torch.set_num_threads(1)
+
+
+def pytest_unconfigure(config):
+    """Remove the session's plugin cache (zoo.catalog) made in pytest_configure."""
+    if getattr(config, "zoo_cache_dir", None):
+        import shutil
+
+        shutil.rmtree(config.zoo_cache_dir, ignore_errors=True)
 
 
 def run_zoo(

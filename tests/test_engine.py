@@ -62,7 +62,8 @@ def test_early_stopping_stops(tmp_path):
     "over",
     [
         {"trainer.optimizer": "sgd", "trainer.scheduler": "step", "trainer.step_size": 1, "trainer.lr": 0.05},
-        {"trainer.l1": 1e-4, "trainer.grad_clip": 1.0, "trainer.warmup_epochs": 1},
+        # the warm-up takes the whole first epoch: a second one trains at full rate
+        {"trainer.l1": 1e-4, "trainer.grad_clip": 1.0, "trainer.warmup_epochs": 1, "trainer.max_epochs": 2},
         {"head.label_smoothing": 0.1, "head.dropout": 0.3, "head.hidden": "[16]"},
         {"model": "lenet5", "head.pool": "flatten", "head.hidden": "[84]"},
     ],

@@ -1,5 +1,5 @@
-"""zoo explain: every interpretation method runs on a trained digits run and on a segmentation run, writes
-readable pictures and a summary; and the sanity checks a method must pass to be trusted."""
+"""zoo explain: every interpretation method runs on a trained digits run and on a shapes segmentation and detection
+run, writes readable pictures and a summary; and the sanity checks a method must pass to be trusted."""
 
 from __future__ import annotations
 
@@ -59,11 +59,75 @@ def segmentation_run(tmp_path_factory):
     return run
 
 
-@pytest.mark.parametrize("method", ["gradcam", "saliency", "occlusion", "feature_maps", "filters"])
+@pytest.mark.parametrize("method", ["gradcam", "saliency", "occlusion", "feature_maps", "filters", "embeddings"])
 def test_segmentation_is_explained_per_class(segmentation_run, tmp_path, method):
-    record = explain(method, {}, str(segmentation_run), None, 2, str(tmp_path / "out"))
+    params = {"split": "train"} if method == "embeddings" else {}
+    record = explain(method, params, str(segmentation_run), None, 2, str(tmp_path / "out"))
+    assert all(min(_png(f)) >= 200 for f in record["files"] if f.endswith(".png"))
     if method in ("gradcam", "saliency", "occlusion"):
         assert record["targets"] == [["background", "circle", "square", "triangle"]] * 2  # one map per class
+
+
+@pytest.fixture(scope="module")
+def detection_run(tmp_path_factory):
+    """A small shapes detection run whose model, one epoch in, keeps low-scoring boxes (score_threshold 0.001)."""
+    run = tmp_path_factory.mktemp("det")
+    cfg = small_config(
+        **{
+            "data": "shapes",
+            "data.task": "detection",
+            "data.num_images": 24,
+            "data.size": 32,
+            "head": "detection",
+            "head.width": 8,
+            "head.tower_depth": 1,
+            "head.score_threshold": 0.001,
+            "head.max_detections": 4,
+            "head.pre_nms_topk": 32,
+            "model.width": 8,
+            "model.depth": 3,
+            "aug": "none",
+            "trainer.max_epochs": 1,
+            "trainer.batch_size": 8,
+            "trainer.progress": "false",
+        }
+    )
+    train(cfg, run)
+    return run
+
+
+@pytest.mark.parametrize(
+    "method,params",
+    [
+        ("gradcam", {}),
+        ("gradcam", {"method": "gradcam++", "boxes": 2}),
+        ("saliency", {"method": "vanilla"}),
+        ("occlusion", {"window": 16, "stride": 8, "boxes": 1}),
+        ("feature_maps", {}),
+        ("filters", {}),
+        ("embeddings", {"split": "train"}),
+    ],
+    ids=["gradcam", "gradcam++", "saliency", "occlusion", "feature_maps", "filters", "embeddings"],
+)
+def test_detection_is_explained_per_detected_box(detection_run, tmp_path, method, params):
+    record = explain(method, params, str(detection_run), None, 2, str(tmp_path / "out"))
+    assert all(min(_png(f)) >= 200 for f in record["files"] if f.endswith(".png"))
+    if method in ("gradcam", "saliency", "occlusion"):
+        boxes = params.get("boxes", 3)
+        assert [len(d) for d in record["detections"]] == [boxes, boxes]  # every image keeps boxes at threshold 0.001
+        assert {"box", "label", "score", "index"} <= set(record["detections"][0][0])
+
+
+def test_a_box_score_at_the_image_itself_is_the_detection_score(detection_run):
+    from zoo.checkpoint import load_checkpoint, model_from_checkpoint
+    from zoo_plugins.interpretation.attribution import box_scores, detections
+
+    model, _ = model_from_checkpoint(load_checkpoint(detection_run))
+    x = torch.rand(1, 3, 32, 32)
+    found = detections(model.eval(), x, 3)[0]
+    with torch.no_grad():
+        scores = box_scores(model, found)(x.repeat(2, 1, 1, 1))
+    assert np.allclose(scores.numpy(), [[d["score"] for d in found]] * 2, atol=1e-6)
 
 
 def test_an_exception_inside_a_method_is_one_line_naming_it_and_leaves_nothing(digits_run, tmp_path, monkeypatch):
@@ -80,11 +144,14 @@ def test_an_exception_inside_a_method_is_one_line_naming_it_and_leaves_nothing(d
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_method_refuses_a_task_it_cannot_explain(segmentation_run, tmp_path):
+def test_a_method_refuses_a_task_it_cannot_explain(tmp_path):
     from zoo.errors import ZooError
 
-    with pytest.raises(ZooError, match="zoo explain embeddings does not explain segmentation models; it explains"):
-        explain("embeddings", {}, str(segmentation_run), None, 2, str(tmp_path / "out"))
+    run = tmp_path / "regression"  # untrained weights, saved as they are: what a refusal needs
+    overrides = {"data": "shapes", "data.task": "regression", "data.num_images": 12, "head": "regression"}
+    train(small_config(**overrides, **{"model.width": 4, "trainer.max_epochs": 0, "trainer.progress": "false"}), run)
+    with pytest.raises(ZooError, match="zoo explain embeddings does not explain regression models; it explains"):
+        explain("embeddings", {}, str(run), None, 2, str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
 
@@ -98,7 +165,7 @@ def test_the_cli_writes_pictures_and_refuses_bad_options_in_one_line(digits_run,
     assert_one_line_error(run_zoo("explain", "gradcm", f"run={digits_run}", f"output={bad}"), "did you mean 'gradcam'")
     for args, fragment in (
         (["saliency", "method=smooth"], "explain.saliency.method='smooth' is not one of"),
-        (["gradcam", "layer=backbone.nope"], "unknown convolution for explain.gradcam.layer 'backbone.nope'"),
+        (["gradcam", "layer=backbone.nope"], "unknown layer for explain.gradcam.layer 'backbone.nope'"),
         (["occlusion", "window=0"], "explain.occlusion.window=0 must be at least 1"),
         (["filters", "samples=0"], "samples=0 must be at least 1"),
     ):
@@ -163,8 +230,10 @@ def test_attributions_concentrate_on_the_region_that_decides_the_class(marked_mo
     model, info, cfg, x, regions = marked_model
     subject = Subject(model, info, cfg, x[:40], [str(i) for i in range(40)])
     cam = GradCAM("backbone.blocks.1.0.0", None).maps(subject)[0][:, 0]  # an 8x8 map; the last conv is 4x4
+    plus = GradCAM("backbone.blocks.1.0.0", None, "gradcam++").maps(subject)[0][:, 0]
     ig = Saliency("integrated_gradients", 16, 0.15, 32, None).maps(subject)[0][:, 0]
     assert _mass_inside(cam, regions[:40]).mean() >= 0.7  # the region is 14% of the image
+    assert _mass_inside(plus, regions[:40]).mean() >= 0.7
     assert _mass_inside(ig, regions[:40]).mean() >= 0.7
 
 

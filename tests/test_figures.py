@@ -47,3 +47,16 @@ def test_worst_classified_are_those_whose_true_class_got_the_least(tmp_path, mon
     worst_classified(images, truth, probs, ["a", "b"], tmp_path / "w.png")
     titles = [ax.get_title() for ax in shown[0].axes if ax.get_title()]
     assert titles == ["true a (0.20)\nsaid b (0.80)", "true b (0.40)\nsaid a (0.60)"]
+
+
+def test_curves_draw_the_monitored_metric_for_train_and_validation(tmp_path, monkeypatch):
+    import zoo.figures
+
+    shown = []
+    original = zoo.figures._figure
+    monkeypatch.setattr(zoo.figures, "_figure", lambda *size: shown.append(original(*size)) or shown[-1])
+    history = [{**h, "train_accuracy": 0.6 + 0.1 * h["epoch"]} for h in HISTORY]
+    curves(history, "accuracy", tmp_path / "c.png")
+    metric_panel = shown[0].axes[1]
+    lines = {line.get_label(): list(line.get_ydata()) for line in metric_panel.get_lines()}
+    assert lines == {"train": [0.7, 0.8, 0.9], "validation": [0.6, 0.7, 0.8]}

@@ -404,7 +404,12 @@ def test_new_plugin_installs_and_passes_its_own_test(tmp_path):
     assert_one_line_error(zoo_in_process("new-plugin", "Bad-Name", cwd=tmp_path), "must be lower-case")
 
 
-def test_discovery_benchmark_reports_the_added_cost():
-    proc = run_zoo("bench", "discovery", "packages=3", "repeats=1")
+def test_discovery_benchmark_reports_cold_and_warm_beside_the_yardsticks():
+    proc = zoo_in_process("bench", "discovery", "packages=1", "repeats=1")  # its own runs are new processes
     assert proc.returncode == 0, proc.stderr
-    assert "3 plugin packages" in proc.stdout and "added cost" in proc.stdout
+    assert "1 plugin packages installed" in proc.stdout
+    for row in ["python -c pass", "python -c 'import torch'"] + [
+        f"{command} ({when}" for command in ("zoo list", "zoo train model.widht=3") for when in ("cold", "warm")
+    ]:
+        assert re.search(rf"{re.escape(row)}.* \d+\.\d\d s +\d+\.\d\d s", proc.stdout), (row, proc.stdout)
+    assert "faster than cold" in proc.stdout and "target: warm <= 1.0 s" in proc.stdout

@@ -4,6 +4,7 @@ ensembles export as the average of their members; sweeps are tabulated; augmente
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -190,9 +191,12 @@ def test_ensemble_export_is_the_average_of_its_members(source, tmp_path):
 
 
 def test_a_sweep_runs_every_combination_and_report_tabulates_it(tmp_path):
+    # Hydra's joblib launcher: two jobs at a time, each given its share of the cores (trainer.threads)
     proc = run_zoo(
         "train",
         "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
         "model.width=4,8",
         "seed=0,1",
         "trainer.max_epochs=1",
@@ -202,6 +206,8 @@ def test_a_sweep_runs_every_combination_and_report_tabulates_it(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.parent.name for p in tmp_path.glob("*/metrics.json")) == ["0", "1", "2", "3"]
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    assert f"- trainer.threads={threads}" in (tmp_path / "3" / ".hydra" / "overrides.yaml").read_text()
     rep = run_zoo("report", str(tmp_path))
     assert rep.returncode == 0, rep.stderr
     lines = (tmp_path / "report.md").read_text().splitlines()

@@ -17,17 +17,28 @@ USAGE = """usage: zoo COMMAND [ARGS]
 
 commands:
   train   [OVERRIDES...]             train an experiment composed by Hydra (zoo train --help)
-  export  checkpoint=PATH[,PATH...] [output=DIR] [input=uint8|float32] [opset=N] [parity_tolerance=X] ...
+  export  checkpoint=PATH[,PATH...] [output=DIR] [input=uint8|float32] [opset=N] [parity_tolerance=X]
+          [parity_mismatch=F] [precision=fp32|fp16|int8] [max_metric_drop=X] [calibration_samples=N]
+          [calibration_method=minmax|...] [outputs=[embedding,cam]]
                                      export a checkpoint (several: an averaging ensemble) to DIR/model.onnx + model.json
                                      + golden/ (sample images and the outputs they give)
   verify  EXPORT_DIR                 check an export against its golden vectors (one line per failure)
   predict model=PATH input=FILE_OR_DIR [topk=5] [providers=auto|cpu|cuda|tensorrt] [masks=DIR] [draw=DIR]
+          [RUNTIME OPTIONS] [outputs=embedding,cam]
                                      run an exported model with onnxruntime; one JSON line per image
-                                     (masks=: segmentation mask PNGs; draw=: images with detected boxes)
-  list    [KIND [NAME]] [--errors]   list plugins (kinds: architecture, head, augmentation, transfer, dataset)
-  bench   inference model=PATH [batch=N] | discovery [packages=50] | transfer [repeats=5] OVERRIDES...
-                                     PyTorch vs onnxruntime latency; the cost of plugin discovery;
-                                     head epochs of transfer=frozen vs feature_extraction
+                                     (masks=: segmentation mask PNGs; draw=: images with detected boxes;
+                                     outputs=: extra outputs the export added with export.outputs)
+  list    [KIND [NAME]] [--errors] [--refresh]
+                                     list plugins (kinds: architecture, head, augmentation, transfer, dataset);
+                                     --refresh rebuilds the plugin cache
+  bench   inference model=PATH[,PATH...] [batch=1,32] [repeats=10] [providers=...] [RUNTIME OPTIONS]
+          | discovery [packages=20] | transfer [repeats=5] OVERRIDES... | train [repeats=3] [batches=N] OVERRIDES...
+                                     onnxruntime vs PyTorch on the same device, each export's precision;
+                                     zoo list and a typo, cold and warm; head epochs of transfer=frozen vs cached;
+                                     training images/s: whole step, data pipeline, model step per precision
+  RUNTIME OPTIONS (predict, bench inference): threads=N spinning=auto|on|off optimization=all|extended|basic|disable
+          optimized_model=FILE io_binding=BOOL device_output=BOOL cuda_graph=BOOL device_id=N prefer_nhwc=BOOL
+          cudnn_conv_algo_search=EXHAUSTIVE|HEURISTIC|DEFAULT trt_cache=DIR trt_fp16=BOOL
   report  DIR                        a sweep's metrics, mean ± std over seeds (writes DIR/report.md, .csv, .png)
   augment output=FILE.png [samples=8] [variants=7] [OVERRIDES...]
                                      a grid of augmented training samples: what the model will see
@@ -53,6 +64,11 @@ KIND_ALIASES = {
 }
 
 
+def names(value: str) -> list[str]:
+    """A list of names on the command line: `embedding,cam` or Hydra's `[embedding,cam]`."""
+    return [v.strip() for v in value.strip().removeprefix("[").removesuffix("]").split(",") if v.strip()]
+
+
 def parse_kv(args: list[str], allowed: dict[str, type], command: str) -> dict:
     """key=value arguments checked against `allowed` (name -> type), with close matches."""
     out = {}
@@ -75,7 +91,10 @@ def parse_kv(args: list[str], allowed: dict[str, type], command: str) -> dict:
 
 def cmd_train(argv: list[str]) -> int:
     """zoo train [HYDRA FLAGS] OVERRIDES...: see zoo.launch."""
+    from zoo import catalog
     from zoo.launch import train_command
+
+    catalog.serve()  # composing and checking need plugins' declarations only; building imports their code
 
     return train_command(argv)
 
@@ -95,6 +114,11 @@ def cmd_export(argv: list[str]) -> int:
             "parity_mismatch": float,
             "parity_samples": int,
             "input": str,
+            "precision": str,
+            "max_metric_drop": float,
+            "calibration_samples": int,
+            "calibration_method": str,
+            "outputs": names,
         },
         "export",
     )
@@ -117,17 +141,32 @@ def cmd_export(argv: list[str]) -> int:
                 "opset": card["onnx"]["opset"],
                 "parity_max_abs_diff": worst,
                 "parity_inputs": card["parity"]["inputs"],
+                "precision": card["precision"]["precision"],
+                **({"metric": card["precision"]["metric"]} if "metric" in card["precision"] else {}),
             }
         )
     )
     return 0
 
 
+def runtime_kv(argv: list[str], allowed: dict[str, type], command: str) -> tuple[dict, dict]:
+    """`key=value` arguments: the command's own (`allowed`) and the runtime's session options (zoo.runtime's
+    RuntimeOptions: threads=, io_binding=, cuda_graph=, ...), the same keys for `zoo predict` and `zoo bench
+    inference`; `provider=` is `providers=`. Returns (own, runtime options as strings: zoo.runtime checks them)."""
+    from zoo.runtime import OPTION_NAMES
+
+    kv = parse_kv(argv, {**allowed, "providers": str, "provider": str, **dict.fromkeys(OPTION_NAMES, str)}, command)
+    if "provider" in kv:
+        kv["providers"] = kv.pop("provider")
+    options = {k: kv.pop(k) for k in OPTION_NAMES if k in kv}
+    return kv, options
+
+
 def cmd_predict(argv: list[str]) -> int:
     """zoo predict model=PATH input=FILE_OR_DIR: one JSON line per image, onnxruntime only."""
-    kv = parse_kv(
+    kv, options = runtime_kv(
         argv,
-        {"model": str, "input": str, "topk": int, "providers": str, "batch": int, "masks": str, "draw": str},
+        {"model": str, "input": str, "topk": int, "batch": int, "masks": str, "draw": str, "outputs": names},
         "predict",
     )
     for need in ("model", "input"):
@@ -135,7 +174,8 @@ def cmd_predict(argv: list[str]) -> int:
             raise ZooError(f"zoo predict needs {need}=PATH")
     from zoo.runtime import Model, list_images
 
-    model = Model(kv["model"], kv.get("providers", "auto"))
+    model = Model(kv["model"], kv.get("providers", "auto"), **options)
+    model.check_extras(kv.get("outputs", []))  # embedding, cam: extra outputs the export added
     files = list_images(kv["input"])
     # what the model gives is declared by its outputs' roles (zoo.tasks), whatever the head named them
     if "masks" in kv and "mask" not in model.roles:
@@ -150,6 +190,7 @@ def cmd_predict(argv: list[str]) -> int:
         masks_dir=kv.get("masks"),
         draw_dir=kv.get("draw"),
         errors=errors if len(files) > 1 else None,
+        extras=kv.get("outputs", []),
     ):
         print(json.dumps(r))
     for e in errors:
@@ -170,22 +211,27 @@ def cmd_verify(argv: list[str]) -> int:
     return 2 if failures else 0
 
 
+def predict_main(argv: list[str] | None = None) -> int:
+    """The `zoo-predict` console script (`zoo predict`), in the full install and in the runtime-only one."""
+    return main(["predict", *(sys.argv[1:] if argv is None else argv)])
+
+
 # ---- list ------------------------------------------------------------------------------------
 
 
 def cmd_list(argv: list[str]) -> int:
     """A table of plugins: kind, name, summary, package; or one plugin's parameters."""
-    from zoo import discovery, registry
+    from zoo import catalog, discovery, registry
 
-    show_errors = "--errors" in argv
-    argv = [a for a in argv if a != "--errors"]
+    show_errors, refresh = "--errors" in argv, "--refresh" in argv
+    argv = [a for a in argv if a not in ("--errors", "--refresh")]
     kinds = list(registry.KINDS)
     if argv:
         kind = KIND_ALIASES.get(argv[0], argv[0])
         if kind not in registry.registries:
             raise unknown("plugin kind", argv[0], kinds + list(KIND_ALIASES))
         kinds = [kind]
-    discovery.discover()
+    catalog.serve(refresh)  # from the plugin cache: no plugin module, no torch
     if len(argv) >= 2:
         p = registry.get(kinds[0], argv[1])
         print(f"{p.kind} {p.name}  ({p.package}, {p.module})\n  {p.summary}")
@@ -220,7 +266,7 @@ def cmd_list(argv: list[str]) -> int:
 
 def cmd_bench(argv: list[str]) -> int:
     """zoo bench inference|discovery|transfer: side-by-side measurements in one run, reported as ratios."""
-    benches = ("inference", "discovery", "transfer")
+    benches = ("inference", "discovery", "transfer", "train")
     if not argv or argv[0] not in benches:
         raise (
             unknown("benchmark", argv[0] if argv else "", benches)
@@ -231,7 +277,15 @@ def cmd_bench(argv: list[str]) -> int:
         kv = parse_kv(argv[1:], {"packages": int, "repeats": int}, "bench discovery")
         from zoo.bench import discovery
 
-        for line in discovery(kv.get("packages", 50), kv.get("repeats", 5)):
+        for line in discovery(kv.get("packages", 20), kv.get("repeats", 5)):
+            print(line)
+        return 0
+    if argv[0] == "train":
+        own = [a for a in argv[1:] if a.split("=")[0] in ("repeats", "batches")]
+        kv = parse_kv(own, {"repeats": int, "batches": int}, "bench train")
+        from zoo.bench import train
+
+        for line in train([a for a in argv[1:] if a not in own], kv.get("repeats", 3), kv.get("batches")):
             print(line)
         return 0
     if argv[0] == "transfer":
@@ -242,12 +296,14 @@ def cmd_bench(argv: list[str]) -> int:
         for line in transfer([a for a in argv[1:] if a not in own], kv.get("repeats", 5)):
             print(line)
         return 0
-    kv = parse_kv(argv[1:], {"model": str, "batch": int, "repeats": int}, "bench")
+    kv, options = runtime_kv(argv[1:], {"model": str, "batch": str, "repeats": int}, "bench inference")
     if "model" not in kv:
-        raise ZooError("zoo bench inference needs model=DIR/model.onnx (from zoo export)")
-    from zoo.bench import inference
+        raise ZooError("zoo bench inference needs model=DIR/model.onnx[,DIR2/model.onnx...] (from zoo export)")
+    from zoo.bench import inference, int_list
 
-    for line in inference(kv["model"], kv.get("batch", 32), kv.get("repeats", 20)):
+    models = [m for m in kv["model"].split(",") if m]
+    batches = int_list(kv.get("batch", "1,32"), "batch")
+    for line in inference(models, batches, kv.get("repeats", 10), kv.get("providers", "auto"), options):
         print(line)
     return 0
 

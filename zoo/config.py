@@ -21,15 +21,25 @@ from typing import Annotated, Any, Literal, Optional, get_type_hints
 
 from zoo.errors import ZooError, close_matches, unknown
 from zoo.registry import Param, Range
+from zoo.tasks import EXTRAS
 
 # config group -> plugin kind; `aug` holds a dict of augmentation ops instead of one plugin.
 GROUPS = {"data": "dataset", "model": "architecture", "head": "head", "transfer": "transfer"}
 ALL_GROUPS = ("data", "model", "head", "aug", "transfer", "trainer", "export", "experiment")
 
 
-def declared(default: Any, *constraints: Any) -> Any:
-    """A schema field whose value zoo checks like a plugin parameter: `Range(...)` or `Literal[...]`."""
-    return field(default=default, metadata={"zoo": constraints})
+def declared(default: Any, *constraints: Any, check: Any = None) -> Any:
+    """A schema field whose value zoo checks like a plugin parameter: `Range(...)` or `Literal[...]` (on each
+    item of a list field); `check`, a function of (value, key) that raises ZooError, for a value no type and
+    range describe (`auto` or a count)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"zoo": constraints, "check": check})
+    return field(default=default, metadata={"zoo": constraints, "check": check})
+
+
+def _auto_or_count(value: Any, key: str) -> None:
+    if not (value == "auto" or (isinstance(value, str) and value.isdigit())):
+        raise ZooError(f"{key}={value!r} must be auto or a whole number >= 0")
 
 
 _POSITIVE, _AT_LEAST_0, _FRACTION = Range(0, min_exclusive=True), Range(0), Range(0, 1)
@@ -54,11 +64,18 @@ class TrainerConfig:
     grad_clip: float = declared(0.0, _AT_LEAST_0)  # max gradient norm; 0 = off
     monitor: str = "auto"  # a validation metric name, or auto (the head's own choice)
     patience: int = declared(0, _AT_LEAST_0)  # early stopping after this many epochs without improvement; 0 = off
-    num_workers: int = declared(0, _AT_LEAST_0)
+    # DataLoader worker processes; auto: as many as pay on this device and data (zoo.accel.resolve_workers)
+    num_workers: str = declared("auto", check=_auto_or_count)
     threads: int = declared(0, _AT_LEAST_0)  # CPU threads for torch's ops; 0 = torch's default. 1 per job in sweeps
     device: str = declared("auto", Literal["auto", "cpu", "cuda"])
+    # autocast's compute precision; weights, checkpoints and exports stay float32. 16-mixed adds a GradScaler
+    precision: str = declared("32", Literal["32", "bf16-mixed", "16-mixed"])
+    channels_last: bool = False  # NHWC memory format for model and batches (faster convolutions on GPUs)
+    compile: bool = False  # torch.compile the model (a one-off compilation before the first steps)
+    devices: int = declared(1, Range(1))  # N > 1: `zoo train` starts torchrun with N processes (DDP) on this machine
     progress: bool = True
     resume: bool = False  # continue from checkpoints/last.pt in the run directory, if there is one
+    logger: str = declared("none", Literal["none", "csv", "tensorboard"])  # stream the scalars while training
 
 
 @dataclass
@@ -72,6 +89,14 @@ class ExportConfig:
     parity_tolerance: float = declared(1e-4, _AT_LEAST_0)  # float outputs: max |ONNX - PyTorch| (relative above 1)
     parity_mismatch: float = declared(0.001, _FRACTION)  # integer outputs: the fraction of elements allowed to differ
     parity_samples: int = declared(64, Range(1))
+    # fp32; fp16 (half-precision graph, float32 input and outputs); int8 (static QDQ quantization, gated by the
+    # run's monitored test metric)
+    precision: str = declared("fp32", Literal["fp32", "fp16", "int8"])
+    max_metric_drop: float = declared(0.01, _AT_LEAST_0)  # int8: the most the monitored test metric may worsen
+    calibration_samples: int = declared(256, Range(1))  # int8: train images that calibrate activation ranges
+    calibration_method: str = declared("minmax", Literal["minmax", "entropy", "percentile"])
+    # extra outputs after the task's own (zoo.tasks.EXTRAS): penultimate embeddings, class-activation maps
+    outputs: list[str] = declared([], Literal[tuple(EXTRAS)])
 
 
 # config node -> its schema: check() refuses keys the schema does not define (`+trainer.lrr=0.5`)
@@ -135,31 +160,86 @@ _stored = {"done": False}
 
 
 def store_configs() -> None:
-    """Register schemas and one config-group option per plugin in Hydra's ConfigStore (once)."""
+    """Register zoo's schemas in Hydra's ConfigStore and the config sources of plugins and packages (once)."""
     if _stored["done"]:
         return
     from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
 
-    from zoo import registry
-
     Plugins.instance().register(_package_source())  # plugin packages' conf/ folders, their names their own
+    Plugins.instance().register(_plugin_source())  # every plugin as a config-group option
     cs = ConfigStore.instance()
-    stored: set[tuple[str, str]] = set()
     cs.store(name="base_config", node=Config)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="export", name="base_export", node=ExportConfig)
     cs.store(group="aug", name="base_aug", node=AugConfig)
-    for group, kind in GROUPS.items():
-        for plugin in registry.registries[kind]:
-            # the plain name (a name two third parties share is refused later, when it is resolved), and
-            # every qualified form, `zoo-acme:net` / `acme:net`, which always picks this one
-            if (group, plugin.name) not in stored:
-                stored.add((group, plugin.name))
-                cs.store(group=group, name=plugin.name, node=plugin_schema(plugin), provider=plugin.package)
-            for q in plugin.qualified_names:
-                cs.store(group=group, name=q, node=plugin_schema(plugin, q), provider=plugin.package)
     _stored["done"] = True
+
+
+PLUGINS_SCHEME = "zoo-plugins"  # every registered plugin as a config-group option: zoo-plugins://registry
+
+
+def plugin_option(group: str, name: str):
+    """The plugin that config-group option `group/name` stands for, or None: a plain name is the first plugin
+    registered under it (a name two third parties share is refused later, when it is resolved), a qualified
+    form (`zoo-acme:net`, `acme:net`) always its own plugin."""
+    from zoo import registry
+
+    if group not in GROUPS:
+        return None
+    plugins = registry.registries[GROUPS[group]]
+    if ":" not in name:
+        return next(iter(plugins.registered(name)), None)
+    try:
+        return plugins.get(name)
+    except ZooError:
+        return None
+
+
+def _plugin_source() -> type:
+    """The Hydra config source of plugin options (scheme zoo-plugins://): `model=lenet5` is a node made from the
+    plugin's signature (plugin_schema), built when Hydra loads it. Hydra's ConfigStore would convert every
+    option of every installed package on each command; this converts the few a composition uses."""
+    from hydra.core.object_type import ObjectType
+    from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource
+    from omegaconf import OmegaConf
+
+    from zoo import registry
+
+    class PluginConfigSource(ConfigSource):
+        @staticmethod
+        def scheme() -> str:
+            return PLUGINS_SCHEME
+
+        def _option(self, config_path: str):
+            group, _, name = self._normalize_file_name(config_path.strip("/")).removesuffix(".yaml").rpartition("/")
+            return plugin_option(group, name), name
+
+        def load_config(self, config_path: str) -> ConfigResult:
+            plugin, name = self._option(config_path)
+            if plugin is None:
+                raise ConfigLoadError(f"Config not found : {self.full_path()}/{config_path}")
+            node = OmegaConf.structured(plugin_schema(plugin, name))
+            return ConfigResult(config=node, path=self.full_path(), provider=plugin.package, header={"package": None})
+
+        def available(self) -> bool:
+            return True
+
+        def is_group(self, config_path: str) -> bool:
+            return config_path.strip("/") in ("", *GROUPS)
+
+        def is_config(self, config_path: str) -> bool:
+            return self._option(config_path)[0] is not None
+
+        def list(self, config_path: str, results_filter) -> list[str]:
+            group = config_path.strip("/")
+            if group == "":
+                return sorted(GROUPS) if results_filter in (None, ObjectType.GROUP) else []
+            if group not in GROUPS or results_filter not in (None, ObjectType.CONFIG):
+                return []
+            return sorted({n for p in registry.registries[GROUPS[group]] for n in (p.name, *p.qualified_names)})
+
+    return PluginConfigSource
 
 
 PACKAGE_SCHEME = "zoo-package"  # a plugin package's conf/ on Hydra's search path: zoo-package:///abs/conf
@@ -263,12 +343,13 @@ def search_dirs() -> list[Path]:
     return [conf_dir()] + [Path(d) for d in config_dirs()]
 
 
-def searchpath_override(extra_dirs: Sequence[str | Path] = ()) -> str | None:
+def searchpath_override(extra_dirs: Sequence[str | Path] = ()) -> str:
     """The `hydra.searchpath` override that adds plugin packages' config folders and `extra_dirs` (a user's
-    own groups and experiments) after zoo's own, or None when there are none."""
+    own groups and experiments) after zoo's own, and last the plugins themselves (zoo-plugins://)."""
     extra = [f"{PACKAGE_SCHEME}://{Path(d).resolve()}" for d in search_dirs()[1:]]
     extra += [f"file://{Path(d).resolve()}" for d in extra_dirs]
-    return "hydra.searchpath=[" + ",".join(f"'{e}'" for e in extra) + "]" if extra else None
+    extra += [f"{PLUGINS_SCHEME}://registry"]
+    return "hydra.searchpath=[" + ",".join(f"'{e}'" for e in extra) + "]"
 
 
 def group_options(group: str, extra_dirs: Sequence[str | Path] = ()) -> list[str]:
@@ -296,15 +377,25 @@ def _parse(overrides: list[str]):
         raise ZooError(f"cannot parse overrides: {str(e).splitlines()[0]}") from None
 
 
+def _interval(o) -> list | None:
+    """An interval sweep's two ends (a sweeper such as Optuna's samples between them), else None: a range
+    checks every value between two ends that pass it."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    value = o.value()
+    return [value.start, value.end] if isinstance(value, IntervalSweep) else None
+
+
 def _values(o) -> list:
-    """The raw values of an override (each value of a sweep), unescaped."""
+    """The raw values of an override (each value of a sweep; an interval's ends), unescaped."""
     if o.is_sweep_override():
-        return [str(v) for v in o.sweep_iterator()]
+        return [str(v) for v in _interval(o) or o.sweep_iterator()]
     return [str(o.value())] if o.value() is not None else [None]
 
 
 def expand(overrides: list[str], limit: int = 256) -> list[list[str]]:
-    """The override lists of a sweep (`-m` with a,b,c values): the cartesian product, capped."""
+    """The override lists of a sweep (`-m` with a,b,c values, choice(...), range(...), and an interval's two
+    ends): the cartesian product, capped."""
     import itertools
 
     parsed = _parse(overrides)
@@ -312,7 +403,8 @@ def expand(overrides: list[str], limit: int = 256) -> list[list[str]]:
     for o in parsed:
         if o.is_sweep_override():
             key = o.get_key_element()
-            choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+            values = _interval(o) or o.sweep_string_iterator()
+            choices.append([f"{key}={v}" for v in values])
         else:
             choices.append([o.input_line])
     combos = []
@@ -517,8 +609,13 @@ def schema_params(schema: type) -> dict[str, Param]:
     for f in dataclasses.fields(schema):
         extra = f.metadata.get("zoo", ())
         literal = [c for c in extra if typing.get_origin(c) is Literal]
-        ann = literal[0] if literal else Annotated[(hints[f.name], *extra)] if extra else hints[f.name]
-        params[f.name] = registry.param(f.name, ann, f.default, where=f"{schema.__module__}.{schema.__qualname__}")
+        hint = hints[f.name]
+        if literal:
+            ann = list[literal[0]] if typing.get_origin(hint) is list else literal[0]
+        else:
+            ann = Annotated[(hint, *extra)] if extra else hint
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        params[f.name] = registry.param(f.name, ann, default, where=f"{schema.__module__}.{schema.__qualname__}")
     return params
 
 
@@ -531,7 +628,10 @@ def check_node(node: str, values: dict | None) -> None:
             hint = [f"{node}.{h}" for h in close_matches(str(key), params)]
             msg = f"unknown config key '{node}.{key}'"
             raise ZooError(msg + (f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else ""))
+    checks = {f.name: f.metadata.get("check") for f in dataclasses.fields(STRUCTURED[node])}
     for name, p in params.items():
         if name not in values:
             raise ZooError(f"{node}.{name} is required ({p.describe()}); set it with {node}.{name}=VALUE")
         p.check(values[name], f"{node}.{name}")
+        if checks.get(name):
+            checks[name](values[name], f"{node}.{name}")

@@ -74,12 +74,43 @@ class DataBundle:
 class TensorImages(Dataset):
     """Images held in memory as one float tensor (N, C, H, W) in [0, 1], with targets."""
 
+    in_memory = True  # nothing to decode per item: zoo.accel's `num_workers=auto` uses no workers for it
+
     def __init__(self, images: torch.Tensor, targets: torch.Tensor):
         assert images.ndim == 4 and len(images) == len(targets)
         self.images, self.targets = images, targets
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], self.targets[i]
+
+
+class InMemory(Dataset):
+    """A split decoded once: every item of `base` read at construction and kept (images stacked into one
+    tensor when they share a shape). For datasets that decode files on access and declare `cacheable = True`."""
+
+    in_memory = True
+
+    def __init__(self, base: Dataset):
+        items = [base[i] for i in range(len(base))]
+        images = [item[0] for item in items]
+        same = all(isinstance(x, torch.Tensor) and x.shape == images[0].shape for x in images)
+        self.images = torch.stack(images) if images and same else images
+        self.targets = [item[1] for item in items]
+        self.base = base
+
+    @staticmethod
+    def estimate(base: Dataset) -> int:
+        """Bytes the split takes in memory, from its first image."""
+        if len(base) == 0:
+            return 0
+        image = base[0][0]
+        return len(base) * (image.numel() * image.element_size() if isinstance(image, torch.Tensor) else 2**20)
+
+    def __len__(self) -> int:
+        return len(self.targets)
 
     def __getitem__(self, i: int):
         return self.images[i], self.targets[i]
@@ -136,8 +167,12 @@ def build_data(cfg: dict, seed: int) -> DataBundle:
     return bundle
 
 
-def build_augmentations(aug_cfg: dict, info: DataInfo) -> tuple[Callable | None, BatchTransform | None]:
-    """The sample pipeline (a transforms.v2 Compose) and the batch transform, from `aug.ops`."""
+def build_augmentations(
+    aug_cfg: dict, info: DataInfo, on_device: bool = True
+) -> tuple[Callable | None, BatchTransform | None]:
+    """The sample pipeline (a transforms.v2 Compose) and the batch transform, from `aug.ops`. `on_device`: the
+    trailing sample ops that offer `batched(images, targets)` run on the whole batch after the loader, where the
+    batch is (the GPU), ahead of Mixup or CutMix; else every op runs per sample in the loader."""
     from torchvision.transforms import v2
 
     from zoo import registry
@@ -153,10 +188,41 @@ def build_augmentations(aug_cfg: dict, info: DataInfo) -> tuple[Callable | None,
         (batch if isinstance(t, BatchTransform) else sample).append(t)
     if len(batch) > 1:
         batch = [_RandomChoiceBatch(batch)]
+    first = len(sample)
+    while on_device and first and callable(getattr(sample[first - 1], "batched", None)):
+        first -= 1  # the trailing ops that can run on a whole batch: after the loader, on the device
+    if sample[first:]:
+        batch.insert(0, _BatchedOps(sample[first:]))
+        sample = sample[:first]
     if sample and info.task == "detection":
         # boxes pushed (partly) out of the image: clip them, and drop those left empty with their labels
         sample += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1.0)]
-    return (v2.Compose(sample) if sample else None), (batch[0] if batch else None)
+    return (v2.Compose(sample) if sample else None), (_Chain(batch) if len(batch) > 1 else batch[0] if batch else None)
+
+
+class _BatchedOps(BatchTransform):
+    """Sample augmentations run on a whole batch, where it is (the device), each drawing per sample: their
+    `batched(images, targets)`."""
+
+    def __init__(self, ops: list):
+        self.ops = ops
+
+    def __call__(self, images, targets):
+        for op in self.ops:
+            images, targets = op.batched(images, targets)
+        return images, targets
+
+
+class _Chain(BatchTransform):
+    """Batch transforms one after the other (the batched sample ops, then Mixup or CutMix)."""
+
+    def __init__(self, transforms: list[BatchTransform]):
+        self.transforms = transforms
+
+    def __call__(self, images, targets):
+        for t in self.transforms:
+            images, targets = t(images, targets)
+        return images, targets
 
 
 class _RandomChoiceBatch(BatchTransform):
@@ -179,18 +245,30 @@ def collate(batch: list) -> tuple[torch.Tensor, Any]:
     return images, torch.stack([torch.as_tensor(t) for t in targets])
 
 
-def loader(ds: Dataset, batch_size: int, shuffle: bool, workers: int, seed: int, drop_last: bool = False) -> DataLoader:
-    """A DataLoader with zoo's collate and a seeded shuffle."""
+def loader(
+    ds: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    workers: int,
+    seed: int,
+    drop_last: bool = False,
+    pin_memory: bool = False,
+    sampler=None,
+) -> DataLoader:
+    """A DataLoader with zoo's collate and a seeded shuffle (or `sampler`'s order: training's, a rank's share);
+    `pin_memory` for non-blocking copies to a GPU."""
     g = torch.Generator()
     g.manual_seed(seed)
     return DataLoader(
         ds,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         num_workers=workers,
         collate_fn=collate,
         generator=g,
-        drop_last=drop_last and len(ds) > batch_size,
+        pin_memory=pin_memory,
+        drop_last=drop_last and len(sampler if sampler is not None else ds) > batch_size,
         # a shuffled loader's workers start afresh each epoch, seeded from its generator: the epoch's random
         # draws in them then follow from the generator's seed alone, and a resumed run repeats them
         persistent_workers=workers > 0 and not shuffle,

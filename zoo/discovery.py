@@ -4,20 +4,24 @@ No registration by forgotten import: every installed plugin package is imported 
 registry is asked a question. A package whose import fails costs one warning line and is forgotten;
 every other plugin still works (`zoo list --errors` shows the full story). ZOO_DISABLE_PLUGIN_AUTOLOAD=1
 turns off third-party packages; the standard plugins always load. Importing this module (zoo/__init__
-does) installs `discover` as the registry's loader; it imports no torch.
+does) installs `discover` as the registry's loader; it imports no torch. Commands that need only what
+plugins declare (`zoo list`, composing a config) are answered from zoo.catalog's cache instead, and
+`discover` runs only when a plugin's code is needed.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import traceback
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zoo import registry
 from zoo.registry import STANDARD_PACKAGE
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 GROUP = "zoo.plugins"
 AUTOLOAD_ENV = "ZOO_DISABLE_PLUGIN_AUTOLOAD"
@@ -47,7 +51,10 @@ errors: list[LoadError] = []
 loaded: list[LoadedPackage] = []
 
 
-def _entry_points() -> list[tuple[str, metadata.EntryPoint]]:
+def plugin_entry_points() -> list[tuple[str, EntryPoint]]:
+    """The `zoo.plugins` entry points, each with its distribution's name: zoo's first, then the others sorted."""
+    from importlib import metadata  # here: a command the plugin cache answers never reads the metadata
+
     seen, out = set(), []
     for ep in metadata.entry_points(group=GROUP):
         dist = ep.dist.name if ep.dist is not None else ep.value.split(".")[0]
@@ -92,10 +99,9 @@ def load_package(package: str, target: str, entry_point: str | None = None) -> N
             )
         if need is None and package != STANDARD_PACKAGE:
             v = registry.PLUGIN_API_VERSION
-            print(
-                f"zoo: warning: plugin package {package!r} declares no ZOO_PLUGIN_API; it is loaded as if written "
-                f"for plugin API {v}: set ZOO_PLUGIN_API = {v} in {target}",
-                file=sys.stderr,
+            registry.warn(
+                f"plugin package {package!r} declares no ZOO_PLUGIN_API; it is loaded as if written "
+                f"for plugin API {v}: set ZOO_PLUGIN_API = {v} in {target}"
             )
         loaded.append(LoadedPackage(package, target, _config_dir(module)))
     except Exception as e:  # isolate a broken package: one warning, the rest goes on
@@ -105,30 +111,34 @@ def load_package(package: str, target: str, entry_point: str | None = None) -> N
         errors.append(LoadError(package, target, first, traceback.format_exc()))
         if package == STANDARD_PACKAGE:
             raise
-        print(
-            f"zoo: warning: plugin package {package!r} failed to load and was skipped ({first}); "
-            f"see: zoo list --errors",
-            file=sys.stderr,
-        )
+        registry.warn(f"plugin package {package!r} failed to load and was skipped ({first}); see: zoo list --errors")
     finally:
         registry.current_package.reset(token)
         registry.current_entry_point.reset(entry_token)
 
 
 def discover() -> None:
-    """Import every plugin package once (idempotent; cheap after the first call)."""
-    if _state["done"] or _state["running"]:
+    """Import every plugin package once (idempotent; cheap after the first call). While the registries serve
+    zoo.catalog's cached records, nothing is imported: `registry.load_code()` ends that when code is needed."""
+    if _state["done"] or _state["running"] or registry.serving_cache():
         return
     _state["running"] = True
     try:
+        loaded.clear()  # what the catalog's cache said, replaced by what importing the packages does
+        errors.clear()
         autoload = os.environ.get(AUTOLOAD_ENV, "").lower() not in ("1", "true", "yes")
-        for package, ep in _entry_points():
+        for package, ep in plugin_entry_points():
             if package != STANDARD_PACKAGE and not autoload:
                 continue
             load_package(package, ep.value, ep.name)
         _state["done"] = True
     finally:
         _state["running"] = False
+
+
+def discovered() -> bool:
+    """Whether every plugin package has been imported in this process."""
+    return _state["done"]
 
 
 def config_dirs() -> list[str]:

@@ -2,7 +2,8 @@
 
 Takes an Experiment (zoo.experiment: data, model, transfer, augmentations, built once from a validated
 config) and writes into one run directory: checkpoints/{best,last}.pt (atomically), metrics.json and a
-log line per epoch.
+log line per epoch. Under torchrun every rank runs this loop on its share of the data (zoo.distributed);
+rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 import torch
 
 from zoo import __version__
+from zoo import distributed as dist
+from zoo.accel import FULL, Accel, as_float32, cache_splits, data_loader, prepare_model, to_device
 from zoo.checkpoint import (
     check_fits,
     differing_keys,
@@ -31,8 +34,9 @@ from zoo.checkpoint import (
 )
 from zoo.data import Transformed, loader
 from zoo.errors import ZooError
-from zoo.experiment import Experiment, build_experiment
+from zoo.experiment import Experiment, build_experiment, seed_everything
 from zoo.model import ZooModel, deployed_info, set_train_mode
+from zoo.tracking import tracker
 
 log = logging.getLogger("zoo")
 
@@ -62,28 +66,25 @@ def lr_factor(step: int, steps_per_epoch: int, tcfg: dict) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: ZooModel, data, device: torch.device) -> dict:
-    """Mean loss and the head's metrics over a loader."""
+def evaluate(model: ZooModel, data, device: torch.device, accel: Accel | None = None) -> dict:
+    """Mean loss and the head's metrics over a loader (the forward pass in the run's precision, loss and
+    metrics in float32)."""
+    accel = accel or FULL
     model.eval()
     metrics = model.head.metrics().to(device)
     total, n = 0.0, 0
     for x, y in data:
-        x, y = x.to(device), _to(y, device)
-        out = model(x)
+        x, y = accel.batch(x.to(device, non_blocking=True)), to_device(y, device)
+        with accel.autocast():
+            out = model(x)
+        out = as_float32(out)
         total += float(model.head.loss(out, y)) * len(x)
         n += len(x)
         metrics.update(out, y)
-    result = {k: to_jsonable(v) for k, v in metrics.compute().items()}
+    result = {k: to_jsonable(v) for k, v in metrics.compute().items()}  # torchmetrics syncs the ranks' states
+    total, n = dist.sum_all([total, n], device)
     result["loss"] = round(total / max(1, n), 6)
     return result
-
-
-def _to(y: Any, device: torch.device) -> Any:
-    if isinstance(y, torch.Tensor):
-        return y.to(device)
-    if isinstance(y, list):
-        return [{k: v.to(device) for k, v in t.items()} for t in y]
-    return y
 
 
 @torch.no_grad()
@@ -105,14 +106,15 @@ def feature_cache(model: ZooModel, data, batch_size: int, device: torch.device) 
 
 
 def cached_batches(cache, batch_size: int, seed: int):
-    """Shuffled batches of cached features: (list of feature levels, targets)."""
+    """Shuffled batches of cached features: (list of feature levels, targets); this rank's share of each."""
     feats, ys = cache
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(feats[0]), generator=g)
+    world = dist.world_size()
     for idx in order.split(batch_size):
-        if len(idx) < 2 and len(order) > 1:
+        if len(idx) < 2 * world and len(order) > 1:
             continue  # batch norm in the head cannot train on a single sample
-        idx = idx.to(feats[0].device)
+        idx = idx[dist.rank() :: world].to(feats[0].device)
         yield [f[idx] for f in feats], (ys[idx] if isinstance(ys, torch.Tensor) else [ys[i] for i in idx.tolist()])
 
 
@@ -126,24 +128,56 @@ def train_step(
     cached: bool,
     batch_tf,
     device: torch.device,
+    metric=None,
+    accel: Accel | None = None,
 ) -> float:
-    """One optimizer step on a batch of images (or, `cached`, of cached backbone features); the loss."""
+    """One optimizer step on a batch of images (or, `cached`, of cached backbone features); the loss. `metric`
+    (a torchmetrics Metric) is updated with the batch's outputs: the training split's metric. `accel`: the
+    forward pass under autocast at the run's precision, the step through its GradScaler (float32 without)."""
+    accel = accel or FULL
     if cached:
-        outputs = model.head(x)
+        with accel.autocast():
+            outputs = model.head(x)
     else:
-        x, y = x.to(device, non_blocking=True), _to(y, device)
-        if batch_tf is not None:
+        x, y = x.to(device, non_blocking=True), to_device(y, device)
+        if batch_tf is not None:  # batch augmentation, on the device
+            before = y
             x, y = batch_tf(x, y)
-        outputs = model(x)
+            if _mixed(before, y):  # Mixup, CutMix: soft targets a metric cannot score
+                metric = None
+        with accel.autocast():
+            outputs = model(accel.batch(x))
+    outputs = as_float32(outputs)
     loss = model.head.loss(outputs, y)
+    if metric is not None:
+        with torch.no_grad():
+            metric.update(outputs.detach(), y)
     if l1_params:  # L1 on weights (not biases or norms): pushes them to exactly zero
         loss = loss + tcfg["l1"] * sum(p.abs().sum() for p in l1_params)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if tcfg["grad_clip"] > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
-    optimizer.step()
+    accel.step(loss, optimizer, model.parameters(), tcfg["grad_clip"])
     return loss.item()
+
+
+def _mixed(before: Any, after: Any) -> bool:
+    """Whether a batch transform changed the targets' form (hard labels made soft by Mixup or CutMix), rather
+    than moving images (flips, shifts, rotations, whose targets stay as they were or move with them)."""
+    if isinstance(before, torch.Tensor) and isinstance(after, torch.Tensor):
+        return before.dtype != after.dtype or before.shape != after.shape
+    return False
+
+
+def train_metric(exp: Experiment, name: str):
+    """The monitored metric alone, to accumulate on training batches: None when it is the loss or not an entry
+    of the head's MetricCollection. Batches whose targets a batch transform mixed (Mixup, CutMix) skip it."""
+    from torchmetrics import MetricCollection
+
+    if name == "loss":
+        return None
+    metrics = exp.model.head.metrics()
+    if not isinstance(metrics, MetricCollection) or name not in metrics:
+        return None
+    return metrics[name].to(exp.device)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -175,12 +209,16 @@ def train(
     exp = experiment if isinstance(experiment, Experiment) else build_experiment(experiment)
     tcfg, model, seed = exp.cfg["trainer"], exp.model, int(exp.cfg["seed"])
     _log_start(exp)
-    bs, workers = tcfg["batch_size"], tcfg["num_workers"]
-    train_loader = loader(Transformed(exp.data.train, exp.sample_transform), bs, True, workers, seed, drop_last=True)
-    run = Run(exp, Path(run_dir), loader(exp.data.val, tcfg["eval_batch_size"], False, workers, seed), env_keys)
-    saved = resumed if resumed is not None else resume_checkpoint(exp, run.run_dir)
-    for stale in remove_stale_temporaries(run.ckpt_dir):  # a write killed half-way: the rename never happened
-        log.info(f"removed {stale}, left by a checkpoint write that was killed")
+    bs, accel = tcfg["batch_size"], Accel.of(tcfg, exp.device)
+    cache_splits(exp.data)
+    prepare_model(model, tcfg)
+    train_set = Transformed(exp.data.train, exp.sample_transform)
+    sampler = dist.train_sampler(train_set, epoch_seed(seed, 0))  # set_epoch(e) draws from epoch_seed(seed, e)
+    train_loader = _loader(exp, train_set, dist.local_batch(bs), True, drop_last=True, sampler=sampler)
+    run = Run(exp, Path(run_dir), _eval_loader(exp, exp.data.val), env_keys)
+    saved = resumed if resumed is not None else dist.on_main(lambda: resume_checkpoint(exp, run.run_dir))
+    for stale in remove_stale_temporaries(run.ckpt_dir) if dist.is_main() else []:
+        log.info(f"removed {stale}, left by a checkpoint write that was killed")  # the rename never happened
 
     started, cache, cache_seconds = time.perf_counter(), None, 0.0
     if exp.transfer.cache_features and tcfg["max_epochs"] > 0:
@@ -194,20 +232,28 @@ def train(
     optimizer, progress = exp.optimizer(), Progress()
     if saved is not None:  # last.pt's weights, optimizer, progress and random streams: the run goes on as it was
         optimizer, progress = _resume(run, saved, len(train_loader))
+    elif dist.rank() > 0:  # each rank its own augmentation draws (the model is rank 0's: DDP broadcasts it)
+        seed_everything(epoch_seed(seed, 0) + 7919 * dist.rank())
     if tcfg["max_epochs"] == 0:  # use the weights as they are: evaluate, save, export
-        val = evaluate(model, run.val_loader, exp.device)
-        save_checkpoint(run.ckpt_dir / "best.pt", {**run.payload, "model": model.state_dict(), "epoch": 0, "val": val})
-    l1_params = exp.l1_params()
+        val = evaluate(model, run.val_loader, exp.device, accel)
+        if dist.is_main():
+            state = {**run.payload, "model": model.state_dict(), "epoch": 0, "val": val}
+            save_checkpoint(run.ckpt_dir / "best.pt", state)
+    l1_params, net = exp.l1_params(), dist.wrap(model, exp.device, cache is not None)
     for epoch in range(progress.epoch, tcfg["max_epochs"]):
         if exp.transfer.on_epoch_start(epoch, model):  # a new phase: new trainable set, new optimizer
             optimizer, l1_params = exp.optimizer(), exp.l1_params()
+            del net  # DDP averages what was trainable when it was built
+            net = dist.wrap(model, exp.device, cache is not None)
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
             log.info(f"phase change at epoch {epoch + 1}: {trainable} trainable parameters")
         set_train_mode(model)
         train_loader.generator.manual_seed(epoch_seed(seed, epoch))  # this epoch's order, whatever came before
+        sampler.set_epoch(epoch)
         epoch_start, total, seen = time.perf_counter(), 0.0, 0
+        metric = train_metric(exp, run.monitor)
         batches = cached_batches(cache, bs, seed + epoch) if cache is not None else train_loader
-        if tcfg["progress"] and sys.stderr.isatty():
+        if tcfg["progress"] and sys.stderr.isatty() and dist.is_main():
             from tqdm import tqdm
 
             desc = f"epoch {epoch + 1}/{tcfg['max_epochs']}"
@@ -216,13 +262,34 @@ def train(
             for g in optimizer.param_groups:
                 g["lr"] = g["base_lr"] * lr_factor(progress.step, len(train_loader), tcfg)
             loss = train_step(
-                model, x, y, optimizer, tcfg, l1_params, cache is not None, exp.batch_transform, exp.device
+                net,
+                x,
+                y,
+                optimizer,
+                tcfg,
+                l1_params,
+                cache is not None,
+                exp.batch_transform,
+                exp.device,
+                metric=metric,
+                accel=accel,
             )
-            total, seen, progress.step = total + loss * len(x), seen + len(x), progress.step + 1
+            total, seen, progress.step = total + loss * len(y), seen + len(y), progress.step + 1
+        total, seen = dist.sum_all([total, seen], exp.device)  # the loss over every rank's images
         train_time = time.perf_counter() - epoch_start
-        if _end_of_epoch(run, progress, epoch, total / max(1, seen), train_time, optimizer):
+        trained = {"train_loss": total / max(1, seen)} | (
+            {f"train_{run.monitor}": metric.compute()} if metric is not None and metric.update_count else {}
+        )
+        if _end_of_epoch(run, progress, epoch, trained, train_time, optimizer):
             break
     return _finish(run, progress, time.perf_counter() - started, cache_seconds)
+
+
+def _loader(exp: Experiment, ds, batch_size: int, shuffle: bool = False, drop_last: bool = False, sampler=None):
+    """A loader of one of the run's splits, fed as its device wants (zoo.accel.data_loader), in `sampler`'s
+    order where one is given (training's under torchrun, a rank's share)."""
+    tcfg, seed = exp.cfg["trainer"], int(exp.cfg["seed"])
+    return data_loader(ds, batch_size, shuffle, tcfg, exp.device, seed, drop_last=drop_last, sampler=sampler)
 
 
 class Run:
@@ -232,6 +299,7 @@ class Run:
     def __init__(self, exp: Experiment, run_dir: Path, val_loader, env_keys: list[str] | None):
         self.exp, self.run_dir, self.ckpt_dir, self.val_loader = exp, run_dir, run_dir / "checkpoints", val_loader
         self.monitor, self.mode = exp.monitor()
+        self.tracker = tracker(exp.cfg["trainer"].get("logger", "none"), run_dir)
         info = deployed_info(exp.model, exp.info).to_dict()
         self.payload = {
             "zoo_version": __version__,
@@ -239,6 +307,11 @@ class Run:
             "info": info,
             "env_keys": list(env_keys or []),
         }
+
+
+def _eval_loader(exp: Experiment, ds):
+    """An evaluation split in order; under torchrun, this rank's share of it."""
+    return _loader(exp, ds, exp.cfg["trainer"]["eval_batch_size"], sampler=dist.eval_sampler(ds))
 
 
 def _log_start(exp: Experiment) -> None:
@@ -256,15 +329,22 @@ def _log_start(exp: Experiment) -> None:
     )
 
 
-def _end_of_epoch(run: Run, progress: Progress, epoch: int, train_loss: float, train_time: float, optimizer) -> bool:
-    """Validate, log, save best.pt (when the monitored metric improved) and last.pt; True to stop early."""
+def _end_of_epoch(run: Run, progress: Progress, epoch: int, trained: dict, train_time: float, optimizer) -> bool:
+    """Validate, log, save best.pt (when the monitored metric improved) and last.pt; True to stop early.
+    `trained`: the epoch's train_loss (and train_METRIC, the monitored metric on the training batches)."""
     exp, name, tcfg = run.exp, run.monitor, run.exp.cfg["trainer"]
-    val = evaluate(exp.model, run.val_loader, exp.device)
+    val = evaluate(exp.model, run.val_loader, exp.device, Accel.of(tcfg, exp.device))
     if name not in val:
         raise ZooError(f"trainer.monitor={name!r} is not a validation metric; valid: {', '.join(sorted(val))}")
     scalars = {f"val_{k}": v for k, v in val.items() if not isinstance(v, list)}
+    train_loss = trained["train_loss"]
     progress.history.append(
-        {"epoch": epoch + 1, "train_loss": round(train_loss, 6), "train_seconds": round(train_time, 3), **scalars}
+        {
+            "epoch": epoch + 1,
+            **{k: to_jsonable(float(v)) for k, v in trained.items()},
+            "train_seconds": round(train_time, 3),
+            **scalars,
+        }
     )
     improved = _improved(val[name], progress.best, run.mode)
     log.info(
@@ -275,18 +355,23 @@ def _end_of_epoch(run: Run, progress: Progress, epoch: int, train_loss: float, t
     progress.epoch = epoch + 1
     if improved:
         progress.best, progress.best_epoch, progress.stale = val[name], epoch + 1, 0
-        save_checkpoint(run.ckpt_dir / "best.pt", state)
+        if dist.is_main():
+            save_checkpoint(run.ckpt_dir / "best.pt", state)
     else:
         progress.stale += 1
+    streams = dist.gather(rng_state())  # after validation: what the next epoch starts from, on every rank
     kept = {
         "best": progress.best,
         "best_epoch": progress.best_epoch,
         "stale": progress.stale,
         "history": progress.history,
         "step": progress.step,
-        "rng": rng_state(),  # after validation: what the next epoch starts from
+        "rng": streams[0],
+        **({"rng_ranks": streams} if len(streams) > 1 else {}),
     }
-    save_checkpoint(run.ckpt_dir / "last.pt", {**state, "optimizer": optimizer.state_dict(), **kept})
+    if dist.is_main():
+        save_checkpoint(run.ckpt_dir / "last.pt", {**state, "optimizer": optimizer.state_dict(), **kept})
+        run.tracker.epoch(progress.history)  # trainer.logger: csv, tensorboard
     if tcfg["patience"] and progress.stale >= tcfg["patience"]:
         log.info(
             f"early stop: val {name} has not improved for {progress.stale} epochs "
@@ -336,8 +421,13 @@ def _resume(run: Run, saved: dict, steps_per_epoch: int) -> tuple[Any, Progress]
         ) from None
     step = saved.get("step", epoch * steps_per_epoch)  # format 1 did not save it
     progress = Progress(epoch, step, saved["best"], saved["best_epoch"], saved["stale"], saved["history"])
-    if "rng" in saved:  # format 1 did not save them: the run goes on, but not bit for bit
-        restore_rng(saved["rng"])
+    streams = saved.get("rng_ranks") or [saved.get("rng")]
+    if len(streams) == dist.world_size() and streams[0] is not None:  # this rank's own streams, as they were
+        restore_rng(streams[dist.rank()])
+    elif streams[0] is not None:  # saved by another world size (or format 1, none): the same run, not bit for bit
+        restore_rng(streams[0])
+        if dist.rank() > 0:
+            seed_everything(epoch_seed(int(exp.cfg["seed"]), epoch) + 7919 * dist.rank())
     log.info(
         f"resumed from {run.ckpt_dir / 'last.pt'} at epoch {epoch} "
         f"(best val {run.monitor} {progress.best:.4f} at epoch {progress.best_epoch})"
@@ -348,16 +438,20 @@ def _resume(run: Run, saved: dict, steps_per_epoch: int) -> tuple[Any, Progress]
 def _finish(run: Run, progress: Progress, train_seconds: float, cache_seconds: float) -> dict:
     """Reload the best epoch's weights (not the last one's), test them, and write metrics.json."""
     exp, ckpt_dir, tcfg = run.exp, run.ckpt_dir, run.exp.cfg["trainer"]
-    if not (ckpt_dir / "best.pt").is_file():
-        raise ZooError(
-            f"nothing was trained: {ckpt_dir / 'last.pt'} is already at trainer.max_epochs={tcfg['max_epochs']}"
-        )
-    exp.model.load_state_dict(load_checkpoint(ckpt_dir / "best.pt")["model"])
-    seed, ebs, workers = int(exp.cfg["seed"]), tcfg["eval_batch_size"], tcfg["num_workers"]
+
+    def best_weights() -> dict:
+        if not (ckpt_dir / "best.pt").is_file():
+            raise ZooError(
+                f"nothing was trained: {ckpt_dir / 'last.pt'} is already at trainer.max_epochs={tcfg['max_epochs']}"
+            )
+        return load_checkpoint(ckpt_dir / "best.pt")["model"]
+
+    exp.model.load_state_dict(dist.on_main(best_weights))  # read by rank 0, the same weights on every rank
+    accel = Accel.of(tcfg, exp.device)
     epoch_times = [h["train_seconds"] for h in progress.history]
     results = {
-        "test": evaluate(exp.model, loader(exp.data.test, ebs, False, workers, seed), exp.device),
-        "val": evaluate(exp.model, loader(exp.data.val, ebs, False, workers, seed), exp.device),
+        "test": evaluate(exp.model, _eval_loader(exp, exp.data.test), exp.device, accel),
+        "val": evaluate(exp.model, _eval_loader(exp, exp.data.val), exp.device, accel),
         "train_seconds": round(train_seconds, 3),
         "epoch_seconds": round(sum(epoch_times) / len(epoch_times), 4) if epoch_times else 0.0,
         "feature_cache_seconds": round(cache_seconds, 3),
@@ -367,8 +461,11 @@ def _finish(run: Run, progress: Progress, train_seconds: float, cache_seconds: f
         "transfer": {"name": exp.cfg["transfer"]["name"], "weights": exp.weights},
         "history": progress.history,
     }
-    tmp = run.run_dir / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, run.run_dir / "metrics.json")
+    if dist.is_main():
+        tmp = run.run_dir / ".metrics.json.tmp"
+        tmp.write_text(json.dumps(results, indent=2))
+        os.replace(tmp, run.run_dir / "metrics.json")
+        run.tracker.finish(results["test"], len(progress.history))
+        run.tracker.close()
     log.info("test %s", "  ".join(f"{k} {v:.4f}" for k, v in results["test"].items() if isinstance(v, float)))
     return results

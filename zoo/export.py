@@ -57,11 +57,15 @@ def parity_inputs(cfg: dict, info, n: int) -> tuple[torch.Tensor, str]:
 def output_entries(deploy, expected: tuple[torch.Tensor, ...]) -> list[dict[str, Any]]:
     """Each deployed output as the metadata lists it: its name, its role in the task (zoo.tasks), dtype, symbolic
     axes, and shape (the size of each fixed axis, the name of each dynamic one)."""
+    from zoo.tasks import EXTRA_ABOUT
+
     entries = []
     for (name, out), tensor in zip(deploy.roles, expected):
         dynamic = out.dynamic_axes(deploy.dynamic_size)
         shape = [dynamic.get(i, int(n)) for i, n in enumerate(tensor.shape)]
         entries.append({"name": name, "role": out.role, "dtype": out.dtype, "axes": list(out.axes), "shape": shape})
+        if name in getattr(deploy, "extras", ()):  # asked for with export.outputs, not part of the task's contract
+            entries[-1].update(extra=True, about=EXTRA_ABOUT[out.role])
     return entries
 
 
@@ -69,12 +73,14 @@ def check_outputs(deploy, expected: tuple[torch.Tensor, ...], where: str) -> Non
     """The deployed outputs' count, dtypes and ranks against the task's table (zoo.tasks): one line on a misfit."""
     from zoo import tasks
 
-    if len(expected) != len(deploy.output_names):
+    extras = len(getattr(deploy, "extras", ()))  # export.outputs, after the task's own
+    own = deploy.output_names[: len(deploy.output_names) - extras]
+    if len(expected) - extras != len(own):
         raise ZooError(
-            f"{where}: postprocess returns {len(expected)} output(s) but output_names names "
-            f"{len(deploy.output_names)}: {tuple(deploy.output_names)}"
+            f"{where}: postprocess returns {len(expected) - extras} output(s) but output_names names "
+            f"{len(own)}: {tuple(own)}"
         )
-    found = [(n, str(t.dtype).removeprefix("torch."), t.ndim) for n, t in zip(deploy.output_names, expected)]
+    found = [(n, str(t.dtype).removeprefix("torch."), t.ndim) for n, t in zip(own, expected)]
     tasks.check_tensors(deploy.task, found, where)
 
 
@@ -241,10 +247,14 @@ def export_model(
     atomic."""
     from zoo import schema
     from zoo.model import DeployModel, ZooModel
+    from zoo.quantize import check_precision, convert
 
     ecfg = export_settings({}, ecfg)
+    check_precision(model, ecfg)
     check_opset(ecfg)
-    deploy = (DeployModel(model, info.task) if isinstance(model, ZooModel) else model).eval()
+    if not isinstance(model, ZooModel) and ecfg["outputs"]:
+        raise ZooError(f"export.outputs={ecfg['outputs']}: extra outputs are exported for one model, not an ensemble")
+    deploy = (DeployModel(model, info.task, ecfg["outputs"]) if isinstance(model, ZooModel) else model).eval()
     graph, batches = served(deploy, info, ecfg["input"], x)
     with torch.no_grad():
         expected = [_as_tuple(graph(b)) for b in batches]
@@ -269,6 +279,8 @@ def export_model(
         parity = check_parity(onnx_path, batches, expected, list(deploy.output_names), ecfg, inputs_source)
         from zoo.verify import write_golden
 
+        if ecfg["precision"] != "fp32":  # zoo.quantize rewrites the checked float32 graph: fp16, int8
+            meta["precision"] = convert(model, deploy, cfg, ecfg, onnx_path, batches[0], expected[0])
         golden = write_golden(tmp, onnx_path, batches)
         card = model_card(meta, onnx_path, parity, metrics, source)
         card["golden"] = golden
@@ -413,6 +425,7 @@ def model_card(meta: dict, onnx_path: Path, parity: dict, metrics: dict | None, 
         "postprocessing": meta["postprocessing"],
         "metrics": metrics or {},
         "parity": parity,
+        "precision": meta.get("precision", {"precision": "fp32"}),
         "onnx": {
             "file": "model.onnx",
             "opset": meta["opset"],

@@ -29,7 +29,8 @@ def _save(fig, path: Path) -> Path:
 
 
 def curves(history: list[dict], monitor: str, path: Path, title: str = "", higher_is_better: bool = True) -> Path:
-    """Training and validation loss per epoch, and the monitored validation metric with its best epoch."""
+    """Training and validation loss per epoch, and the monitored metric per epoch, on the training batches
+    (where the engine accumulated it: `train_METRIC` in the history) and on validation, with its best epoch."""
     epochs = [h["epoch"] for h in history]
     metric = f"val_{monitor}"
     panels = 1 if monitor == "loss" or not any(metric in h for h in history) else 2
@@ -43,11 +44,14 @@ def curves(history: list[dict], monitor: str, path: Path, title: str = "", highe
     ax.legend()
     if panels == 2:
         ax = axes[1]
+        if any(f"train_{monitor}" in h for h in history):
+            trained = [h.get(f"train_{monitor}", np.nan) for h in history]
+            ax.plot(epochs, trained, marker="o", ms=3, color="tab:blue", label="train")
         values = [h.get(metric, np.nan) for h in history]
         ax.plot(epochs, values, marker="o", ms=3, color="tab:orange", label="validation")
         best = int(np.nanargmax(values) if higher_is_better else np.nanargmin(values))
-        ax.scatter([epochs[best]], [values[best]], s=80, facecolors="none", edgecolors="black", label="best")
-        ax.set(xlabel="epoch", ylabel=monitor, title=f"validation {monitor}")
+        ax.scatter([epochs[best]], [values[best]], s=80, facecolors="none", edgecolors="black", label="best validation")
+        ax.set(xlabel="epoch", ylabel=monitor, title=monitor)
         ax.legend()
     for ax in axes:
         ax.grid(alpha=0.3)

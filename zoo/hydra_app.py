@@ -24,7 +24,9 @@ store_configs()  # every registered plugin is a config-group option before Hydra
 
 @hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
 def job(cfg) -> float | None:
-    """One job of a sweep: build its experiment, train it in Hydra's job directory; the test metric."""
+    """One job of a sweep: build its experiment, train it in Hydra's job directory; the monitored metric on
+    the validation split at the best epoch (what a sweeper such as Optuna's optimises, in the direction zoo
+    gives it), never a test metric."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         experiment = build_experiment(check(cfg))
@@ -33,7 +35,7 @@ def job(cfg) -> float | None:
         remove_untrained_run(run_dir, created=True)
         print(f"zoo: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    value = results["test"].get(results["monitor"])
+    value = results["val"].get(results["monitor"])
     return float(value) if isinstance(value, (int, float)) else None
 
 

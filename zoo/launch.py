@@ -14,20 +14,24 @@ import argparse
 import json
 import logging
 import logging.config
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from zoo.config import compose, env_keys, expand, job_config, searchpath_override, to_plain
 from zoo.errors import ZooError
 
 log = logging.getLogger("zoo")
 RUN_FILES = ("config.yaml", "train.log", ".hydra", "checkpoints")  # what a run writes before its first epoch ends
-WRITES = (*RUN_FILES, "metrics.json", "curves.png", "confusion.png", "worst.png")  # and after
+# and after it (trainer.logger's files too)
+WRITES = (*RUN_FILES, "metrics.json", "curves.png", "confusion.png", "worst.png", "metrics.csv", "tensorboard")
 # Where a config may name code for Hydra to run (hydra.callbacks.*, hydra.launcher, hydra.sweeper): Hydra's own
 # plugins, zoo's, and installed zoo plugin packages' modules; nothing a config value or override can add.
 TRUSTED_MODULES = ("hydra", "hydra_plugins", "zoo", "zoo_plugins")
+CODE_KEYS = ("_target_", "custom_search_space")  # keys whose value is a dotted path to code Hydra imports
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,7 +70,8 @@ def train_command(argv: list[str]) -> int:
     overrides = list(args.overrides)
     if args.multirun or args.help or args.hydra_help or args.info or args.shell_completion or args.version:
         if args.multirun and not (args.help or args.hydra_help or args.info or args.cfg):
-            preflight(overrides, args.config_dir)
+            first, monitors = preflight(overrides, args.config_dir)
+            overrides += sweep_overrides(first, monitors, overrides)
         return _hydra_app(args, overrides)
     if args.cfg:
         cfg = compose(overrides, with_hydra=args.cfg != "job", extra_dirs=args.config_dir)
@@ -74,23 +79,60 @@ def train_command(argv: list[str]) -> int:
     return single_run(overrides, args.config_dir)
 
 
+def _named_code(node, where: str):
+    """(key, dotted path) for every place under a Hydra node that names code to import: `_target_`, at any
+    depth (the Optuna sweeper's sampler), and a sweeper's `custom_search_space`."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in CODE_KEYS and isinstance(v, str):
+                yield f"{where}.{k}", v
+            else:
+                yield from _named_code(v, f"{where}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _named_code(v, f"{where}[{i}]")
+
+
+def _plugin_targets() -> set[str]:
+    """What the installed Hydra plugins' own configs name (optuna.samplers.TPESampler, ...): Hydra's plugins
+    store their configs under the `hydra/` groups of Hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigNode, ConfigStore
+    from omegaconf import OmegaConf
+
+    found, stack = set(), [ConfigStore.instance().repo.get("hydra", {})]
+    while stack:
+        entry = stack.pop()
+        if isinstance(entry, dict):
+            stack.extend(entry.values())
+        elif isinstance(entry, ConfigNode) and OmegaConf.is_config(entry.node):
+            found.update(v for _, v in _named_code(OmegaConf.to_container(entry.node, resolve=False), ""))
+    return found
+
+
 def check_hydra_targets(hydra_cfg) -> None:
-    """Refuse a callback, launcher or sweeper whose `_target_` is not in a trusted module: a config value
-    never names code for Hydra to import and run (`+hydra.callbacks.x._target_=builtins.open` writes nothing)."""
+    """Refuse code that a callback, launcher or sweeper config names (`_target_` at any depth, a search-space
+    function) unless it is in a trusted module or is what an installed Hydra plugin's own config names: a
+    config value never names code for Hydra to import and run (`+hydra.callbacks.x._target_=builtins.open`
+    writes nothing)."""
+    from omegaconf import OmegaConf
+
     from zoo import discovery
 
     trusted = {*TRUSTED_MODULES, *(p.module.split(".")[0] for p in discovery.loaded)}
-    named = [
-        (f"hydra.callbacks.{k}._target_", (v or {}).get("_target_"))
-        for k, v in (hydra_cfg.get("callbacks") or {}).items()
-    ]
-    named += [(f"hydra.{k}._target_", (hydra_cfg.get(k) or {}).get("_target_")) for k in ("launcher", "sweeper")]
-    for key, target in named:
-        if target is not None and str(target).split(".")[0] not in trusted:
-            raise ZooError(
-                f"{key}={target!r} is not run: zoo takes callbacks, launchers and sweepers only from Hydra's "
-                f"plugins, zoo and installed zoo plugin packages ({', '.join(sorted(trusted))})"
-            )
+    plugin_targets = None
+    for node in ("callbacks", "launcher", "sweeper"):
+        value = hydra_cfg.get(node)
+        plain = OmegaConf.to_container(value, resolve=False) if OmegaConf.is_config(value) else value
+        for key, target in _named_code(plain or {}, f"hydra.{node}"):
+            if target.split(".")[0] in trusted:
+                continue
+            plugin_targets = _plugin_targets() if plugin_targets is None else plugin_targets
+            if target not in plugin_targets:
+                raise ZooError(
+                    f"{key}={target!r} is not run: zoo takes callbacks, launchers and sweepers only from Hydra's "
+                    f"plugins (and what their own configs name), zoo and installed zoo plugin packages "
+                    f"({', '.join(sorted(trusted))})"
+                )
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -106,20 +148,59 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
         )
 
 
-def preflight(overrides: list[str], config_dirs: list[str]) -> None:
+def preflight(overrides: list[str], config_dirs: list[str]) -> tuple[Any, set[tuple[str, str]]]:
     """Compose and check every job of a sweep (the code its Hydra config names too), and build each distinct
-    experiment, before any job runs."""
-    from zoo.experiment import build_experiment
+    experiment, before any job runs. The first job's config (with its `hydra` node) and the jobs' monitored
+    metrics with their directions ('min' or 'max')."""
+    from zoo.experiment import build_experiment, metric_mode
 
-    built = set()
+    models, monitors, first = {}, set(), None
     for combo in expand(overrides):
         cfg = compose(combo, with_hydra=True, extra_dirs=config_dirs)
         check_hydra_targets(cfg.hydra)
+        first = cfg if first is None else first
         plain = to_plain(job_config(cfg))
+        if plain["trainer"]["devices"] > 1:
+            raise ZooError(
+                f"trainer.devices={plain['trainer']['devices']} starts torchrun for a single run; a sweep's jobs run "
+                "one process each (run each job with torchrun, or give Hydra's launcher the devices)"
+            )
         key = json.dumps({k: v for k, v in plain.items() if k not in ("seed", "trainer", "export")}, sort_keys=True)
-        if key not in built:  # a sweep over seeds or trainer settings builds its data and model once
-            built.add(key)
-            build_experiment(plain)
+        if key not in models:  # a sweep over seeds or trainer settings builds its data and model once
+            models[key] = build_experiment(plain).model
+        name = plain["trainer"]["monitor"]
+        name = models[key].head.monitor if name == "auto" else name
+        monitors.add((name, metric_mode(models[key], name)))
+    return first, monitors
+
+
+def sweep_overrides(cfg, monitors: set[tuple[str, str]], overrides: list[str]) -> list[str]:
+    """What zoo adds to a sweep: the direction of a sweeper that optimises the jobs' return value (Optuna's),
+    from the monitored metric that each job returns; and, for a launcher that runs `n_jobs` at once (joblib),
+    trainer.threads so that the jobs share the cores instead of each taking them all."""
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    added = []
+    sweeper = cfg.hydra.get("sweeper") or {}
+    if "direction" in sweeper:
+        if len({mode for _, mode in monitors}) > 1:
+            names = ", ".join(sorted(f"{n} ({m})" for n, m in monitors))
+            raise ZooError(f"the sweep's jobs monitor metrics that go opposite ways: {names}; set one trainer.monitor")
+        name, mode = next(iter(monitors))
+        want = "maximize" if mode == "max" else "minimize"
+        got = getattr(sweeper.direction, "name", str(sweeper.direction))
+        if "hydra.sweeper.direction" not in given:
+            added.append(f"hydra.sweeper.direction={want}")
+        elif got != want:
+            raise ZooError(
+                f"hydra.sweeper.direction={got}, but each job returns validation {name}, which is to "
+                f"{want}; leave hydra.sweeper.direction to zoo"
+            )
+    n_jobs = (cfg.hydra.get("launcher") or {}).get("n_jobs")
+    if isinstance(n_jobs, int) and cfg.trainer.threads == 0 and "trainer.threads" not in given:
+        cores = os.cpu_count() or 1
+        jobs = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 all cores, -2 all but one
+        added.append(f"trainer.threads={max(1, cores // jobs)}")
+    return added
 
 
 def _hydra_app(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -150,37 +231,93 @@ def _print_config(cfg, args: argparse.Namespace) -> int:
 
 
 def single_run(overrides: list[str], config_dirs: list[str] = ()) -> int:
-    """Compose once, build the experiment once, then create the run directory, log into it and train."""
+    """Compose once, build the experiment once, then create the run directory, log into it and train. With
+    trainer.devices=N outside torchrun: check all of that here, then start torchrun's N processes."""
+    cfg = compose(overrides, with_hydra=True, extra_dirs=config_dirs)
+    from zoo import distributed as dist  # torch: only once the config is valid, so a typo answers fast
+
+    job = job_config(cfg)
+    plain = to_plain(job)
+    tcfg = plain["trainer"]
+    if tcfg["devices"] > 1 and dist.launched_world() == 1:
+        return launch_devices(overrides, config_dirs, cfg, plain)
+    dist.init(tcfg["device"], tcfg["devices"])  # under torchrun: join its process group
+    try:
+        return _run(cfg, job, plain, overrides)
+    finally:
+        dist.shutdown()
+
+
+def checked_run_dir(cfg, plain: dict) -> str:
+    """The run's folder (hydra.run.dir resolved, once), after checking the code the Hydra config names and
+    that the folder holds nothing a run would overwrite."""
+    run_dir = str(cfg.hydra.run.dir)
+    if not run_dir.strip():
+        raise ZooError("hydra.run.dir is empty; name the run's folder, e.g. hydra.run.dir=runs/mine")
+    check_hydra_targets(cfg.hydra)
+    check_run_dir(Path(run_dir), bool(plain["trainer"]["resume"]))
+    return run_dir
+
+
+def _run(cfg, job, plain: dict, overrides: list[str]) -> int:
+    """One run in this process (under torchrun, one rank of it: rank 0 picks the folder and writes)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict
+
+    from zoo import distributed as dist
+    from zoo.engine import resume_checkpoint
+    from zoo.experiment import build_experiment
+
+    run_dir = Path(dist.on_main(lambda: checked_run_dir(cfg, plain)))  # ${now:...} resolved once, by rank 0
+    experiment = build_experiment(plain)
+    # a malformed or foreign last.pt: one line, nothing written
+    resumed = dist.on_main(lambda: resume_checkpoint(experiment, run_dir))
+    created = not run_dir.exists()
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir.resolve())
+    HydraConfig.instance().set_config(cfg)  # ${hydra:...} in the config resolves as in any Hydra app
+    if dist.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.hydra.output_subdir is not None:
+            hydra_dir = run_dir / str(cfg.hydra.output_subdir)
+            hydra_dir.mkdir(exist_ok=True)
+            OmegaConf.save(job, hydra_dir / "config.yaml")
+            OmegaConf.save(cfg.hydra, hydra_dir / "hydra.yaml")
+            OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
+        logging.config.dictConfig(OmegaConf.to_container(cfg.hydra.job_logging, resolve=True))
+    run_in(experiment, run_dir, env_keys(job), created, resumed)
+    return 0
+
+
+def launch_devices(overrides: list[str], config_dirs: list[str], cfg, plain: dict) -> int:
+    """`trainer.devices=N`: check what a run checks (one line, nothing written: the folder, the experiment, a
+    checkpoint to resume), then start torchrun with N processes on this machine, the run folder resolved here
+    once for all of them; torchrun's exit code."""
+    import torch
 
     from zoo.engine import resume_checkpoint
     from zoo.experiment import build_experiment
 
-    cfg = compose(overrides, with_hydra=True, extra_dirs=config_dirs)
-    job = job_config(cfg)
-    plain = to_plain(job)
-    run_dir = Path(str(cfg.hydra.run.dir))
-    if not str(cfg.hydra.run.dir).strip():
-        raise ZooError("hydra.run.dir is empty; name the run's folder, e.g. hydra.run.dir=runs/mine")
-    check_hydra_targets(cfg.hydra)
-    check_run_dir(run_dir, bool(plain["trainer"]["resume"]))
+    tcfg = plain["trainer"]
+    n, cuda = tcfg["devices"], tcfg["device"] == "cuda" or (tcfg["device"] == "auto" and torch.cuda.is_available())
+    if cuda and torch.cuda.device_count() < n:
+        raise ZooError(f"trainer.devices={n} but {torch.cuda.device_count()} GPU(s) are visible here")
+    if tcfg["batch_size"] % n:
+        raise ZooError(f"trainer.batch_size={tcfg['batch_size']} is the global batch and must split evenly among {n}")
+    run_dir = checked_run_dir(cfg, plain)
     experiment = build_experiment(plain)
-    resumed = resume_checkpoint(experiment, run_dir)  # a malformed or foreign last.pt: one line, nothing written
-    created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir.resolve())
-    HydraConfig.instance().set_config(cfg)  # ${hydra:...} in the config resolves as in any Hydra app
-    if cfg.hydra.output_subdir is not None:
-        hydra_dir = run_dir / str(cfg.hydra.output_subdir)
-        hydra_dir.mkdir(exist_ok=True)
-        OmegaConf.save(job, hydra_dir / "config.yaml")
-        OmegaConf.save(cfg.hydra, hydra_dir / "hydra.yaml")
-        OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
-    logging.config.dictConfig(OmegaConf.to_container(cfg.hydra.job_logging, resolve=True))
-    run_in(experiment, run_dir, env_keys(job), created, resumed)
-    return 0
+    resume_checkpoint(experiment, Path(run_dir))
+    del experiment
+    env = dict(os.environ)
+    if not cuda and "OMP_NUM_THREADS" not in env:  # the machine's cores shared among the processes
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "hydra.run.dir"]
+    quoted = "'" + run_dir.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"]
+    command += ["-m", "zoo.cli", "train", *kept, f"hydra.run.dir={quoted}"]
+    command += [f"--config-dir={d}" for d in config_dirs]
+    print(f"zoo: {n} processes through torch.distributed.run, run folder {run_dir}", file=sys.stderr)
+    return subprocess.call(command, env=env)
 
 
 def run_in(experiment, run_dir: Path, keys: list[str], created: bool, resumed: dict | None = None) -> dict:
@@ -189,16 +326,25 @@ def run_in(experiment, run_dir: Path, keys: list[str], created: bool, resumed: d
     created it; never anything else."""
     from omegaconf import OmegaConf
 
+    from zoo import distributed as dist
     from zoo.engine import train
     from zoo.figures import run_figures
+    from zoo.tracking import tracker
 
     try:
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(experiment.cfg)))
+        if dist.is_main():
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(experiment.cfg)))
         results = train(experiment, run_dir, env_keys=keys, resumed=resumed)
     except ZooError:
-        remove_untrained_run(run_dir, created)
+        if dist.is_main():
+            remove_untrained_run(run_dir, created)
         raise
+    if not dist.is_main():  # the pictures are rank 0's
+        return results
     pictures = run_figures(experiment, run_dir, results)
+    figures_to = tracker(experiment.cfg["trainer"].get("logger", "none"), run_dir)  # tensorboard: as images
+    figures_to.figures(pictures, results["epochs"])
+    figures_to.close()
     log.info("run directory: %s (%s)", run_dir, ", ".join(p.name for p in pictures) or "no pictures")
     return results
 

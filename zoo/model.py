@@ -85,6 +85,12 @@ class Head(nn.Module):
         (zoo.format): e.g. a detector's NMS settings {"nms": {"score_threshold": ..., ...}}. Default: nothing."""
         return {}
 
+    def cam_weights(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(weight (K, C), bias (K,)) of the one linear map this head applies to the globally pooled deepest
+        feature map (C channels) to give its K scores, or None when it is not such a head (hidden layers, no
+        global pooling): class-activation maps (`export.outputs=[cam]`) apply it at each location."""
+        return None
+
     monitor: str = "loss"
     monitor_mode: str = "min"
 
@@ -154,21 +160,69 @@ class ZooModel(nn.Module):
         return self.head(features)
 
 
-class DeployModel(nn.Module):
-    """The exported graph: ZooModel plus the head's postprocess; outputs matched to the task's roles (zoo.tasks)."""
+def _last_linear(head: nn.Module) -> nn.Linear | None:
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    return linears[-1] if linears else None
 
-    def __init__(self, model: ZooModel, task: str | None = None):
+
+def explained_forward(model: ZooModel, x: torch.Tensor, embedding: bool = False):
+    """(the head's raw outputs, the backbone's features, the penultimate embedding (N, D) or None): one pass.
+    The embedding is what enters the head's last linear layer, or (a head with none) the deepest feature map
+    averaged over its pixels."""
+    features = model.backbone(model.normalize(x))
+    captured: list[torch.Tensor] = []
+    linear = _last_linear(model.head) if embedding else None
+    hook = linear.register_forward_pre_hook(lambda m, args: captured.append(args[0])) if linear is not None else None
+    try:
+        raw = model.head(features, x.shape[-2:]) if model.head.wants_input_size else model.head(features)
+    finally:
+        if hook is not None:
+            hook.remove()
+    if not embedding:
+        return raw, features, None
+    return raw, features, captured[0].flatten(1) if captured else features[-1].mean((2, 3))
+
+
+def class_activation_maps(head: Head, deepest: torch.Tensor) -> torch.Tensor:
+    """(N, K, h, w): the head's classifier (`cam_weights`) applied at each location of the deepest feature map."""
+    weight, bias = head.cam_weights()
+    return nn.functional.conv2d(deepest, weight[:, :, None, None], bias)
+
+
+class DeployModel(nn.Module):
+    """The exported graph: ZooModel plus the head's postprocess; outputs matched to the task's roles (zoo.tasks),
+    then the extra outputs asked for (`extras`, zoo.tasks.EXTRAS: embedding, cam) named as their roles."""
+
+    def __init__(self, model: ZooModel, task: str | None = None, extras: Sequence[str] = ()):
         super().__init__()
         self.model = model
         self.task = task or model.head.task
         self.output_names = tuple(model.head.output_names)
         self.dynamic_size = model.head.dynamic_size
         self.roles = tasks.match(self.task, self.output_names, f"{type(model.head).__name__}")
+        self.extras = tuple(dict.fromkeys(extras))
+        for name in self.extras:
+            tasks.extra(name)
+            if name in self.output_names:
+                raise ZooError(f"export.outputs={name}: the head already names an output {name!r}")
+        if "cam" in self.extras and model.head.cam_weights() is None:
+            raise ZooError(
+                f"export.outputs=[cam]: {type(model.head).__name__} gives no class-activation maps; a head whose "
+                "scores are one linear layer on globally pooled features does (e.g. no hidden layers, pool=avg)"
+            )
+        self.output_names += self.extras
+        self.roles += [(name, tasks.EXTRAS[name]) for name in self.extras]
         self.output_axes = {name: out.dynamic_axes(self.dynamic_size) for name, out in self.roles}
 
     def forward(self, x: torch.Tensor):
-        out = self.model.head.postprocess(self.model(x))
-        return out[0] if len(out) == 1 else out
+        if not self.extras:
+            out = self.model.head.postprocess(self.model(x))
+            return out[0] if len(out) == 1 else out
+        raw, features, embedding = explained_forward(self.model, x, "embedding" in self.extras)
+        found = {"embedding": embedding}
+        if "cam" in self.extras:
+            found["cam"] = class_activation_maps(self.model.head, features[-1])
+        return (*self.model.head.postprocess(raw), *(found[name] for name in self.extras))
 
 
 def probe_features(backbone: Backbone, channels: int, size: tuple[int, int], where: str) -> list[FeatureInfo]:

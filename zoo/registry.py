@@ -91,6 +91,7 @@ RETURNS = {
 }
 
 REQUIRED = object()  # marks a parameter with no default
+FUNCTION = "function"  # a cached record's min_size when the plugin declared a function of its parameters
 _BASE_TYPES = (int, float, bool, str)
 
 # Set by zoo.discovery while it imports a plugin package, so registrations are attributed to it.
@@ -100,6 +101,11 @@ current_entry_point: contextvars.ContextVar[str | None] = contextvars.ContextVar
 
 
 _loader: list[Callable[[], None]] = []
+# Whether the registries hold records read from zoo.catalog's cache (plugins' declarations, no code) instead of
+# what importing the plugin packages registered; `load_code()` swaps them for the real ones when code is needed.
+_serving: dict[str, bool] = {"cache": False}
+issued: list[str] = []  # the warnings discovery printed in this process (the catalog's cache replays them)
+_replayed: set[str] = set()  # warnings already printed from the cache: not printed again when the code loads
 
 
 def set_loader(load: Callable[[], None]) -> None:
@@ -110,6 +116,38 @@ def set_loader(load: Callable[[], None]) -> None:
 def _load() -> None:
     for load in _loader:
         load()
+
+
+def warn(message: str) -> None:
+    """One `zoo: warning: ...` line on stderr about a plugin package, remembered for the catalog's cache."""
+    issued.append(message)
+    if message not in _replayed:
+        print(f"zoo: warning: {message}", file=sys.stderr)
+
+
+def serving_cache() -> bool:
+    """Whether the registries hold the catalog's cached records (declarations only, no plugin module imported)."""
+    return _serving["cache"]
+
+
+def serve_cached(plugins: list[Plugin], warnings: list[str]) -> None:
+    """Answer every question from `plugins`, records read from the catalog's cache (`cached=True`), until code
+    is needed; print the `warnings` discovery printed when the cache was written, as it would print them now."""
+    for plugin in plugins:
+        registries[plugin.kind]._plugins.setdefault(plugin.name, []).append(plugin)
+    _serving["cache"] = True
+    for message in warnings:
+        warn(message)
+        _replayed.add(message)
+
+
+def load_code() -> None:
+    """Import every plugin package for real (the loader), replacing records served from the cache."""
+    if _serving["cache"]:
+        for reg in registries.values():
+            reg._plugins = {n: kept for n, ps in reg._plugins.items() if (kept := [p for p in ps if not p.cached])}
+        _serving["cache"] = False
+    _load()
 
 
 class PluginDefinitionError(ZooError):
@@ -281,6 +319,8 @@ class Plugin:
     tasks: tuple[str, ...] | None = None
     extra: dict = field(default_factory=dict, compare=False, hash=False)
     entry_point: str | None = None  # the name of the `zoo.plugins` entry point that loaded it
+    # a record read from zoo.catalog's cache: declarations only, `factory` None until `resolve()` imports the code
+    cached: bool = field(default=False, compare=False)
 
     @property
     def qualified_name(self) -> str:
@@ -312,6 +352,9 @@ class Plugin:
         registers: an int, or a function of its parameters such as `lambda depth: 2**depth`), for `values`
         (checked parameter values; the defaults where missing); None when it declares none."""
         declared = self.extra.get("min_size")
+        if self.cached and declared == FUNCTION:  # a function: its value for the defaults is in the cache
+            known = self.extra.get("min_size_of_defaults")
+            return known if values is None and known is not None else self.resolve().min_size(values)
         if not callable(declared):
             return declared
         args = {**self.defaults(), **(values or {})}
@@ -350,6 +393,8 @@ class Plugin:
 
     def build(self, context: dict[str, Any], values: dict[str, Any], where: str | None = None) -> Any:
         """Call the factory with checked config values plus the context it asks for."""
+        if self.cached:
+            return self.resolve().build(context, values, where)
         kwargs = self.check_values(values, where or self.kind)
         missing = [c for c in self.context if c not in context]
         if missing:
@@ -357,6 +402,20 @@ class Plugin:
         kwargs.update({c: context[c] for c in self.context})
         with self.blame("while being built"):
             return self.factory(**kwargs)
+
+    def resolve(self) -> Plugin:
+        """The plugin with its code: itself, or for a record served from the catalog's cache the plugin its
+        package registers when it is imported (every plugin package is imported then, as discovery does)."""
+        if not self.cached:
+            return self
+        load_code()
+        for plugin in registries[self.kind].registered(self.name):
+            if plugin.package == self.package:
+                return plugin
+        raise ZooError(
+            f"{self.kind} {self.name!r} of package {self.package!r} was in zoo's plugin cache but the package no "
+            f"longer registers it; rebuild the cache: zoo list --refresh"
+        )
 
     @contextlib.contextmanager
     def blame(self, doing: str) -> Iterator[None]:
@@ -600,10 +659,9 @@ class Registry:
                 )
         if any(o.package == STANDARD_PACKAGE for o in entries):
             # A third party never silently replaces a standard plugin: zoo's keeps the plain name.
-            print(
-                f"zoo: warning: package {plugin.package!r} registers {self.kind} {name!r}, which zoo already provides; "
-                f"{name!r} stays zoo's, theirs is {plugin.qualified_name!r}",
-                file=sys.stderr,
+            warn(
+                f"package {plugin.package!r} registers {self.kind} {name!r}, which zoo already provides; "
+                f"{name!r} stays zoo's, theirs is {plugin.qualified_name!r}"
             )
         entries.append(plugin)
         return plugin

@@ -12,16 +12,19 @@ import contextlib
 import ctypes
 import ctypes.util
 import json
+import math
 import os
 import sys
+import weakref
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from zoo import tasks
-from zoo.errors import ZooError
+from zoo.errors import ZooError, unknown
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 METADATA_PREFIX = "zoo."
@@ -59,26 +62,231 @@ def _tensorrt_loadable() -> bool:
     return False
 
 
-def select_providers(requested: str = "auto") -> list[str]:
-    """Execution providers to ask onnxruntime for, best first; CPU is always the last resort."""
-    import onnxruntime as ort
+CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
+PROVIDER_NAMES = {"cpu": CPU, "cuda": CUDA, "tensorrt": TENSORRT}
+GPU_PROVIDERS = (TENSORRT, CUDA)
 
+
+def select_providers(
+    requested: str = "auto",
+    available: Sequence[str] | None = None,
+    gpu: bool | None = None,
+    tensorrt: bool | None = None,
+) -> list[str]:
+    """Execution providers to ask onnxruntime for, best first; CPU is always the last resort. A provider asked
+    for by name that cannot run here is refused in one line naming the ones that can. `available` (onnxruntime's
+    list), `gpu` (a usable GPU) and `tensorrt` (TensorRT's libraries load) default to this machine's."""
     if requested not in PROVIDER_CHOICES:
         raise ZooError(f"providers={requested!r} is not one of: {', '.join(PROVIDER_CHOICES)}")
-    requested = os.environ.get("ZOO_PROVIDERS", requested) if requested == "auto" else requested
-    available = set(ort.get_available_providers())
-    if requested == "cpu" or not gpu_usable():
-        if requested in ("cuda", "tensorrt"):
-            raise ZooError(f"providers={requested} but no usable GPU was found; use providers=auto or cpu")
-        return ["CPUExecutionProvider"]
-    wanted = []
-    if requested in ("auto", "tensorrt") and _tensorrt_loadable():
-        wanted.append("TensorrtExecutionProvider")
-    wanted.append("CUDAExecutionProvider")
-    chosen = [p for p in wanted if p in available] + ["CPUExecutionProvider"]
-    if requested in ("cuda", "tensorrt") and len(chosen) == 1:
-        raise ZooError(f"providers={requested} but this onnxruntime has no GPU provider (install onnxruntime-gpu)")
-    return chosen
+    if requested == "auto":
+        requested = os.environ.get("ZOO_PROVIDERS", "auto")
+        if requested not in PROVIDER_CHOICES:
+            raise ZooError(f"ZOO_PROVIDERS={requested!r} is not one of: {', '.join(PROVIDER_CHOICES)}")
+    if requested == "cpu":
+        return [CPU]
+    if available is None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+    gpu = gpu_usable() if gpu is None else gpu
+    tensorrt = (gpu and TENSORRT in available and _tensorrt_loadable()) if tensorrt is None else tensorrt
+    usable = [p for p in GPU_PROVIDERS if gpu and p in available and (p != TENSORRT or tensorrt)]
+    if requested == "auto":
+        return usable + [CPU]
+    name = PROVIDER_NAMES[requested]
+    if name not in usable:
+        why = (
+            "no usable GPU was found"
+            if not gpu
+            else "this onnxruntime lacks it, install onnxruntime-gpu"
+            if name not in available
+            else "TensorRT's libraries (libnvinfer) do not load"
+        )
+        raise ZooError(f"providers={requested}: {name} cannot run here: {why}; available: {', '.join(usable + [CPU])}")
+    return usable[usable.index(name) :] + [CPU]
+
+
+# ---- session options: one set of keys for Model(...), `zoo predict` and `zoo bench inference` ----------------
+
+OPTION_CHOICES = {
+    "spinning": ("auto", "on", "off"),
+    "optimization": ("disable", "basic", "extended", "all"),
+    "cudnn_conv_algo_search": ("EXHAUSTIVE", "HEURISTIC", "DEFAULT"),
+}
+GPU_OPTIONS = ("cuda_graph", "prefer_nhwc", "cudnn_conv_algo_search", "trt_cache", "trt_fp16")
+TENSORRT_OPTIONS = ("trt_cache", "trt_fp16")
+MAX_COUNT = 4096  # threads and device ids: onnxruntime takes C ints, and no machine has more
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How a session runs. CPU sessions are tuned by default: intra-op threads = the physical cores this process
+    may use, thread spinning on unless another zoo session is open in this process, every graph optimization."""
+
+    threads: int = 0  # intra-op threads; 0 = the physical cores this process may use
+    spinning: str = "auto"  # worker threads spin between ops; auto = off when several sessions share the process
+    optimization: str = "all"  # onnxruntime's graph optimization level
+    optimized_model: str = ""  # save the optimized graph to this new file (a faster start next time)
+    io_binding: bool = False  # bind inputs and outputs (DLPack tensors in without a copy) instead of session.run
+    device_output: bool = False  # outputs stay on the session's device as OrtValues (DLPack: torch.from_dlpack)
+    cuda_graph: bool = False  # capture one CUDA graph and replay it: one fixed input shape per session
+    device_id: int = 0  # the GPU
+    prefer_nhwc: bool = False  # CUDA: channels-last kernels
+    cudnn_conv_algo_search: str = "EXHAUSTIVE"  # CUDA: how cuDNN picks convolution algorithms
+    trt_cache: str = ""  # TensorRT: a folder of built engines, reused across sessions
+    trt_fp16: bool = False  # TensorRT: allow half-precision kernels
+
+
+OPTION_NAMES = tuple(f.name for f in fields(RuntimeOptions))
+
+
+def _option_value(name: str, value: Any, default: Any) -> Any:
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        raise ZooError(f"{name}={value!r} must be true or false")
+    if kind is int:
+        try:
+            number = int(value) if isinstance(value, str) or not isinstance(value, (bool, float)) else None
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not 0 <= number <= MAX_COUNT:
+            raise ZooError(f"{name}={value!r} must be an integer in [0, {MAX_COUNT}]")
+        return number
+    if value is None:
+        return default
+    if name == "spinning" and (isinstance(value, bool) or str(value).lower() in ("true", "false")):
+        value = "on" if str(value).lower() == "true" else "off"  # spinning=True reads as on
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    choices = OPTION_CHOICES.get(name)
+    if not isinstance(value, str) and not choices:
+        raise ZooError(f"{name}={value!r} must be a string")
+    if choices and value not in choices:
+        raise ZooError(f"{name}={value!r} is not one of: {', '.join(choices)}")
+    return value
+
+
+def runtime_options(values: dict[str, Any] | RuntimeOptions | None = None) -> RuntimeOptions:
+    """RuntimeOptions from keyword arguments or `key=value` strings, each checked (one-line errors)."""
+    if isinstance(values, RuntimeOptions):
+        return values
+    defaults = RuntimeOptions()
+    checked = {}
+    for name, value in (values or {}).items():
+        if name not in OPTION_NAMES:
+            raise unknown("runtime option", name, OPTION_NAMES)
+        checked[name] = _option_value(name, value, getattr(defaults, name))
+    return RuntimeOptions(**checked)
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use: its CPU affinity, one per core (hyper-threads share one), and at
+    most the container's CPU quota (cgroup v2 or v1)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topology / "physical_package_id").read_text(), (topology / "core_id").read_text()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    count = max(1, len(cores))
+    for quota_file, period_file in (
+        ("/sys/fs/cgroup/cpu.max", None),
+        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
+    ):
+        try:
+            parts = Path(quota_file).read_text().split()
+            quota, period = parts[0], (parts[1] if period_file is None else Path(period_file).read_text().strip())
+            if quota not in ("max", "-1"):
+                count = min(count, max(1, math.ceil(int(quota) / int(period))))
+            break
+        except (OSError, ValueError, IndexError):
+            continue
+    return count
+
+
+def check_options(opts: RuntimeOptions, providers: list[str]) -> None:
+    """Refuse options the chosen providers would ignore: a GPU option on a CPU session, TensorRT's without it."""
+    defaults = RuntimeOptions()
+    for name in GPU_OPTIONS:
+        if getattr(opts, name) == getattr(defaults, name):
+            continue
+        if providers[0] == CPU:
+            raise ZooError(f"{name}= applies to the CUDA and TensorRT providers, but this session runs on {CPU}")
+        if name in TENSORRT_OPTIONS and TENSORRT not in providers:
+            raise ZooError(f"{name}= applies to {TENSORRT}, but this session runs on {', '.join(providers)}")
+
+
+def provider_config(providers: list[str], opts: RuntimeOptions) -> list[str | tuple[str, dict[str, str]]]:
+    """onnxruntime's `providers=` argument: each provider with the options it is given (strings, as the C API
+    takes them). Only options that are asked for are set, so an older onnxruntime is not handed keys it lacks."""
+    out: list[str | tuple[str, dict[str, str]]] = []
+    for p in providers:
+        if p == CUDA:
+            cuda = {"device_id": str(opts.device_id), "cudnn_conv_algo_search": opts.cudnn_conv_algo_search}
+            if opts.prefer_nhwc:
+                cuda["prefer_nhwc"] = "1"
+            if opts.cuda_graph and providers[0] == CUDA:  # the graph is TensorRT's own when TensorRT leads
+                cuda["enable_cuda_graph"] = "1"
+            out.append((p, cuda))
+        elif p == TENSORRT:
+            trt = {"device_id": str(opts.device_id)}
+            if opts.trt_fp16:
+                trt["trt_fp16_enable"] = "True"
+            if opts.trt_cache:
+                trt.update(trt_engine_cache_enable="True", trt_engine_cache_path=str(opts.trt_cache))
+                trt.update(trt_timing_cache_enable="True", trt_timing_cache_path=str(opts.trt_cache))
+            if opts.cuda_graph:
+                trt["trt_cuda_graph_enable"] = "True"
+            out.append((p, trt))
+        else:
+            out.append(p)
+    return out
+
+
+def session_options(opts: RuntimeOptions, shared: bool = False) -> Any:
+    """onnxruntime.SessionOptions for `opts`; `shared`: other zoo sessions are open in this process (spinning
+    `auto` turns spinning off then, so idle workers do not take cores from the others)."""
+    import onnxruntime as ort
+
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = levels[opts.optimization]
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = opts.threads or physical_cores()
+    so.inter_op_num_threads = 1
+    spin = opts.spinning == "on" or (opts.spinning == "auto" and not shared)
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+    return so
+
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(bool)": np.bool_,
+}
+_DLPACK_CPU = (1, 3)  # kDLCPU, kDLCUDAHost: memory the CPU reads
+_open_sessions: weakref.WeakSet = weakref.WeakSet()  # the zoo Models alive in this process
 
 
 def read_metadata(props: dict[str, str]) -> dict[str, Any]:
@@ -124,8 +332,8 @@ def output_roles(meta: dict[str, Any], graph_outputs: Sequence[str], where: str)
 def check_metadata(meta: dict[str, Any], where: str) -> None:
     """Format 3 and later: the keys zoo.format's schema requires, at the top and in `input` (the full check,
     with jsonschema, is zoo.schema's, run by export and `zoo verify`)."""
-    if int(str(meta.get("format", 1)).split(".")[0]) < 3:
-        return
+    if int(str(meta.get("format", 1)).split(".")[0]) < 3 or not SCHEMA_FILE.is_file():
+        return  # the runtime-only distribution ships modules, not the schema file: the version check stands
     schema = json.loads(SCHEMA_FILE.read_text())
     for keys, node, prefix in (
         (schema["required"], meta, "zoo."),
@@ -239,7 +447,9 @@ def list_images(path: str | Path) -> list[Path]:
 class Model:
     """An exported zoo model on onnxruntime."""
 
-    def __init__(self, path: str | Path, providers: str = "auto"):
+    def __init__(self, path: str | Path, providers: str = "auto", **options: Any):
+        """`providers`: auto|cpu|cuda|tensorrt; `options`: RuntimeOptions' fields (threads=, io_binding=,
+        cuda_graph=, prefer_nhwc=, trt_cache=, ...), the keys `zoo predict` and `zoo bench inference` take."""
         import onnxruntime as ort
 
         path = Path(path)
@@ -247,17 +457,17 @@ class Model:
             raise ZooError(
                 f"model={str(path)!r} does not exist (export one with: zoo export checkpoint=RUN/checkpoints/best.pt)"
             )
+        self.options = runtime_options(options)
         ort.set_default_logger_severity(3)  # no provider-load warnings on machines without a GPU
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
         wanted = select_providers(providers)
-        if "CUDAExecutionProvider" in wanted and hasattr(ort, "preload_dlls"):
+        check_options(self.options, wanted)
+        if CUDA in wanted and hasattr(ort, "preload_dlls"):
             with contextlib.suppress(Exception):  # CUDA/cuDNN from the nvidia-* wheels, where present
                 ort.preload_dlls()
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
-        except Exception as e:
-            raise ZooError(f"onnxruntime cannot load {path}: {str(e).splitlines()[0]}") from None
+        self.session = self._open_session(ort, path, wanted)
+        self.device = "cuda" if self.session.get_providers()[0] in GPU_PROVIDERS else "cpu"
+        self._graph: tuple | None = None  # cuda_graph: (input shape, input OrtValue, output OrtValues, binding)
+        _open_sessions.add(self)
         self.providers = self.session.get_providers()
         self.metadata = read_metadata(self.session.get_modelmeta().custom_metadata_map)
         if "task" not in self.metadata:
@@ -285,6 +495,8 @@ class Model:
         self.min_size = tuple(meta_in.get("min_size") or default_min)
         self.max_size = tuple(meta_in["max_size"]) if meta_in.get("max_size") else None
 
+        self.extras = [role for role in self.roles if role in tasks.EXTRAS]  # exported with export.outputs
+
     def _shape_text(self) -> str:
         if self.form == "uint8":
             return "uint8 [N, H, W, 3] (RGB pixels, any height and width)"
@@ -297,6 +509,44 @@ class Model:
         if height < lo_h or width < lo_w or (hi is not None and (height > hi[0] or width > hi[1])):
             limit = f"at least {lo_h}x{lo_w}" + (f" and at most {hi[0]}x{hi[1]}" if hi else "")
             raise ZooError(f"{what} is {height}x{width} (height x width); this model takes {limit}")
+
+    def check_extras(self, wanted: Sequence[str]) -> None:
+        """Refuse, in one line, extra outputs (`outputs=embedding,cam`) that zoo does not know or this model lacks."""
+        for role in wanted:
+            tasks.extra(role, "outputs")
+            if role not in self.extras:
+                has = ", ".join(self.extras) or "none"
+                raise ZooError(
+                    f"outputs={role}: this model has no {role} output (its extra outputs: {has}); "
+                    f"export it with export.outputs=[{role}]"
+                )
+
+    def _open_session(self, ort: Any, path: Path, wanted: list[str]) -> Any:
+        """The InferenceSession, with the optimized graph saved to a new file when asked (written beside its
+        target and renamed, so a failed start leaves nothing half-written and no file is overwritten)."""
+        opts = self.options
+        so = session_options(opts, shared=len(_open_sessions) > 0)
+        target = Path(opts.optimized_model) if opts.optimized_model else None
+        if target is not None:
+            if target.exists():
+                raise ZooError(f"optimized_model={str(target)!r} exists; name a new file (zoo overwrites none)")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            so.optimized_model_filepath = str(target.with_name(f".{target.name}.tmp-{os.getpid()}"))
+        if opts.trt_cache:
+            cache = Path(opts.trt_cache)
+            if cache.exists() and not cache.is_dir():
+                raise ZooError(f"trt_cache={opts.trt_cache!r} is a file; give a folder for TensorRT's engines")
+            cache.mkdir(parents=True, exist_ok=True)
+        try:
+            session = ort.InferenceSession(str(path), sess_options=so, providers=provider_config(wanted, opts))
+            if target is not None:
+                os.replace(so.optimized_model_filepath, target)
+        except Exception as e:
+            raise ZooError(f"onnxruntime cannot load {path}: {str(e).splitlines()[0]}") from None
+        finally:
+            if target is not None:
+                Path(so.optimized_model_filepath).unlink(missing_ok=True)
+        return session
 
     def check_input(self, batch: np.ndarray) -> None:
         """Refuse what onnxruntime would not check (dynamic dims, values) or would explain badly."""
@@ -326,14 +576,108 @@ class Model:
                 hint = "; divide 0-255 pixels by 255" if hi > 1 else ""
                 raise ZooError(f"input {name} holds values in [{lo:g}, {hi:g}]; pixels must be in [0, 1]{hint}")
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run a batch in the graph's input form (metadata `input`): uint8 N x H x W x 3 RGB pixels, or float32
-        N x C x H x W in [0, 1]; returns outputs by name. An empty batch gives empty outputs."""
-        self.check_input(batch)
-        empty = self._empty_outputs(batch) if len(batch) == 0 else None
-        if empty is not None:
-            return empty
-        return dict(zip(self.output_names, self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})))
+    def run(self, batch: Any, device_output: bool | None = None) -> dict[str, Any]:
+        """Run a batch in the graph's input form (metadata `input`: uint8 N x H x W x 3 RGB pixels, or float32
+        N x C x H x W in [0, 1]); returns outputs by name (an empty batch gives empty outputs). `batch` is a
+        numpy array or any DLPack tensor (torch, CuPy, JAX) on the CPU or on this session's GPU, bound without a
+        copy. Outputs are numpy arrays, or with `device_output` (default: the session's option) OrtValues on the
+        session's device, which DLPack hands to any framework without a copy (`torch.from_dlpack(value)`)."""
+        device_output = self.options.device_output if device_output is None else device_output
+        opts = self.options
+        if isinstance(batch, np.ndarray) and not (opts.io_binding or opts.cuda_graph or device_output):
+            self.check_input(batch)
+            empty = self._empty_outputs(batch) if len(batch) == 0 else None
+            if empty is not None:
+                return empty
+            return dict(zip(self.output_names, self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})))
+        value = self._input_value(batch)
+        if opts.cuda_graph:
+            return self._run_graph(value, device_output)
+        binding = self.session.io_binding()
+        if isinstance(value, np.ndarray):
+            binding.bind_cpu_input(self.input_name, value)
+        else:
+            binding.bind_ortvalue_input(self.input_name, value)
+        for name in self.output_names:
+            binding.bind_output(name, self.device if device_output else "cpu", opts.device_id)
+        self.session.run_with_iobinding(binding)
+        if device_output:
+            return dict(zip(self.output_names, binding.get_outputs()))
+        return dict(zip(self.output_names, binding.copy_outputs_to_cpu()))
+
+    def _input_value(self, batch: Any) -> Any:
+        """A checked input for IO binding: a numpy array, or an OrtValue sharing a DLPack tensor's memory. Tensors
+        the CPU can read are checked like arrays; device tensors by dtype and shape (their values stay there)."""
+        import onnxruntime as ort
+
+        if isinstance(batch, np.ndarray) or not hasattr(batch, "__dlpack__"):
+            self.check_input(batch)
+            return np.ascontiguousarray(batch)
+        device_type, device_id = (int(v) for v in batch.__dlpack_device__())
+        if device_type not in _DLPACK_CPU and (self.device == "cpu" or device_id != self.options.device_id):
+            raise ZooError(
+                f"input is on device {device_id} of DLPack device type {device_type}, but this session runs on "
+                f"{self.session.get_providers()[0]} (device_id={self.options.device_id}); move the input there"
+            )
+        try:
+            if device_type in _DLPACK_CPU:
+                self.check_input(np.from_dlpack(batch))
+            value = ort.OrtValue.from_dlpack(batch)
+        except (TypeError, ValueError, RuntimeError, BufferError) as e:
+            why = (
+                "it is not contiguous (e.g. tensor.contiguous() first)"
+                if "contiguous" in str(e)
+                else str(e).strip().splitlines()[0]
+            )
+            raise ZooError(f"input {type(batch).__name__} cannot be passed through DLPack: {why}") from None
+        if device_type not in _DLPACK_CPU:  # a zero-stride stand-in of its dtype and shape: no copy to the host
+            dtype = _ORT_DTYPES.get(value.data_type(), np.void)
+            self.check_input(np.broadcast_to(np.zeros((), dtype), tuple(value.shape())))
+        return value
+
+    def _run_graph(self, value: Any, device_output: bool) -> dict[str, Any]:
+        """cuda_graph: the input is copied into one fixed device buffer and outputs land in fixed ones, as a
+        captured CUDA graph replays the addresses it recorded; the first run captures it."""
+        shape = list(value.shape) if isinstance(value, np.ndarray) else list(value.shape())
+        if self._graph is None:
+            self._graph = self._graph_buffers(shape, value)
+        captured, graph_input, outputs, binding = self._graph
+        if shape != captured:
+            raise ZooError(
+                f"cuda_graph=true serves the one input shape it captured, {captured}; got {shape} "
+                "(open another Model for another shape)"
+            )
+        try:
+            graph_input.update_inplace(value)  # numpy: host to device; OrtValue: device to device
+        except TypeError:
+            raise ZooError(
+                "cuda_graph=true with a device tensor needs onnxruntime >= 1.23 (OrtValue.update_inplace from an "
+                "OrtValue); pass a numpy array"
+            ) from None
+        self.session.run_with_iobinding(binding)
+        return dict(zip(self.output_names, outputs if device_output else [o.numpy() for o in outputs]))
+
+    def _graph_buffers(self, shape: list[int], value: Any) -> tuple:
+        import onnxruntime as ort
+
+        dtype = value.dtype if isinstance(value, np.ndarray) else _ORT_DTYPES[value.data_type()]
+        device, index = self.device, self.options.device_id
+        graph_input = ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, device, index)
+        inp = self.session.get_inputs()[0]  # output axes named as the input's take the captured input's sizes
+        sizes = {name: size for name, size in zip(inp.shape, shape) if isinstance(name, str)}
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(self.input_name, graph_input)
+        outputs = []
+        for out in self.session.get_outputs():
+            dims = [d if isinstance(d, int) else sizes.get(d) for d in out.shape]
+            if None in dims:
+                raise ZooError(
+                    f"cuda_graph=true needs outputs of a fixed shape; output {out.name!r} has axes {out.shape} "
+                    "that depend on the data"
+                )
+            outputs.append(ort.OrtValue.ortvalue_from_shape_and_type(dims, _ORT_DTYPES[out.type], device, index))
+            binding.bind_ortvalue_output(out.name, outputs[-1])
+        return shape, graph_input, outputs, binding
 
     def _empty_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray] | None:
         """The outputs of a batch of 0 images, from the metadata's shapes (graphs need not run on an empty batch:
@@ -351,9 +695,9 @@ class Model:
             out[n] = np.zeros(shape, dtype=np.dtype(entries[n]["dtype"]))
         return out
 
-    def run_roles(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run_roles(self, batch: Any, device_output: bool | None = None) -> dict[str, Any]:
         """Run a preprocessed batch; returns outputs by their role in the task (zoo.tasks), e.g. "probabilities"."""
-        out = self.run(batch)
+        out = self.run(batch, device_output)
         return {role: out[name] for role, name in self.roles.items()}
 
     def prepare(self, image: str | Path | np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -393,13 +737,26 @@ class Model:
         return np.stack(items)
 
     def predict(
-        self, batch: np.ndarray, topk: int = 5, original_sizes: Sequence[tuple[int, int]] | None = None
+        self,
+        batch: np.ndarray,
+        topk: int = 5,
+        original_sizes: Sequence[tuple[int, int]] | None = None,
+        extras: Sequence[str] = (),
     ) -> list[dict]:
         """Per-image predictions for a preprocessed batch, in the task's JSON form (segmentation masks
-        come back as arrays under "mask"; detection boxes in `original_sizes` pixels when given)."""
+        come back as arrays under "mask"; detection boxes in `original_sizes` pixels when given), plus the
+        extra outputs named in `extras` (embedding, cam) as nested lists under their role."""
+        self.check_extras(extras)
         if not self.roles:  # a task this zoo does not know: every output by name
             return self._by_name(batch)
-        out = self.run_roles(batch)
+        out = self.run_roles(batch, device_output=False)
+        results = self._per_task(out, batch, topk, original_sizes)
+        for role in extras:
+            for r, value in zip(results, out[role]):
+                r[role] = np.round(value.astype(np.float64), 6).tolist()
+        return results
+
+    def _per_task(self, out: dict, batch: np.ndarray, topk: int, original_sizes) -> list[dict]:
         n = len(batch)
         if self.task == "classification":
             probs = out["probabilities"]
@@ -455,7 +812,7 @@ class Model:
         return tuple(batch.shape[1:3]) if self.form == "uint8" else tuple(batch.shape[2:4])
 
     def _by_name(self, batch: np.ndarray) -> list[dict]:
-        out = self.run(batch)
+        out = self.run(batch, device_output=False)
         return [{name: out[name][i].tolist() for name in self.output_names} for i in range(len(batch))]
 
     def _label(self, i: int) -> str:
@@ -469,13 +826,14 @@ class Model:
         masks_dir: str | Path | None = None,
         draw_dir: str | Path | None = None,
         errors: list[str] | None = None,
+        extras: Sequence[str] = (),
     ) -> list[dict]:
         """Predict image files, batched (images of one size together where the graph takes one size per batch);
         optionally write mask PNGs (segmentation) or the images with their boxes drawn (detection). With
         `errors` (a list), a file that cannot be read or is refused is reported there as one line and skipped."""
         results = []
         for chunk, batch, originals in self._batches(paths, batch_size, errors):
-            for p, r in zip(chunk, self.predict(batch, topk, originals)):
+            for p, r in zip(chunk, self.predict(batch, topk, originals, extras)):
                 if "mask" in r:
                     mask = r.pop("mask")
                     if masks_dir is not None:

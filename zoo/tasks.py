@@ -28,6 +28,9 @@ class Output:
     axes: tuple[str, ...]  # symbolic: batch, class, value, height, width, detection, or a fixed size such as "4"
     dynamic: tuple[str, ...] = ("batch",)
     optional: bool = False
+    # fp16 exports' parity against PyTorch fp32: float outputs' max |diff| (relative above 1), integer outputs'
+    # fraction of elements that differ (a near-tie flips an argmax more often in half precision)
+    half_tolerance: float = 1e-2
 
     @property
     def rank(self) -> int:
@@ -75,7 +78,7 @@ TABLE: dict[str, Task] = {
     for t in (
         Task(
             "classification",
-            (Output("probabilities", "float32", ("batch", "class")),),
+            (Output("probabilities", "float32", ("batch", "class"), half_tolerance=5e-3),),
             predict_keys=("label", "index", "score", "topk"),
             averageable=True,
         ),
@@ -89,7 +92,14 @@ TABLE: dict[str, Task] = {
             "segmentation",
             (
                 Output("mask", "int64", ("batch", "height", "width"), _BATCH_SIZE),
-                Output("probabilities", "float32", ("batch", "class", "height", "width"), _BATCH_SIZE, optional=True),
+                Output(
+                    "probabilities",
+                    "float32",
+                    ("batch", "class", "height", "width"),
+                    _BATCH_SIZE,
+                    optional=True,
+                    half_tolerance=5e-3,
+                ),
             ),
             predict_keys=("size", "pixels"),  # plus "mask_file" when masks are written
         ),
@@ -97,7 +107,7 @@ TABLE: dict[str, Task] = {
             "detection",
             (
                 Output("boxes", "float32", ("batch", "detection", "4")),
-                Output("scores", "float32", ("batch", "detection")),
+                Output("scores", "float32", ("batch", "detection"), half_tolerance=5e-3),
                 Output("labels", "int64", ("batch", "detection")),
                 Output("num_detections", "int64", ("batch",)),
             ),
@@ -105,6 +115,30 @@ TABLE: dict[str, Task] = {
         ),
     )
 }
+
+
+# Outputs an export adds on request (`export.outputs=[embedding, cam]`) after its task's own, whatever the task:
+# what the model sees in each image, for apps that retrieve or draw heat maps from onnxruntime alone. The
+# output is named as its role; the metadata marks it `extra` and says what it holds (`about`).
+EXTRAS: dict[str, Output] = {
+    "embedding": Output("embedding", "float32", ("batch", "feature")),
+    "cam": Output("cam", "float32", ("batch", "class", "cam_height", "cam_width")),
+}
+EXTRA_ABOUT = {
+    "embedding": "penultimate features: the input of the head's last linear layer, or (a head with none) the "
+    "deepest feature map averaged over its pixels; what zoo explain embeddings projects",
+    "cam": "class-activation maps at the deepest feature map's resolution (cam_height x cam_width, input size / "
+    "stride): the classifier's weights and bias applied at each location; with average pooling a class's mean "
+    "over the map is its logit; upsample to the input size (bilinear) to overlay",
+}
+
+
+def extra(name: str, where: str = "export.outputs") -> Output:
+    """The extra output `name` (EXTRAS); an unknown one is one line with close matches."""
+    if name not in EXTRAS:
+        e = unknown("extra output", name, EXTRAS)
+        raise ZooError(f"{where}: {e}")
+    return EXTRAS[name]
 
 
 def task(name: str, where: str | None = None) -> Task:

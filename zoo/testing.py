@@ -110,7 +110,8 @@ def _head_for(task: str, default: str) -> str:
 
 
 def _task_of(plugin: registry.Plugin) -> str:
-    declared = getattr(plugin.factory, "task", "") if isinstance(plugin.factory, type) else ""
+    factory = plugin.resolve().factory  # a record from the plugin cache has none until its code is imported
+    declared = getattr(factory, "task", "") if isinstance(factory, type) else ""
     if declared:
         return declared
     if plugin.tasks and "classification" not in plugin.tasks:

@@ -132,7 +132,7 @@ def augment_grid(overrides: list[str], samples: int, variants: int):
 
     cfg = to_plain(compose(overrides))
     bundle = build_data(cfg, int(cfg["seed"]))
-    sample_tf, batch_tf = build_augmentations(cfg["aug"], bundle.info)
+    sample_tf, batch_tf = build_augmentations(cfg["aug"], bundle.info, on_device=False)  # each op per sample
     torch.manual_seed(int(cfg["seed"]))
     n = min(samples, len(bundle.train))
     picks = torch.linspace(0, len(bundle.train) - 1, n).long().tolist()

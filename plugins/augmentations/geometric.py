@@ -49,6 +49,89 @@ class _Resolution(v2.Transform):
         )
 
 
+# ---- the same ops on a whole batch ------------------------------------------------------------------
+# zoo runs the trailing ops of a pipeline that have `batched(images, targets)` after the loader, on the batch
+# where it is (the GPU), with a draw per sample from torch's global generator (so a run repeats and resumes).
+# Image and mask move together; boxes do not, so detection keeps the per-sample ops.
+BATCHED_TASKS = ("classification", "regression", "segmentation")
+
+
+class _Batchable(v2.Transform):
+    """A per-sample transform (`sample`, used as it is) that also runs on a whole batch: `batched`."""
+
+    def __init__(self, sample: v2.Transform, batched):
+        super().__init__()
+        self.sample, self._batched = sample, batched
+
+    def forward(self, *inputs):
+        return self.sample(*inputs)
+
+    def batched(self, images: torch.Tensor, targets):
+        """The op on a batch (N, C, H, W) and its targets (masks (N, H, W) move with the images)."""
+        return self._batched(images, targets)
+
+
+def _per_sample(info: DataInfo, sample: v2.Transform, batched) -> v2.Transform:
+    return _Batchable(sample, batched) if info.task in BATCHED_TASKS else sample
+
+
+def _chosen(n: int, p: float, device: torch.device) -> torch.Tensor:
+    return (torch.rand(n) < p).to(device, non_blocking=True)
+
+
+def _flip_batch(dim: int, p: float):
+    def flip(images: torch.Tensor, targets):
+        on = _chosen(len(images), p, images.device)
+        images = torch.where(on.view(-1, 1, 1, 1), images.flip(dim), images)
+        if isinstance(targets, torch.Tensor) and targets.ndim == 3:  # segmentation masks
+            targets = torch.where(on.view(-1, 1, 1), targets.flip(dim), targets)
+        return images, targets
+
+    return flip
+
+
+def affine_theta(angle: torch.Tensor, translate: torch.Tensor, scale: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """affine_grid's matrices (N, 2, 3) for an affine about the image centre as torchvision's: rotate `angle`
+    degrees counter-clockwise (as `F.rotate`; `F.affine` takes clockwise angles), scale, then translate (N, 2)
+    pixels (x, y)."""
+    a = torch.deg2rad(angle.double())
+    cos, sin = torch.cos(a) / scale, torch.sin(a) / scale
+    inv = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # output -> input, pixels
+    shift = -(inv @ translate.double().unsqueeze(-1)).squeeze(-1)
+    half = torch.tensor([w / 2, h / 2], dtype=torch.float64)
+    theta = inv * half.view(1, 1, 2) / half.view(1, 2, 1)  # in affine_grid's [-1, 1] coordinates
+    return torch.cat([theta, (shift / half).unsqueeze(-1)], -1).float()
+
+
+def warp(images: torch.Tensor, targets, theta: torch.Tensor):
+    """Images (nearest, zero fill, as torchvision's affine) and segmentation masks through affine matrices."""
+    import torch.nn.functional as nnf
+
+    theta = theta.to(images.device, non_blocking=True)
+    grid = nnf.affine_grid(theta, list(images.shape), align_corners=False).to(images.dtype)
+    images = nnf.grid_sample(images, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    if isinstance(targets, torch.Tensor) and targets.ndim == 3:  # masks: nearest, background (0) outside
+        masks = nnf.grid_sample(targets[:, None].to(grid.dtype), grid, mode="nearest", align_corners=False)
+        targets = masks[:, 0].round().to(targets.dtype)
+    return images, targets
+
+
+def _affine_batch(p: float, degrees: float = 0.0, translate: float = 0.0, scale: tuple[float, float] = (1.0, 1.0)):
+    def affine(images: torch.Tensor, targets):
+        n, h, w = len(images), images.shape[-2], images.shape[-1]
+        on = torch.rand(n) < p
+        angle = (torch.rand(n) * 2 - 1) * degrees if degrees else torch.zeros(n)
+        shift = torch.zeros(n, 2)
+        if translate:  # whole pixels, as RandomAffine draws them
+            shift = ((torch.rand(n, 2) * 2 - 1) * torch.tensor([translate * w, translate * h])).round()
+        factor = torch.empty(n).uniform_(*scale) if scale != (1.0, 1.0) else torch.ones(n)
+        angle, factor = torch.where(on, angle, 0.0), torch.where(on, factor, 1.0)
+        shift = torch.where(on[:, None], shift, 0.0)
+        return warp(images, targets, affine_theta(angle, shift, factor, h, w))
+
+    return affine
+
+
 def _scale_order(name: str, min_scale: float, max_scale: float) -> None:
     if max_scale < min_scale:
         raise ZooError(f"aug.ops.{name}.max_scale={max_scale} must be at least min_scale={min_scale}")
@@ -57,13 +140,13 @@ def _scale_order(name: str, min_scale: float, max_scale: float) -> None:
 @register.augmentation("hflip", tasks=ALL_TASKS)
 def hflip(info: DataInfo, p: Probability = 0.5) -> v2.Transform:
     """Mirror left-right with probability p (not for data whose meaning has a handedness, like digits)."""
-    return v2.RandomHorizontalFlip(p)
+    return _per_sample(info, v2.RandomHorizontalFlip(p), _flip_batch(-1, p))
 
 
 @register.augmentation("vflip", tasks=ALL_TASKS)
 def vflip(info: DataInfo, p: Probability = 0.5) -> v2.Transform:
     """Mirror top-bottom with probability p (aerial and microscopy images)."""
-    return v2.RandomVerticalFlip(p)
+    return _per_sample(info, v2.RandomVerticalFlip(p), _flip_batch(-2, p))
 
 
 @register.augmentation("shift", tasks=ALL_TASKS)
@@ -71,20 +154,22 @@ def shift(
     info: DataInfo, fraction: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.1, p: Probability = 1.0
 ) -> v2.Transform:
     """Translate by up to `fraction` of the width and height, with probability p."""
-    return v2.RandomApply([v2.RandomAffine(degrees=0.0, translate=(fraction, fraction))], p=p)
+    sample = v2.RandomApply([v2.RandomAffine(degrees=0.0, translate=(fraction, fraction))], p=p)
+    return _per_sample(info, sample, _affine_batch(p, translate=fraction))
 
 
 @register.augmentation("rotation", tasks=ALL_TASKS)
 def rotation(info: DataInfo, degrees: Annotated[float, Range(0)] = 15.0, p: Probability = 1.0) -> v2.Transform:
     """Rotate by a random angle in [-degrees, degrees], with probability p."""
-    return v2.RandomApply([v2.RandomRotation(degrees)], p=p)
+    return _per_sample(info, v2.RandomApply([v2.RandomRotation(degrees)], p=p), _affine_batch(p, degrees=degrees))
 
 
 @register.augmentation("zoom", tasks=ALL_TASKS)
 def zoom(info: DataInfo, min_scale: Scale = 0.9, max_scale: Scale = 1.1, p: Probability = 1.0) -> v2.Transform:
     """Zoom about the centre by a random factor in [min_scale, max_scale], with probability p."""
     _scale_order("zoom", min_scale, max_scale)
-    return v2.RandomApply([v2.RandomAffine(degrees=0.0, scale=(min_scale, max_scale))], p=p)
+    sample = v2.RandomApply([v2.RandomAffine(degrees=0.0, scale=(min_scale, max_scale))], p=p)
+    return _per_sample(info, sample, _affine_batch(p, scale=(min_scale, max_scale)))
 
 
 @register.augmentation("shear", tasks=ALL_TASKS)

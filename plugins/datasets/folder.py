@@ -25,6 +25,8 @@ VAL_NAMES, TEST_NAMES = ("val", "valid", "validation"), ("test",)
 class ImageFiles(Dataset):
     """Image files and their class indices, decoded on access."""
 
+    cacheable = True  # the same item each time: zoo decodes the split once into memory where it fits
+
     def __init__(self, files: list[Path], labels: list[int], channels: int, size: tuple[int, int]):
         self.files, self.labels, self.channels, self.size = files, labels, channels, size
 

@@ -69,6 +69,8 @@ def pair_masks(image_dir: Path, mask_dir: Path, num_classes: int) -> list[tuple[
 class MaskPairs(Dataset):
     """Image and class-index mask pairs, decoded and resized on access (bilinear image, nearest mask)."""
 
+    cacheable = True  # the same item each time: zoo decodes the split once into memory where it fits
+
     def __init__(self, pairs: list[tuple[Path, Path]], channels: int, size: tuple[int, int]):
         self.pairs, self.channels, self.size = pairs, channels, size
 

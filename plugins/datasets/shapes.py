@@ -200,6 +200,8 @@ def generate_shapes(
 class ShapeImages(Dataset):
     """A split of generated scenes, yielding (image, target) in the format of its task."""
 
+    in_memory = True  # generated into arrays: nothing to decode per item
+
     def __init__(self, scenes: ShapeScenes, index: list[int], task: str, targets: list[int]):
         self.pixels = torch.from_numpy(scenes.images[index])  # uint8, made float in [0, 1] per sample
         self.masks = torch.from_numpy(scenes.masks[index])

@@ -52,6 +52,8 @@ MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-image
 class Images(Dataset):
     """Some items of a torchvision dataset as float CHW tensors in [0, 1] at one size, with class indices."""
 
+    cacheable = True  # the same item each time: zoo decodes the split once into memory where it fits
+
     def __init__(self, source: Dataset, indices: list[int], labels: list[int], channels: int, size: tuple[int, int]):
         self.source, self.indices, self.labels, self.channels, self.size = source, indices, labels, channels, size
 

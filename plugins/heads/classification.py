@@ -22,6 +22,7 @@ class ClassificationHead(Head):
     task = "classification"
     output_names = ("probabilities",)
     monitor, monitor_mode = "accuracy", "max"
+    global_linear = False  # one linear layer on globally pooled features: class-activation maps exist
 
     def __init__(
         self,
@@ -36,6 +37,7 @@ class ClassificationHead(Head):
         super().__init__()
         self._scoring(info.num_classes, label_smoothing, topk)
         self.pool, self.classifier = pooled_mlp(feature_info[-1], pool, hidden, dropout, self.num_classes)
+        self.global_linear = pool != "flatten" and not hidden
 
     def _scoring(self, num_classes: int, label_smoothing: float, topk: int) -> None:
         """What the loss and the metrics need: the class count they score, label smoothing, top-k."""
@@ -43,6 +45,13 @@ class ClassificationHead(Head):
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         return self.classifier(self.pool(features[-1]))
+
+    def cam_weights(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The classifier's weight and bias when it is one linear layer on globally pooled features."""
+        if not self.global_linear:
+            return None
+        linear = self.classifier[-1]
+        return linear.weight, linear.bias
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         # Soft targets (N, C) come from Mixup/CutMix; cross_entropy takes both forms.

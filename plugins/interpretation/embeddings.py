@@ -1,6 +1,10 @@
 """Embeddings: the penultimate features of a split, projected to 2-D (PCA and t-SNE, scikit-learn) and
 coloured by label, with k-nearest-neighbour accuracy in each space; and retrieval: the split's images
-nearest to each image explained."""
+nearest to each image explained.
+
+An image's label is its class (classification), the class of its largest box (detection; "no object"
+without one), or the class covering most of its pixels apart from the split's background, the class
+covering most pixels over the whole split (segmentation)."""
 
 from __future__ import annotations
 
@@ -13,25 +17,16 @@ from torch import nn
 
 from zoo import Range, ZooError, register
 from zoo.data import loader
-from zoo.model import Explainer
+from zoo.model import Explainer, explained_forward
 from zoo_plugins._shared import figure, label_of, show_image
 
 
 @torch.no_grad()
 def embed(model: nn.Module, images: torch.Tensor) -> np.ndarray:
     """The penultimate features of a batch: what enters the head's last linear layer, or (a head with
-    none) the deepest feature map averaged over its pixels."""
+    none) the deepest feature map averaged over its pixels; the vectors `export.outputs=[embedding]` gives."""
     model.eval()
-    linears = [m for m in model.head.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        return model.backbone(model.normalize(images))[-1].float().mean((2, 3)).cpu().numpy()
-    captured = []
-    hook = linears[-1].register_forward_pre_hook(lambda m, args: captured.append(args[0].detach()))
-    try:
-        model(images)
-    finally:
-        hook.remove()
-    return captured[0].flatten(1).float().cpu().numpy()
+    return explained_forward(model, images, embedding=True)[2].float().cpu().numpy()
 
 
 def knn_accuracy(points: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
@@ -45,6 +40,30 @@ def knn_accuracy(points: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
     return float(cross_val_score(KNeighborsClassifier(min(k, len(points) // 2)), points, labels, cv=folds).mean())
 
 
+def class_votes(y, classes: int) -> np.ndarray:
+    """(B, classes) per image of a batch: its class one-hot (classification), its mask's pixel count per class
+    (segmentation), its largest box's class one-hot (detection targets: a list of dicts)."""
+    if isinstance(y, list):
+        votes = np.zeros((len(y), classes))
+        for i, t in enumerate(y):
+            boxes = torch.as_tensor(t["boxes"]).reshape(-1, 4).float()
+            if len(boxes):
+                area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+                votes[i, int(torch.as_tensor(t["labels"]).reshape(-1)[area.argmax()])] = 1
+        return votes
+    y = torch.as_tensor(y).long()
+    if y.ndim >= 2:
+        return np.stack([np.bincount(m.reshape(-1), minlength=classes)[:classes] for m in y.numpy()])
+    return np.eye(classes)[y.numpy()]
+
+
+LEGEND = {"detection": "largest box's class", "segmentation": "main class\n(most pixels but\nbackground)"}
+
+
+def _name(classes, label: int) -> str:
+    return "no object" if label < 0 else label_of(classes, label)
+
+
 class Embeddings(Explainer):
     """PCA and t-SNE of a split's embeddings, and nearest-neighbour retrieval."""
 
@@ -52,19 +71,25 @@ class Embeddings(Explainer):
         self.split, self.max_images, self.neighbours, self.perplexity = split, max_images, neighbours, perplexity
 
     def points(self, subject) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-        """The split's embeddings (N, D), labels (N,) and images, up to max_images."""
+        """The split's embeddings (N, D), labels (N,; -1 for none) and images, up to max_images."""
         ds = getattr(subject.data(), self.split)
-        feats, labels, images = [], [], []
+        feats, votes, images = [], [], []
         for x, y in loader(ds, 256, False, 0, 0):
             feats.append(embed(subject.model, x))
-            labels.append(torch.as_tensor(y).reshape(-1).numpy())
+            votes.append(class_votes(y, subject.info.num_classes))
             images.append(x)
             if sum(len(f) for f in feats) >= self.max_images:
                 break
         if not feats:
             raise ZooError(f"explain.embeddings.split={self.split}: the split is empty")
         n = self.max_images
-        return np.concatenate(feats)[:n], np.concatenate(labels)[:n].astype(np.int64), torch.cat(images)[:n]
+        votes = np.concatenate(votes)[:n]
+        if subject.info.task == "segmentation":  # the split's background does not label an image with objects
+            background = votes.sum(0).argmax()
+            others = np.delete(np.arange(votes.shape[1]), background)
+            votes[votes[:, others].sum(1) > 0, background] = 0
+        labels = np.where(votes.sum(1) > 0, votes.argmax(1), -1)
+        return np.concatenate(feats)[:n], labels.astype(np.int64), torch.cat(images)[:n]
 
     def explain(self, subject, output: Path) -> dict:
         from sklearn.decomposition import PCA
@@ -83,10 +108,17 @@ class Embeddings(Explainer):
         fig = figure(12.0, 5.4)
         for ax, (name, xy) in zip(fig.subplots(1, 2), (("PCA", pca), ("t-SNE", tsne))):
             for c in np.unique(labels):
-                ax.scatter(*xy[labels == c].T, s=8, alpha=0.7, label=label_of(classes, int(c)), color=f"C{c % 10}")
+                ax.scatter(*xy[labels == c].T, s=8, alpha=0.7, label=_name(classes, int(c)), color=f"C{c % 10}")
             key = "pca" if name == "PCA" else "tsne"
             ax.set(title=f"{name}: 5-NN accuracy {scores[key]:.3f}", xticks=[], yticks=[])
-        fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside right center", markerscale=2, fontsize=8)
+        fig.legend(
+            *fig.axes[0].get_legend_handles_labels(),
+            loc="outside right center",
+            markerscale=2,
+            fontsize=8,
+            title=LEGEND.get(subject.info.task, "class"),
+            title_fontsize=8,
+        )
         fig.suptitle(
             f"penultimate features of {len(feats)} {self.split} images ({feats.shape[1]} dimensions; "
             f"5-NN accuracy there {scores['full']:.3f})"
@@ -112,12 +144,12 @@ class Embeddings(Explainer):
         for i, row in enumerate(nearest):
             show_image(axes[i, 0], subject.images[i].numpy(), f"{subject.names[i]}")
             for j, k in enumerate(row):
-                show_image(axes[i, j + 1], images[k].numpy(), f"{label_of(classes, int(labels[k]))}")
+                show_image(axes[i, j + 1], images[k].numpy(), _name(classes, int(labels[k])))
         fig.suptitle(f"nearest {self.split} images in embedding space (cosine), labelled")
         fig.savefig(path)
 
 
-@register.interpretation("embeddings", tasks=("classification",))
+@register.interpretation("embeddings", tasks=("classification", "segmentation", "detection"))
 def embeddings(
     split: Literal["train", "val", "test"] = "test",
     max_images: Annotated[int, Range(10, 20000)] = 2000,

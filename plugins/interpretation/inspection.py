@@ -43,7 +43,7 @@ class Filters(Explainer):
             tiles = [_normalised(k) for kernel in w for k in kernel][: self.limit]
         cols = min(16, len(tiles))
         rows = math.ceil(len(tiles) / cols)
-        fig = figure(0.8 * cols + 0.5, 0.8 * rows + 0.6)
+        fig = figure(max(4.0, 0.8 * cols + 0.5), max(2.0, 0.8 * rows + 0.6))  # room for the title
         axes = fig.subplots(rows, cols, squeeze=False).ravel()
         for ax in axes:
             ax.axis("off")
