@@ -150,6 +150,16 @@ def digits_export(digits_run, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def digits_float_export(digits_run, tmp_path_factory) -> Path:
+    """The digits run exported in the float32 input form (`export.input=float32`: N x C x H x W in [0, 1]),
+    for what feeds tensors: IO binding, DLPack, CUDA graphs."""
+    out = tmp_path_factory.mktemp("exports") / "digits_float"
+    proc = run_zoo("export", f"checkpoint={digits_run}/checkpoints/best.pt", f"output={out}", "input=float32")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
 # ---- one small export per task (the deployment contract's tests) --------------------------------------
 
 HEADS = {

@@ -27,8 +27,8 @@ from zoo.runtime import (
 EVERY_PROVIDER = [TENSORRT, CUDA, CPU]
 
 
-def test_io_binding_takes_dlpack_tensors_in_and_gives_arrays_or_device_values_out(digits_export, monkeypatch):
-    path = digits_export / "model.onnx"
+def test_io_binding_takes_dlpack_tensors_in_and_gives_arrays_or_device_values_out(digits_float_export, monkeypatch):
+    path = digits_float_export / "model.onnx"
     x = np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32)
     expected = Model(path, "cpu").run(x)["probabilities"]
     bound = Model(path, "cpu", io_binding=True)
@@ -60,13 +60,13 @@ class _CudaTensor:
         (torch.ones(2, 1, 32, 32, requires_grad=True), "cannot be passed through DLPack: Can't export tensors"),
         (torch.ones(2, 1, 32, 32).transpose(2, 3), "it is not contiguous"),
         (torch.ones(2, 1, 32, 32, dtype=torch.float64), "must be float32"),
-        (torch.ones(2, 3, 32, 32), "must have 1 channel"),
+        (torch.ones(2, 3, 32, 32), "must be float32 [N, 1, 32, 32] (pixels in [0, 1]), got shape [2, 3, 32, 32]"),
         (_CudaTensor(), "input is on device 0 of DLPack device type 2, but this session runs on CPUExecutionProvider"),
     ],
 )
-def test_dlpack_inputs_are_checked_in_one_line(digits_export, batch, message):
+def test_dlpack_inputs_are_checked_in_one_line(digits_float_export, batch, message):
     with pytest.raises(ZooError, match=re.escape(message)):
-        Model(digits_export / "model.onnx", "cpu", io_binding=True).run(batch)
+        Model(digits_float_export / "model.onnx", "cpu", io_binding=True).run(batch)
 
 
 def test_provider_options_are_built_as_asked_and_only_as_asked():
@@ -101,7 +101,7 @@ def test_provider_options_are_built_as_asked_and_only_as_asked():
     assert select_providers("auto", available=EVERY_PROVIDER, gpu=False) == [CPU]
 
 
-def test_model_hands_the_provider_options_to_onnxruntime(digits_export, monkeypatch, tmp_path):
+def test_model_hands_the_provider_options_to_onnxruntime(digits_float_export, monkeypatch, tmp_path):
     seen = {}
 
     def session(path, sess_options=None, providers=None):
@@ -113,7 +113,7 @@ def test_model_hands_the_provider_options_to_onnxruntime(digits_export, monkeypa
     monkeypatch.setattr(ort, "preload_dlls", lambda *a, **k: None, raising=False)
     cache = tmp_path / "engines"
     with pytest.raises(ZooError, match="onnxruntime cannot load .*: no GPU here"):
-        Model(digits_export / "model.onnx", "tensorrt", trt_cache=str(cache), trt_fp16=True, threads=3)
+        Model(digits_float_export / "model.onnx", "tensorrt", trt_cache=str(cache), trt_fp16=True, threads=3)
     assert seen["providers"][0][1]["trt_engine_cache_path"] == str(cache) and cache.is_dir()
     assert seen["providers"][0][1]["trt_fp16_enable"] == "True" and seen["threads"] == 3
 
@@ -131,10 +131,10 @@ def test_a_missing_provider_is_one_line_naming_it_and_the_available_ones(request
         select_providers(requested, **kwargs)
 
 
-def test_missing_providers_and_bad_options_are_one_line_errors_on_the_command_line(digits_export, tmp_path):
+def test_missing_providers_and_bad_options_are_one_line_errors_on_the_command_line(digits_float_export, tmp_path):
     from zoo.runtime import gpu_usable
 
-    model = f"model={digits_export / 'model.onnx'}"
+    model = f"model={digits_float_export / 'model.onnx'}"
     if not gpu_usable():
         proc = zoo_in_process("predict", model, f"input={tmp_path}", "provider=tensorrt")
         assert_one_line_error(proc, "TensorrtExecutionProvider cannot run here", "available: CPUExecutionProvider")
@@ -145,7 +145,7 @@ def test_missing_providers_and_bad_options_are_one_line_errors_on_the_command_li
     assert_one_line_error(zoo_in_process("bench", "inference", model, "batch=1,0"), "integers >= 1")
 
 
-def test_cpu_sessions_are_tuned_by_default(digits_export, tmp_path):
+def test_cpu_sessions_are_tuned_by_default(digits_float_export, tmp_path):
     import os
 
     so = session_options(runtime_options())
@@ -158,38 +158,38 @@ def test_cpu_sessions_are_tuned_by_default(digits_export, tmp_path):
     assert session_options(runtime_options({"spinning": "on"}), shared=True).get_session_config_entry(
         "session.intra_op.allow_spinning"
     ) == "1"  # fmt: skip
-    first = Model(digits_export / "model.onnx", "cpu")
-    second = Model(digits_export / "model.onnx", "cpu")  # another session open in this process: no spinning
+    first = Model(digits_float_export / "model.onnx", "cpu")
+    second = Model(digits_float_export / "model.onnx", "cpu")  # another session open in this process: no spinning
     assert second.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert first.session.get_session_options().intra_op_num_threads == physical_cores()
     saved = tmp_path / "opt" / "model.optimized.onnx"
-    Model(digits_export / "model.onnx", "cpu", optimized_model=str(saved), optimization="extended")
+    Model(digits_float_export / "model.onnx", "cpu", optimized_model=str(saved), optimization="extended")
     assert saved.is_file() and sorted(p.name for p in saved.parent.iterdir()) == [saved.name]
     assert ort.InferenceSession(str(saved), providers=[CPU]).get_inputs()[0].name == "input"
     with pytest.raises(ZooError, match="exists; name a new file"):
-        Model(digits_export / "model.onnx", "cpu", optimized_model=str(saved))
+        Model(digits_float_export / "model.onnx", "cpu", optimized_model=str(saved))
 
 
-def test_predict_takes_the_runtime_options_and_answers_the_same(digits_export, tmp_path):
+def test_predict_takes_the_runtime_options_and_answers_the_same(digits_float_export, tmp_path):
     from PIL import Image
 
     for i in range(3):
         Image.fromarray(np.full((32, 32), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
-    model = f"model={digits_export / 'model.onnx'}"
+    model = f"model={digits_float_export / 'model.onnx'}"
     plain = zoo_in_process("predict", model, f"input={tmp_path}")
     tuned = zoo_in_process("predict", model, f"input={tmp_path}", "provider=cpu", "threads=1", "io_binding=true")
     assert plain.returncode == tuned.returncode == 0, tuned.stderr
     assert plain.stdout == tuned.stdout and len(plain.stdout.splitlines()) == 3
 
 
-def test_bench_inference_compares_pytorch_and_onnxruntime_on_the_cpu_for_each_export(digits_export, tmp_path):
+def test_bench_inference_compares_pytorch_and_onnxruntime_on_the_cpu_for_each_export(digits_float_export, tmp_path):
     import json
     import shutil
 
     # an int8 export of the same checkpoint beside it (its card as zoo export writes one; the graph is fp32's)
     exports = tmp_path / "exports"
-    shutil.copytree(digits_export, exports / "digits")
-    shutil.copytree(digits_export, exports / "digits_int8")
+    shutil.copytree(digits_float_export, exports / "digits")
+    shutil.copytree(digits_float_export, exports / "digits_int8")
     card = json.loads((exports / "digits_int8" / "model.json").read_text())
     card["precision"] = {"precision": "int8", "metric": {"name": "accuracy", "int8": 0.9, "drop": 0.004}}
     (exports / "digits_int8" / "model.json").write_text(json.dumps(card))
@@ -214,12 +214,12 @@ def test_bench_inference_compares_pytorch_and_onnxruntime_on_the_cpu_for_each_ex
     assert_one_line_error(mixed, "compares exports of one checkpoint")
 
 
-def test_the_cuda_graph_path_serves_from_fixed_buffers_and_one_shape(digits_export):
+def test_the_cuda_graph_path_serves_from_fixed_buffers_and_one_shape(digits_float_export):
     """cuda_graph's IO path (fixed input and output buffers, the input copied in place, one shape) run on CPU
     buffers: no GPU here, so the session itself is a plain CPU one, but the path is the one a GPU takes."""
     import dataclasses
 
-    m = Model(digits_export / "model.onnx", "cpu")
+    m = Model(digits_float_export / "model.onnx", "cpu")
     expected = m.run(x := np.random.default_rng(1).random((2, 1, 32, 32), dtype=np.float32))["probabilities"]
     m.options = dataclasses.replace(m.options, cuda_graph=True)
     first = m.run(x, device_output=True)["probabilities"]
