@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from zoo.config import compose, env_keys, expand, job_config, searchpath_override, to_plain
-from zoo.errors import ZooError
+from zoo.errors import ZooError, make_folder
 
 log = logging.getLogger("zoo")
 RUN_FILES = ("config.yaml", "train.log", ".hydra", "checkpoints")  # what a run writes before its first epoch ends
@@ -53,9 +53,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--experimental-rerun")
     p.add_argument("--version", action="store_true")
     args = p.parse_intermixed_args(argv)
-    if args.config_path or args.config_name:
+    if args.config_path is not None or args.config_name is not None:  # even empty: never another config
         raise ZooError("zoo train composes zoo's own config; add config groups and experiments with --config-dir DIR")
-    if args.experimental_rerun:
+    if args.experimental_rerun is not None:
         raise ZooError("zoo train does not rerun pickled configs (--experimental-rerun); run the overrides again")
     return args
 
@@ -168,17 +168,21 @@ def single_run(overrides: list[str], config_dirs: list[str] = ()) -> int:
     experiment = build_experiment(plain)
     resumed = resume_checkpoint(experiment, run_dir)  # a malformed or foreign last.pt: one line, nothing written
     created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir.resolve())
-    HydraConfig.instance().set_config(cfg)  # ${hydra:...} in the config resolves as in any Hydra app
-    if cfg.hydra.output_subdir is not None:
-        hydra_dir = run_dir / str(cfg.hydra.output_subdir)
-        hydra_dir.mkdir(exist_ok=True)
-        OmegaConf.save(job, hydra_dir / "config.yaml")
-        OmegaConf.save(cfg.hydra, hydra_dir / "hydra.yaml")
-        OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
-    logging.config.dictConfig(OmegaConf.to_container(cfg.hydra.job_logging, resolve=True))
+    make_folder(run_dir)  # and the folders above it: a failed command removes those it created (zoo.cli)
+    try:
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(run_dir.resolve())
+        HydraConfig.instance().set_config(cfg)  # ${hydra:...} in the config resolves as in any Hydra app
+        if cfg.hydra.output_subdir is not None:
+            hydra_dir = run_dir / str(cfg.hydra.output_subdir)
+            hydra_dir.mkdir(exist_ok=True)
+            OmegaConf.save(job, hydra_dir / "config.yaml")
+            OmegaConf.save(cfg.hydra, hydra_dir / "hydra.yaml")
+            OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
+        logging.config.dictConfig(OmegaConf.to_container(cfg.hydra.job_logging, resolve=True))
+    except Exception:
+        remove_untrained_run(run_dir, created, resumed is not None)
+        raise
     run_in(experiment, run_dir, env_keys(job), created, resumed)
     return 0
 
@@ -195,19 +199,25 @@ def run_in(experiment, run_dir: Path, keys: list[str], created: bool, resumed: d
     try:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(experiment.cfg)))
         results = train(experiment, run_dir, env_keys=keys, resumed=resumed)
-    except ZooError:
-        remove_untrained_run(run_dir, created)
+    except Exception:  # bad input found late, or a bug: one line from the CLI, and this run's files go
+        remove_untrained_run(run_dir, created, resumed is not None)
         raise
     pictures = run_figures(experiment, run_dir, results)
     log.info("run directory: %s (%s)", run_dir, ", ".join(p.name for p in pictures) or "no pictures")
     return results
 
 
-def remove_untrained_run(run_dir: Path, created: bool) -> None:
-    """Delete a failed run's folder when this run created it, saved no checkpoint in it and nothing else is
-    in it. A folder that was there before, or holds anything else, keeps every file."""
+def remove_untrained_run(run_dir: Path, created: bool, resumed: bool = False) -> None:
+    """Undo a failed run that saved no checkpoint: delete its folder when this run created it (and nothing else
+    is in it), else only the run files it wrote there, so the user's own files stay as they were. A resumed
+    run, or one that saved a checkpoint (resume it), keeps every file."""
     entries = list(run_dir.iterdir()) if run_dir.is_dir() else []
-    if any(e.name not in RUN_FILES for e in entries) or any((run_dir / "checkpoints").glob("*")):
+    if resumed or any((run_dir / "checkpoints").glob("*")):
         return
-    if created:
+    if created and not any(e.name not in RUN_FILES for e in entries):
         shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    # check_run_dir refused a folder holding any of these unless resumed: here, this run wrote them
+    for e in entries:
+        if e.name in RUN_FILES:
+            shutil.rmtree(e, ignore_errors=True) if e.is_dir() and not e.is_symlink() else e.unlink(missing_ok=True)
