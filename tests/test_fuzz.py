@@ -32,7 +32,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import small_config, zoo_in_process
+from tests.conftest import zoo_in_process
 
 PROFILE = os.environ.get("ZOO_FUZZ", "ci")
 settings.register_profile(
@@ -113,25 +113,6 @@ def workspace(base: Path) -> Path:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fuzz")
-
-
-@pytest.fixture(scope="module")
-def tiny_run(base) -> Path:
-    """A one-epoch run of a 4-wide CNN on three digit classes (in this process: a few seconds)."""
-    from zoo.engine import train
-
-    run_dir = base / "tiny_run"
-    over = {"data.classes": "[0,1,2]", "model.width": 4, "trainer.max_epochs": 1, "trainer.progress": "false"}
-    train(small_config(**over), run_dir)
-    return run_dir
-
-
-@pytest.fixture(scope="module")
-def tiny_export(tiny_run, base) -> Path:
-    from zoo.export import export
-
-    export(tiny_run / "checkpoints" / "best.pt", base / "tiny_export", {"parity_samples": 8})
-    return base / "tiny_export" / "model.onnx"
 
 
 def record(record_property, family: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -224,7 +225,8 @@ def _meta_backbone(arch, context: dict, values: dict):
     """The backbone built on PyTorch's meta device (shapes without memory or initialisation), or None where the
     plugin cannot be built that way (its real build is then the one that counts)."""
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # what the build would warn of, it warns of again when it is real
             return arch.factory(**values, **{c: context[c] for c in arch.context})
     except Exception:
         return None
