@@ -25,6 +25,7 @@ import shutil
 import signal
 import string
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -89,8 +90,13 @@ def run(family: str, args: list[str], cwd: Path, expect: int | None = None):
     import time
 
     t0 = time.perf_counter()
-    with time_limit(CASE_SECONDS):
+    with time_limit(CASE_SECONDS), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # what a real process prints on stderr: Python's default filters
+        for quiet in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.filterwarnings("ignore", category=quiet)
         proc = zoo_in_process(*args, cwd=cwd)
+    shown = "".join(f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}\n" for w in caught)
+    proc.stderr = shown + proc.stderr
     if os.environ.get("ZOO_FUZZ_TIMES"):
         print(f"TIME {time.perf_counter() - t0:.3f} {family} {args[:3]!r}"[:200])
     COUNTS[family] += 1

@@ -112,6 +112,8 @@ def cmd_export(argv: list[str]) -> int:
     if "checkpoint" not in kv:
         raise ZooError("zoo export needs checkpoint=PATH (a .pt file or a run directory)")
     checkpoints = [c for c in kv.pop("checkpoint").split(",") if c]
+    if not checkpoints:
+        raise ZooError("zoo export needs checkpoint=PATH (a .pt file or a run directory), got an empty one")
     ckpt = Path(checkpoints[0])
     run_dir = ckpt if ckpt.is_dir() else ckpt.parent.parent
     output = Path(kv.pop("output", Path("exports") / (run_dir.name + ("_ensemble" if len(checkpoints) > 1 else ""))))
@@ -281,7 +283,7 @@ def cmd_explain(argv: list[str]) -> int:
     if not argv or "=" in argv[0]:
         raise ZooError("zoo explain needs a METHOD first, e.g. zoo explain gradcam run=runs/demo output=explain/")
     plugin = registry.get("interpretation", argv[0])
-    own = {"run": str, "checkpoint": str, "output": str, "input": str, "samples": Annotated[int, Range(1, 10_000)]}
+    own = {"run": str, "checkpoint": str, "output": str, "input": str, "samples": COUNT}
     kv = parse_kv([a for a in argv[1:] if a.partition("=")[0] in own], own, "explain")
     params = dict(a.partition("=")[::2] for a in argv[1:] if a.partition("=")[0] not in own)
     params = {k: _parse_value(v) for k, v in params.items()}
