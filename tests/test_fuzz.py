@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import zoo_in_process
@@ -40,7 +40,16 @@ settings.register_profile(
     "ci", derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True
 )
 settings.register_profile("nightly", database=None, deadline=None, suppress_health_check=list(HealthCheck))
-SCALE = 20 if PROFILE == "nightly" else 1
+# a quick look for failures: report the first one found as it is, without shrinking it
+settings.register_profile(
+    "explore",
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+    report_multiple_bugs=False,
+)
+SCALE = 20 if PROFILE in ("nightly", "explore") else 1
 CASE_SECONDS = 60  # a case that takes longer hangs
 # generated cases per test in CI: cheap families (no composition) get most of them
 QUOTA = {
@@ -207,7 +216,8 @@ def fuzz_values(base, case):
     if kind == "number":
         key, p = NUMERIC[which]
         expect = 0 if valid_number(p, value) else 2
-        proc = run("values", ["train", "--cfg", "job", f"{key}={hydra_text(value)}"], cwd, expect)
+        add = "++" if key.startswith("aug.ops.") else ""  # a parameter the preset does not set is added
+        proc = run("values", ["train", "--cfg", "job", f"{add}{key}={hydra_text(value)}"], cwd, expect)
         if expect == 2:
             assert key in proc.stderr or key.rpartition(".")[2] in proc.stderr, proc.stderr
     elif kind == "seed":
@@ -220,6 +230,7 @@ def fuzz_values(base, case):
         run("values", ["train", "--cfg", "job", f"+{which}.{value}=1"], cwd, 2)
     else:  # any text where a number belongs
         key, _ = NUMERIC[which]
+        key = f"++{key}" if key.startswith("aug.ops.") else key
         quoted = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
         run("values", ["train", "--cfg", "job", f"{key}={quoted}"], cwd, 2)
     shutil.rmtree(cwd)

@@ -219,5 +219,7 @@ def remove_untrained_run(run_dir: Path, created: bool, resumed: bool = False) ->
         return
     # check_run_dir refused a folder holding any of these unless resumed: here, this run wrote them
     for e in entries:
-        if e.name in RUN_FILES:
-            shutil.rmtree(e, ignore_errors=True) if e.is_dir() and not e.is_symlink() else e.unlink(missing_ok=True)
+        if e.name in RUN_FILES and e.is_dir() and not e.is_symlink():
+            shutil.rmtree(e, ignore_errors=True)
+        elif e.name in RUN_FILES:
+            e.unlink(missing_ok=True)
