@@ -410,8 +410,19 @@ def _failed(line: str, e: BaseException, code: int) -> int:
         import traceback
 
         traceback.print_exception(e)  # a plugin's own exception is its cause
-    print(re.sub(r"\s*\n\s*", " ", line.strip()), file=sys.stderr)  # one line whatever the message held
+    print(one_line(line), file=sys.stderr)
     return code
+
+
+# characters that end a line for str.splitlines (and terminals), which a message may hold inside a file name
+LINE_BREAKS = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """A message as one line: its own line breaks become spaces, those inside names (a file called 'a\x85b')
+    are escaped."""
+    text = re.sub(r"\s*\n\s*", " ", text.strip())
+    return LINE_BREAKS.sub(lambda m: ascii(m.group())[1:-1], text)
 
 
 if __name__ == "__main__":
