@@ -9,8 +9,8 @@ nothing left on disk by a refused command; the user's own files untouched.
 Each case drives the CLI's main() in this process (tests/conftest.py's zoo_in_process): cheap enough for
 hundreds of cases. Cases that need Hydra's composition (about a tenth of a second each) are fewer than those
 that do not. CI runs the `ci` profile (fixed seed, the counts in QUOTA: >= 500 cases); `make fuzz` runs the
-`nightly` profile (ZOO_FUZZ=nightly: random, 20x the cases). Each test records its count (`fuzz_cases`), which
-the terminal summary adds up.
+`nightly` profile (ZOO_FUZZ=nightly: random, 20x the cases; ZOO_FUZZ=explore: the same without shrinking a
+failure, to find one fast). Each test records its count (`fuzz_cases`), which the terminal summary adds up.
 """
 
 from __future__ import annotations
@@ -96,9 +96,6 @@ def run(family: str, args: list[str], cwd: Path, expect: int | None = None):
     """One case: the CLI in this process, under the time limit, held to the contract; with `expect`, to that exit
     code too. A refused command must leave `cwd` as it was."""
     before = snapshot(cwd)
-    import time
-
-    t0 = time.perf_counter()
     with time_limit(CASE_SECONDS), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")  # what a real process prints on stderr: Python's default filters
         for quiet in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
@@ -106,8 +103,6 @@ def run(family: str, args: list[str], cwd: Path, expect: int | None = None):
         proc = zoo_in_process(*args, cwd=cwd)
     shown = "".join(f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}\n" for w in caught)
     proc.stderr = shown + proc.stderr
-    if os.environ.get("ZOO_FUZZ_TIMES"):
-        print(f"TIME {time.perf_counter() - t0:.3f} {family} {args[:3]!r}"[:200])
     COUNTS[family] += 1
     said = f"zoo {' '.join(args)!r} -> {proc.returncode}\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-3000:]}"
     assert "Traceback" not in proc.stdout + proc.stderr, said
