@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from zoo import __version__
-from zoo.errors import ZooError
+from zoo.errors import ZooError, make_folder
 
 CARD_FORMAT = "zoo.model-card/2"
 METADATA_FORMAT = 2  # 2: `outputs` lists {name, role, dtype, axes, shape}; 1 listed output names only
@@ -277,7 +277,7 @@ def export_model(
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise ZooError(f"output={str(output)!r} exists and is not a folder")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(output.parent)  # a failed export removes the folders it created (zoo.cli)
     tmp = output.parent / f".{output.name}.export-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -305,7 +305,7 @@ def export_model(
         card = model_card(meta, onnx_path, parity, metrics, source)
         (tmp / "model.json").write_text(json.dumps(card, indent=2))
         # Move into place only now that everything passed.
-        output.mkdir(exist_ok=True)
+        make_folder(output)
         for f in ("model.onnx", "model.json"):
             os.replace(tmp / f, output / f)
         return card
