@@ -84,8 +84,8 @@ def _named_code(node, where: str):
     depth (the Optuna sweeper's sampler), and a sweeper's `custom_search_space`."""
     if isinstance(node, dict):
         for k, v in node.items():
-            if k in CODE_KEYS and isinstance(v, str):
-                yield f"{where}.{k}", v
+            if k in CODE_KEYS and v is not None and not isinstance(v, (dict, list)):
+                yield f"{where}.{k}", str(v)  # a number names no code either: checked, so refused
             else:
                 yield from _named_code(v, f"{where}.{k}")
     elif isinstance(node, list):
