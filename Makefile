@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # do not end the run on one core; ZOO_TEST_WORKERS=0 runs in one process
 ZOO_TEST_WORKERS ?= auto
 
-.PHONY: demo test lint format install clean
+.PHONY: demo test fuzz lint format install clean
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(ZOO_TEST_WORKERS) --dist worksteal
+
+# the fuzz suite's nightly mode: random cases, 20x CI's (tests/test_fuzz.py; CI runs it as part of make test)
+fuzz: $(STAMP)
+	ZOO_FUZZ=nightly $(PY) -m pytest -q -n $(ZOO_TEST_WORKERS) --dist worksteal tests/test_fuzz.py
 
 # ruff's lint rules and formatter, configured in pyproject.toml; CI runs this before the tests
 lint: $(STAMP)

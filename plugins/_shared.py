@@ -7,8 +7,7 @@ helpers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -36,16 +35,12 @@ Fraction = Annotated[float, Range(0, 1, min_exclusive=True, max_exclusive=True)]
 # ---- image files -----------------------------------------------------------------------------
 
 
-@contextmanager
-def _opened(path: Path, what: str = "image") -> Iterator:
-    """A PIL image open for reading; any failure to read or decode it is one ZooError naming the file."""
-    from PIL import Image, UnidentifiedImageError
+def _opened(path: Path, what: str = "image"):
+    """A PIL image open for reading (zoo.runtime.open_image): an image over the pixel limit, or one that cannot be
+    read or decoded, is one ZooError naming the file."""
+    from zoo.runtime import open_image
 
-    try:
-        with Image.open(path) as im:
-            yield im
-    except (OSError, UnidentifiedImageError) as e:
-        raise ZooError(f"cannot read {what} {path}: {e}") from None
+    return open_image(path, what)
 
 
 def image_tensor(im, channels: int, size: tuple[int, int]) -> torch.Tensor:

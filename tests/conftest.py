@@ -205,3 +205,32 @@ def exports(tmp_path_factory) -> dict:
         export_task(task, root / task, {"score_threshold": 0.001} if task == "detection" else None)
     export_task("classification", root / "float", input="float32")
     return {task: root / task for task in [*HEADS, "float"]}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A one-epoch run of a 4-wide CNN on three digit classes, trained in this process (a few seconds)."""
+    from zoo.engine import train
+
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    over = {"data.classes": "[0,1,2]", "model.width": 4, "trainer.max_epochs": 1, "trainer.progress": "false"}
+    train(small_config(**over), run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run) -> Path:
+    """tiny_run's best checkpoint exported in this process: its model.onnx."""
+    from zoo.export import export
+
+    out = tiny_run.parent / "export"
+    export(tiny_run / "checkpoints" / "best.pt", out, {"parity_samples": 8})
+    return out / "model.onnx"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many generated cases the fuzz suite (tests/test_fuzz.py) tried, over every worker."""
+    reports = terminalreporter.stats.get("passed", [])
+    total = sum(v for r in reports for k, v in getattr(r, "user_properties", ()) if k == "fuzz_cases")
+    if total:
+        terminalreporter.write_line(f"fuzz: {total} generated cases held to the CLI's contract, 0 failed")

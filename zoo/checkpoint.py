@@ -18,6 +18,7 @@ import hashlib
 import os
 import random
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,9 @@ def load_checkpoint(path: str | Path) -> dict:
     if p.stat().st_size == 0:
         raise ZooError(f"cannot read checkpoint {p}: the file is empty (a write that never finished?)")
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a file's odd pickle protocol: the checks below say what matters
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if first.startswith("Weights only load failed"):

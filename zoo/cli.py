@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import typing
 from pathlib import Path
+from typing import Annotated, Any
 
-from zoo.errors import ZooError, close_matches, unknown
+from zoo.errors import ZooError, close_matches, describe_os_error, forget_created, make_folder, remove_created, unknown
+from zoo.registry import Range
 
 USAGE = """usage: zoo COMMAND [ARGS]
 
@@ -69,8 +73,11 @@ def names(value: str) -> list[str]:
     return [v.strip() for v in value.strip().removeprefix("[").removesuffix("]").split(",") if v.strip()]
 
 
-def parse_kv(args: list[str], allowed: dict[str, type], command: str) -> dict:
-    """key=value arguments checked against `allowed` (name -> type), with close matches."""
+def parse_kv(args: list[str], allowed: dict[str, Any], command: str) -> dict:
+    """key=value arguments checked against `allowed` (name -> type, or `Annotated[int, Range(...)]` checked as a
+    plugin parameter is: in range, int64, finite), with close matches."""
+    from zoo.registry import param
+
     out = {}
     for a in args:
         key, sep, value = a.partition("=")
@@ -79,11 +86,18 @@ def parse_kv(args: list[str], allowed: dict[str, type], command: str) -> dict:
             raise ZooError(f"zoo {command}: expected key=value, got {a!r}; keys: {', '.join(allowed)}")
         if key not in allowed:
             raise unknown(f"argument for zoo {command}", key, allowed)
+        kind = allowed[key]
+        base = typing.get_args(kind)[0] if typing.get_origin(kind) is Annotated else kind
         try:
-            out[key] = allowed[key](value)
+            out[key] = base(value)
         except ValueError:
-            raise ZooError(f"zoo {command}: {key}={value!r} is not a valid {allowed[key].__name__}") from None
+            raise ZooError(f"zoo {command}: {key}={value!r} is not a valid {base.__name__}") from None
+        if base is not kind:
+            out[key] = param(key, kind, where=f"zoo {command}").check(out[key], key)
     return out
+
+
+COUNT = Annotated[int, Range(1)]  # a batch, a number of results or samples: at least one
 
 
 # ---- train -----------------------------------------------------------------------------------
@@ -125,6 +139,8 @@ def cmd_export(argv: list[str]) -> int:
     if "checkpoint" not in kv:
         raise ZooError("zoo export needs checkpoint=PATH (a .pt file or a run directory)")
     checkpoints = [c for c in kv.pop("checkpoint").split(",") if c]
+    if not checkpoints:
+        raise ZooError("zoo export needs checkpoint=PATH (a .pt file or a run directory), got an empty one")
     ckpt = Path(checkpoints[0])
     run_dir = ckpt if ckpt.is_dir() else ckpt.parent.parent
     output = Path(kv.pop("output", Path("exports") / (run_dir.name + ("_ensemble" if len(checkpoints) > 1 else ""))))
@@ -166,7 +182,7 @@ def cmd_predict(argv: list[str]) -> int:
     """zoo predict model=PATH input=FILE_OR_DIR: one JSON line per image, onnxruntime only."""
     kv, options = runtime_kv(
         argv,
-        {"model": str, "input": str, "topk": int, "batch": int, "masks": str, "draw": str, "outputs": names},
+        {"model": str, "input": str, "topk": COUNT, "batch": COUNT, "masks": str, "draw": str, "outputs": names},
         "predict",
     )
     for need in ("model", "input"):
@@ -274,7 +290,11 @@ def cmd_bench(argv: list[str]) -> int:
             else ZooError(f"zoo bench needs a benchmark: {', '.join(benches)}")
         )
     if argv[0] == "discovery":
-        kv = parse_kv(argv[1:], {"packages": int, "repeats": int}, "bench discovery")
+        kv = parse_kv(
+            argv[1:],
+            {"packages": Annotated[int, Range(1, 10_000)], "repeats": Annotated[int, Range(1, 1000)]},
+            "bench discovery",
+        )
         from zoo.bench import discovery
 
         for line in discovery(kv.get("packages", 20), kv.get("repeats", 5)):
@@ -290,13 +310,15 @@ def cmd_bench(argv: list[str]) -> int:
         return 0
     if argv[0] == "transfer":
         own = [a for a in argv[1:] if a.split("=")[0] == "repeats"]
-        kv = parse_kv(own, {"repeats": int}, "bench transfer")
+        kv = parse_kv(own, {"repeats": Annotated[int, Range(1, 1000)]}, "bench transfer")
         from zoo.bench import transfer
 
         for line in transfer([a for a in argv[1:] if a not in own], kv.get("repeats", 5)):
             print(line)
         return 0
-    kv, options = runtime_kv(argv[1:], {"model": str, "batch": str, "repeats": int}, "bench inference")
+    kv, options = runtime_kv(
+        argv[1:], {"model": str, "batch": str, "repeats": Annotated[int, Range(1, 100_000)]}, "bench inference"
+    )
     if "model" not in kv:
         raise ZooError("zoo bench inference needs model=DIR/model.onnx[,DIR2/model.onnx...] (from zoo export)")
     from zoo.bench import inference, int_list
@@ -335,15 +357,13 @@ def cmd_explain(argv: list[str]) -> int:
     if not argv or "=" in argv[0]:
         raise ZooError("zoo explain needs a METHOD first, e.g. zoo explain gradcam run=runs/demo output=explain/")
     plugin = registry.get("interpretation", argv[0])
-    own = {"run": str, "checkpoint": str, "output": str, "input": str, "samples": int}
+    own = {"run": str, "checkpoint": str, "output": str, "input": str, "samples": COUNT}
     kv = parse_kv([a for a in argv[1:] if a.partition("=")[0] in own], own, "explain")
     params = dict(a.partition("=")[::2] for a in argv[1:] if a.partition("=")[0] not in own)
     params = {k: _parse_value(v) for k, v in params.items()}
     source = kv.get("run") or kv.get("checkpoint")
     if not source or "output" not in kv:
         raise ZooError("zoo explain needs run=DIR (or checkpoint=FILE) and output=DIR")
-    if kv.get("samples", 8) < 1:
-        raise ZooError(f"zoo explain: samples={kv['samples']} must be at least 1")
     from zoo.explain import explain
 
     record = explain(plugin.name, params, source, kv.get("input"), kv.get("samples", 8), kv["output"])
@@ -368,14 +388,18 @@ def _parse_value(text: str):
 def cmd_augment(argv: list[str]) -> int:
     """zoo augment output=FILE.png [samples=8] [variants=7] [OVERRIDES...]: a grid of augmented training samples."""
     own = [a for a in argv if a.split("=")[0] in ("output", "samples", "variants")]
-    kv = parse_kv(own, {"output": str, "samples": int, "variants": int}, "augment")
+    kv = parse_kv(
+        own,
+        {"output": str, "samples": Annotated[int, Range(1, 256)], "variants": Annotated[int, Range(0, 64)]},
+        "augment",
+    )
     if "output" not in kv or not kv["output"].lower().endswith(".png"):
         raise ZooError("zoo augment needs output=FILE.png")
     from zoo.visual import augment_grid
 
     image = augment_grid([a for a in argv if a not in own], kv.get("samples", 8), kv.get("variants", 7))
     out = Path(kv["output"])
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     tmp = out.with_name(f".{out.name}.tmp.png")
     image.save(tmp)
     tmp.replace(out)
@@ -430,18 +454,50 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    forget_created()
     try:
-        return command(argv[1:]) or 0
+        code = command(argv[1:]) or 0
     except ZooError as e:
-        if os.environ.get("ZOO_DEBUG", "").lower() in ("1", "true", "yes"):
-            import traceback
-
-            traceback.print_exception(e)  # the plugin's own exception is its cause
-        print(f"zoo: error: {e}", file=sys.stderr)
-        return 2
+        return _failed(f"zoo: error: {e}", e, 2)
+    except OSError as e:  # a path the system refuses: too long, not permitted, a folder where a file belongs
+        return _failed(f"zoo: error: {describe_os_error(e, argv[1:])}", e, 2)
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug (zoo's or a library's): still one line, and nothing half-written stays
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        what = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        return _failed(
+            f"zoo: internal error in zoo {argv[0]}: {what}; ZOO_DEBUG=1 shows the traceback", e, INTERNAL_ERROR
+        )
+    forget_created()
+    return code
+
+
+INTERNAL_ERROR = 3  # exit code of a failure that is zoo's (or a plugin's) fault, not the input's (2)
+
+
+def _failed(line: str, e: BaseException, code: int) -> int:
+    """A failed command: remove the folders it created (now empty), print one line (and, with ZOO_DEBUG=1, the
+    traceback with its causes first); return the exit code."""
+    remove_created()
+    if os.environ.get("ZOO_DEBUG", "").lower() in ("1", "true", "yes"):
+        import traceback
+
+        traceback.print_exception(e)  # a plugin's own exception is its cause
+    print(one_line(line), file=sys.stderr)
+    return code
+
+
+# characters that end a line for str.splitlines (and terminals), which a message may hold inside a file name
+LINE_BREAKS = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """A message as one line: its own line breaks become spaces, those inside names (a file called 'a\x85b')
+    are escaped."""
+    text = re.sub(r"\s*\n\s*", " ", text.strip())
+    return LINE_BREAKS.sub(lambda m: ascii(m.group())[1:-1], text)
 
 
 if __name__ == "__main__":

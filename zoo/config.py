@@ -521,7 +521,12 @@ def compose(overrides: list[str], *, with_hydra: bool = False, extra_dirs: Seque
         except Exception as e:  # say which key is wrong and what is close, as Hydra's message does not
             groups = [o.input_line for o in parsed if _is_group_choice(o)]
             GlobalHydra.instance().clear()
-            _check_keys(parsed, _hydra_compose(groups + extra, False))
+            try:  # name the wrong key and what is close, when the groups alone compose
+                _check_keys(parsed, _hydra_compose(groups + extra, False))
+            except ZooError:
+                raise
+            except Exception:
+                pass  # they do not (a config file that is not YAML): Hydra's own first line says why
             raise ZooError(_one_line(e)) from None
     finally:
         GlobalHydra.instance().clear()
@@ -578,6 +583,7 @@ def check(cfg) -> dict:
     from zoo import registry
 
     plain = to_plain(cfg)
+    _seed_param().check(plain.get("seed"), "seed")  # torch and numpy take seeds in [0, 2**63)
     for group, kind in GROUPS.items():
         node = dict(plain.get(group) or {})
         if "name" not in node:
@@ -597,6 +603,13 @@ def check(cfg) -> dict:
     for node in STRUCTURED:
         check_node(node, plain.get(node))
     return plain
+
+
+@functools.cache
+def _seed_param() -> Param:
+    from zoo import registry
+
+    return registry.param("seed", Annotated[int, Range(0)], 0, where="zoo.config.Config")
 
 
 @functools.cache

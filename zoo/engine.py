@@ -252,13 +252,7 @@ def train(
         sampler.set_epoch(epoch)
         epoch_start, total, seen = time.perf_counter(), 0.0, 0
         metric = train_metric(exp, run.monitor)
-        batches = cached_batches(cache, bs, seed + epoch) if cache is not None else train_loader
-        if tcfg["progress"] and sys.stderr.isatty() and dist.is_main():
-            from tqdm import tqdm
-
-            desc = f"epoch {epoch + 1}/{tcfg['max_epochs']}"
-            batches = tqdm(batches, desc=desc, leave=False, file=sys.stderr, total=len(train_loader))
-        for x, y in batches:
+        for x, y in _batches(cache, train_loader, bs, seed, epoch, tcfg):
             for g in optimizer.param_groups:
                 g["lr"] = g["base_lr"] * lr_factor(progress.step, len(train_loader), tcfg)
             loss = train_step(
@@ -283,6 +277,17 @@ def train(
         if _end_of_epoch(run, progress, epoch, trained, train_time, optimizer):
             break
     return _finish(run, progress, time.perf_counter() - started, cache_seconds)
+
+
+def _batches(cache, train_loader, bs: int, seed: int, epoch: int, tcfg: dict):
+    """One epoch's training batches: of cached features or from the loader; a progress bar on a terminal."""
+    batches = cached_batches(cache, bs, seed + epoch) if cache is not None else train_loader
+    if tcfg["progress"] and sys.stderr.isatty() and dist.is_main():
+        from tqdm import tqdm
+
+        desc = f"epoch {epoch + 1}/{tcfg['max_epochs']}"
+        batches = tqdm(batches, desc=desc, leave=False, file=sys.stderr, total=len(train_loader))
+    return batches
 
 
 def _loader(exp: Experiment, ds, batch_size: int, shuffle: bool = False, drop_last: bool = False, sampler=None):

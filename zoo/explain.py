@@ -19,7 +19,7 @@ import torch
 from zoo import registry
 from zoo.checkpoint import checkpoint_file, load_checkpoint, model_from_checkpoint
 from zoo.data import DataBundle, DataInfo, build_data
-from zoo.errors import ZooError
+from zoo.errors import ZooError, make_folder
 from zoo.model import ZooModel
 
 
@@ -76,7 +76,7 @@ def explain(method: str, params: dict[str, Any], source: str, inputs: str | None
         raise ZooError(
             f"zoo explain {method} does not explain {subject.info.task} models; it explains: {', '.join(plugin.tasks)}"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)  # a failed command removes the folders it created (zoo.cli)
     tmp = out.parent / f".{out.name}.explain-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -92,7 +92,7 @@ def explain(method: str, params: dict[str, Any], source: str, inputs: str | None
             **(summary or {}),
         }
         (tmp / "summary.json").write_text(json.dumps(record, indent=2))
-        out.mkdir(exist_ok=True)
+        make_folder(out)
         written = []
         for f in sorted(tmp.iterdir()):
             os.replace(f, out / f.name)

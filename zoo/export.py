@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from zoo import __version__
-from zoo.errors import ZooError
+from zoo.errors import ZooError, make_folder
 
 CARD_FORMAT = "zoo.model-card/3"  # 3: the metadata of zoo.format 3 (postprocessing), golden vectors
 REDACTED = "<from environment: not exported>"
@@ -263,7 +263,7 @@ def export_model(
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise ZooError(f"output={str(output)!r} exists and is not a folder")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(output.parent)  # a failed export removes the folders it created (zoo.cli)
     tmp = output.parent / f".{output.name}.export-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -286,7 +286,7 @@ def export_model(
         card["golden"] = golden
         (tmp / "model.json").write_text(json.dumps(card, indent=2))
         # Move into place only now that everything passed.
-        output.mkdir(exist_ok=True)
+        make_folder(output)
         shutil.rmtree(output / "golden", ignore_errors=True)  # an earlier export's vectors: zoo's own files
         for f in ("model.onnx", "model.json", "golden"):
             os.replace(tmp / f, output / f)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.config import compose, env_keys, expand, job_config, searchpath_override, to_plain
-from zoo.errors import ZooError
+from zoo.errors import ZooError, make_folder
 
 log = logging.getLogger("zoo")
 RUN_FILES = ("config.yaml", "train.log", ".hydra", "checkpoints")  # what a run writes before its first epoch ends
@@ -57,9 +57,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--experimental-rerun")
     p.add_argument("--version", action="store_true")
     args = p.parse_intermixed_args(argv)
-    if args.config_path or args.config_name:
+    if args.config_path is not None or args.config_name is not None:  # even empty: never another config
         raise ZooError("zoo train composes zoo's own config; add config groups and experiments with --config-dir DIR")
-    if args.experimental_rerun:
+    if args.experimental_rerun is not None:
         raise ZooError("zoo train does not rerun pickled configs (--experimental-rerun); run the overrides again")
     return args
 
@@ -84,8 +84,8 @@ def _named_code(node, where: str):
     depth (the Optuna sweeper's sampler), and a sweeper's `custom_search_space`."""
     if isinstance(node, dict):
         for k, v in node.items():
-            if k in CODE_KEYS and isinstance(v, str):
-                yield f"{where}.{k}", v
+            if k in CODE_KEYS and v is not None and not isinstance(v, (dict, list)):
+                yield f"{where}.{k}", str(v)  # a number names no code either: checked, so refused
             else:
                 yield from _named_code(v, f"{where}.{k}")
     elif isinstance(node, list):
@@ -262,7 +262,7 @@ def checked_run_dir(cfg, plain: dict) -> str:
 def _run(cfg, job, plain: dict, overrides: list[str]) -> int:
     """One run in this process (under torchrun, one rank of it: rank 0 picks the folder and writes)."""
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
     from zoo import distributed as dist
     from zoo.engine import resume_checkpoint
@@ -277,16 +277,27 @@ def _run(cfg, job, plain: dict, overrides: list[str]) -> int:
         cfg.hydra.runtime.output_dir = str(run_dir.resolve())
     HydraConfig.instance().set_config(cfg)  # ${hydra:...} in the config resolves as in any Hydra app
     if dist.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if cfg.hydra.output_subdir is not None:
-            hydra_dir = run_dir / str(cfg.hydra.output_subdir)
-            hydra_dir.mkdir(exist_ok=True)
-            OmegaConf.save(job, hydra_dir / "config.yaml")
-            OmegaConf.save(cfg.hydra, hydra_dir / "hydra.yaml")
-            OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
-        logging.config.dictConfig(OmegaConf.to_container(cfg.hydra.job_logging, resolve=True))
+        make_folder(run_dir)  # and the folders above it: a failed command removes those it created (zoo.cli)
+        try:
+            _write_hydra_files(cfg, job, run_dir, overrides)
+        except Exception:
+            remove_untrained_run(run_dir, created, resumed is not None)
+            raise
     run_in(experiment, run_dir, env_keys(job), created, resumed)
     return 0
+
+
+def _write_hydra_files(cfg, job, run_dir: Path, overrides: list[str]) -> None:
+    """.hydra/{config,hydra,overrides}.yaml as Hydra writes them, and the job's logging into the run folder."""
+    from omegaconf import OmegaConf
+
+    if cfg.hydra.output_subdir is not None:
+        hydra_dir = run_dir / str(cfg.hydra.output_subdir)
+        hydra_dir.mkdir(exist_ok=True)
+        OmegaConf.save(job, hydra_dir / "config.yaml")
+        OmegaConf.save(cfg.hydra, hydra_dir / "hydra.yaml")
+        OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
+    logging.config.dictConfig(OmegaConf.to_container(cfg.hydra.job_logging, resolve=True))
 
 
 def launch_devices(overrides: list[str], config_dirs: list[str], cfg, plain: dict) -> int:
@@ -335,9 +346,9 @@ def run_in(experiment, run_dir: Path, keys: list[str], created: bool, resumed: d
         if dist.is_main():
             (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(experiment.cfg)))
         results = train(experiment, run_dir, env_keys=keys, resumed=resumed)
-    except ZooError:
+    except Exception:  # bad input found late, or a bug: one line from the CLI, and this run's files go
         if dist.is_main():
-            remove_untrained_run(run_dir, created)
+            remove_untrained_run(run_dir, created, resumed is not None)
         raise
     if not dist.is_main():  # the pictures are rank 0's
         return results
@@ -349,11 +360,19 @@ def run_in(experiment, run_dir: Path, keys: list[str], created: bool, resumed: d
     return results
 
 
-def remove_untrained_run(run_dir: Path, created: bool) -> None:
-    """Delete a failed run's folder when this run created it, saved no checkpoint in it and nothing else is
-    in it. A folder that was there before, or holds anything else, keeps every file."""
+def remove_untrained_run(run_dir: Path, created: bool, resumed: bool = False) -> None:
+    """Undo a failed run that saved no checkpoint: delete its folder when this run created it (and nothing else
+    is in it), else only the run files it wrote there, so the user's own files stay as they were. A resumed
+    run, or one that saved a checkpoint (resume it), keeps every file."""
     entries = list(run_dir.iterdir()) if run_dir.is_dir() else []
-    if any(e.name not in RUN_FILES for e in entries) or any((run_dir / "checkpoints").glob("*")):
+    if resumed or any((run_dir / "checkpoints").glob("*")):
         return
-    if created:
+    if created and not any(e.name not in RUN_FILES for e in entries):
         shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    # check_run_dir refused a folder holding any of these unless resumed: here, this run wrote them
+    for e in entries:
+        if e.name in RUN_FILES and e.is_dir() and not e.is_symlink():
+            shutil.rmtree(e, ignore_errors=True)
+        elif e.name in RUN_FILES:
+            e.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -275,6 +276,68 @@ def check_architecture(cfg: dict, task: str | None, size) -> None:
             )
 
 
+PARAM_BUDGET = 50_000_000  # parameters in a backbone; an architecture may declare more (max_params=)
+ACTIVATION_BUDGET = 2**28  # values one image's pass through a backbone produces (1 GiB of float32; max_activations=)
+
+
+def _meta_backbone(arch, context: dict, values: dict):
+    """The backbone built on PyTorch's meta device (shapes without memory or initialisation), or None where the
+    plugin cannot be built that way (its real build is then the one that counts)."""
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # what the build would warn of, it warns of again when it is real
+            return arch.factory(**values, **{c: context[c] for c in arch.context})
+    except Exception:
+        return None
+
+
+def _activations(backbone: nn.Module, channels: int, size: tuple[int, int]) -> int | None:
+    """How many values every module's output holds in one image's forward pass, on the meta device; None when
+    the backbone does not run there."""
+    total = [0]
+
+    def count(_module, _inputs, output) -> None:
+        outs = output if isinstance(output, (list, tuple)) else [output]
+        total[0] += sum(o.numel() for o in outs if isinstance(o, torch.Tensor))
+
+    hooks = [m.register_forward_hook(count) for m in backbone.modules()]
+    try:
+        with torch.no_grad():
+            backbone.eval()(torch.zeros(1, channels, *size, device="meta"))
+    except Exception:
+        return None
+    finally:
+        for h in hooks:
+            h.remove()
+    return total[0]
+
+
+def check_budget(arch, mcfg: dict, info) -> None:
+    """Refuse, before building it, a backbone far larger than zoo builds (`model.kernel_size=99` makes a 100M
+    parameter cnn that runs minutes an epoch): its parameters and one image's activations, counted on the meta
+    device, against PARAM_BUDGET and ACTIVATION_BUDGET or what the architecture declares (`max_params=`,
+    `max_activations=`)."""
+    values = arch.check_values(mcfg, "model")
+    backbone = _meta_backbone(arch, {"in_channels": info.channels}, values)
+    if backbone is None:
+        return
+    changed = [f"model.{k}={v}" for k, v in values.items() if v != arch.defaults().get(k)]
+    given = f" with {', '.join(changed)}" if changed else ""
+    limits = (
+        ("parameters", sum(p.numel() for p in backbone.parameters()), "max_params", PARAM_BUDGET),
+        ("activation values per image", None, "max_activations", ACTIVATION_BUDGET),
+    )
+    for what, count, key, default in limits:
+        count = count if count is not None else _activations(backbone, info.channels, tuple(info.size))
+        budget = int(arch.extra.get(key) or default)
+        if count is not None and count > budget:
+            raise ZooError(
+                f"model={arch.name}{given} at {info.channels}x{info.size[0]}x{info.size[1]} would have "
+                f"{count / 1e6:.1f}M {what}, over zoo's budget of {budget / 1e6:.1f}M for it; choose smaller "
+                f"settings (see: zoo list architecture {arch.name})"
+            )
+
+
 def build_model(cfg: dict, info) -> ZooModel:
     """Build backbone and head from a plain config dict (`model`, `head` nodes) and a DataInfo."""
     from zoo import registry
@@ -282,6 +345,7 @@ def build_model(cfg: dict, info) -> ZooModel:
     mcfg, hcfg = dict(cfg["model"]), dict(cfg["head"])
     arch = registry.get("architecture", mcfg.pop("name"))
     check_architecture(cfg, info.task, tuple(info.size))
+    check_budget(arch, mcfg, info)
     backbone = arch.build({"in_channels": info.channels}, mcfg, where="model")
     with arch.blame("on a probe input"):
         backbone.feature_info = probe_features(backbone, info.channels, tuple(info.size), f"model={arch.name}")

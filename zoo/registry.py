@@ -724,7 +724,8 @@ class Registry:
                 del self._plugins[name]
 
 
-EXTRA = {"architecture": ("min_size",)}  # what a kind may declare besides tasks=
+# what a kind may declare besides tasks=: an architecture's smallest input and budgets above zoo's (zoo.model)
+EXTRA = {"architecture": ("min_size", "max_params", "max_activations")}
 
 
 def _check_extra(plugin: Plugin) -> None:
@@ -735,6 +736,10 @@ def _check_extra(plugin: Plugin) -> None:
         if key not in allowed:
             also = f"; {_a(plugin.kind)} declares only tasks=" + "".join(f", {a}=" for a in allowed)
             raise PluginDefinitionError(f"{where}: register.{plugin.kind}() takes no {key}={also}")
+    for key in ("max_params", "max_activations"):
+        value = plugin.extra.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise PluginDefinitionError(f"{where}: {key}={value!r} must be an int >= 1")
     size = plugin.extra.get("min_size")
     if size is None or callable(size):
         return

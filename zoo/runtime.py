@@ -14,6 +14,7 @@ import ctypes.util
 import json
 import math
 import os
+import struct
 import sys
 import weakref
 from collections.abc import Iterable, Sequence
@@ -350,20 +351,59 @@ def load_image(path: str | Path, channels: int, size: Sequence[int] | None) -> n
     return float_input(decode(path), channels, size)
 
 
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own warning threshold (about 9459x9459): no image here needs more
+
+
+def max_pixels() -> int:
+    """The most pixels (width x height) zoo decodes in one image: ZOO_MAX_PIXELS, else DEFAULT_MAX_PIXELS. The
+    header is read first, so an image that claims more is refused before a byte of it is decoded."""
+    text = os.environ.get("ZOO_MAX_PIXELS", "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value < 2**63:
+        raise ZooError(f"ZOO_MAX_PIXELS={text!r} must be a whole number of pixels >= 1")
+    return value
+
+
+@contextlib.contextmanager
+def open_image(path: str | Path, what: str = "image"):
+    """A PIL image open for reading, its size checked against `max_pixels()` (a decompression bomb is one line
+    naming the file and the limit); any failure to read or decode it is one ZooError naming the file."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    limit = max_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit  # Pillow's own check refuses at twice its value: never below zoo's limit
+    over = f"is over zoo's limit of {limit} pixels per image (ZOO_MAX_PIXELS raises it)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on odd files; zoo's own limit decides, below
+            with Image.open(path) as im:
+                if im.width * im.height > limit:
+                    raise ZooError(f"{what} {str(path)!r} is {im.width}x{im.height} pixels, which {over}")
+                yield im
+    except Image.DecompressionBombError:
+        raise ZooError(f"{what} {str(path)!r} {over}") from None
+    except FileNotFoundError:
+        raise ZooError(f"{what} {str(path)!r} does not exist") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, EOFError, struct.error) as e:  # malformed files
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ZooError(f"cannot read {what} {str(path)!r}: {first}") from None
+
+
 def decode(path: str | Path) -> np.ndarray:
     """An image file as height x width x 3 RGB uint8, by zoo.format's decode rules: grey copied to R, G and B,
     a palette expanded, alpha dropped (not composited), 16-bit samples to their high byte (v >> 8, not clipped).
     Pillow only decodes: no resize or colour conversion of its own takes part, except from colour spaces
     other than grey, palette and RGB (CMYK, YCbCr), which Pillow converts to RGB."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return rgb8(im)
-    except FileNotFoundError:
-        raise ZooError(f"input image {str(path)!r} does not exist") from None
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise ZooError(f"cannot read image {str(path)!r}: {e}") from None
+    with open_image(path, "input image") as im:
+        return rgb8(im)
 
 
 def rgb8(im) -> np.ndarray:
@@ -873,10 +913,10 @@ class Model:
         return path
 
     def _draw(self, source: str | Path, detections: list[dict], path: Path) -> Path:
-        from PIL import Image, ImageDraw
+        from PIL import ImageDraw
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(source) as im:
+        with open_image(source) as im:
             im = im.convert("RGB")
             draw = ImageDraw.Draw(im)
             for d in detections:

@@ -6,6 +6,7 @@ deep), and reports the stages for freezing and per-stage learning rates.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from torch import nn
@@ -130,6 +131,13 @@ def vgg(
     return StagedBackbone(stages, channels, strides)
 
 
+def _power(x: float, n: int) -> float:
+    try:
+        return x**n
+    except OverflowError:
+        return math.inf
+
+
 @register.architecture("cnn", min_size=lambda depth: 2**depth)
 def cnn(
     in_channels: int,
@@ -147,6 +155,13 @@ def cnn(
     if kernel_size % 2 == 0:
         raise ZooError(f"model.kernel_size={kernel_size} must be odd (same padding needs a centre)")
     stages, channels, cin = [], [], in_channels
+    sizes = [width * _power(growth, i) for i in range(min(depth, 10_000))]
+    if not 0.5 <= min(sizes) <= max(sizes) < 2**31:  # 2**31: what a tensor's channel axis takes
+        bad = min(sizes) if min(sizes) < 0.5 else max(sizes)
+        raise ZooError(
+            f"model.growth={growth} with model.width={width} and model.depth={depth} gives a block of "
+            f"{bad:.3g} channels; every block needs from 1 to 2**31 - 1"
+        )
     for i in range(depth):
         cout = int(round(width * growth**i))
         layers = []

@@ -326,7 +326,7 @@ class TimmBackbone(Backbone):
         return True
 
 
-@register.architecture("timm")
+@register.architecture("timm", max_params=1_000_000_000)  # a named hub model, as large as the user chose
 def timm_backbone(
     in_channels: int,
     model_name: str = "resnet18",

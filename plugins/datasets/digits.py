@@ -42,7 +42,7 @@ def digits(
     val_fraction: Fraction = 0.15,
     test_fraction: Fraction = 0.2,
     split_seed: int = 0,
-    classes: Optional[Annotated[list[Annotated[int, Range(0, 9)]], Length(min=1)]] = None,
+    classes: Optional[Annotated[list[Annotated[int, Range(0, 9)]], Length(min=2)]] = None,  # one class: nothing to tell
     shots: Optional[Annotated[int, Range(1)]] = None,
 ) -> DataBundle:
     """Handwritten digits (scikit-learn, 1,797 images), stratified split, upsampled; some classes, N shots per class."""

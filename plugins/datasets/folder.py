@@ -40,6 +40,7 @@ class ImageFiles(Dataset):
 def scan(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[Path], list[int]]:
     """Class names (subfolders, sorted) and every image file under each."""
     found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    given = classes is not None  # a val or test split may lack a class of the training split
     classes = classes or found
     missing = [c for c in found if c not in classes]
     if missing:
@@ -53,6 +54,11 @@ def scan(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[
             if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
                 files.append(f)
                 labels.append(i)
+    empty = [c for i, c in enumerate(classes) if i not in set(labels)] if not given else []
+    if empty and len(classes) - len(empty) >= 1:
+        raise ZooError(
+            f"{root} has class folder(s) without images ({', '.join(empty)}); a class needs images to learn from"
+        )
     if len(classes) < 2:
         raise ZooError(f"{root} needs at least two class subfolders with images; found {classes or 'none'}")
     if not files:
