@@ -36,7 +36,12 @@ def test_an_app_reading_only_the_onnx_file_finds_embedding_and_cam_through_the_m
 
     model, info = model_from_checkpoint(load_checkpoint(digits_run))
     x = torch.stack([build_data(small_config(), 0).test[i][0] for i in range(8)])
-    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": x.numpy()})))
+    # what an app decodes: 8-bit RGB pixels, N x H x W x 3 (zoo.input); the graph turns them into the network's input
+    pixels = (x * 255).round().to(torch.uint8)
+    x = pixels.float() / 255
+    feed = {session.get_inputs()[0].name: pixels.repeat(1, 3, 1, 1).permute(0, 2, 3, 1).contiguous().numpy()}
+    assert meta["zoo.input"]["dtype"] == "uint8" and meta["zoo.input"]["layout"] == "NHWC"
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
     embedding, cam = got[by_role["embedding"]["name"]], got[by_role["cam"]["name"]]
     tolerance = card["parity"]["tolerance"]
     # the vectors zoo explain embeddings projects, from onnxruntime alone

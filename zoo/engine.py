@@ -96,13 +96,33 @@ def feature_cache(model: ZooModel, data, batch_size: int, device: torch.device) 
         feats = model.backbone(model.normalize(x.to(device)))
         levels = [[f] for f in feats] if levels is None else [acc + [f] for acc, f in zip(levels, feats)]
         targets.append(y)
-    stacked = [torch.cat(level) for level in levels]
+    stacked = _drop_unread([torch.cat(level) for level in levels], model.head)
     ys = (
         torch.cat(targets).to(device)
         if isinstance(targets[0], torch.Tensor)
         else [t for batch in targets for t in batch]
     )
     return stacked, ys
+
+
+def _drop_unread(stacked: list[torch.Tensor], head) -> list[torch.Tensor]:
+    """The cached levels with those the head never reads emptied (zero channels): a classifier reads only the
+    deepest map, and copying the shallow ones into every batch cost more than the head's own step. Which levels
+    a head reads is found by asking autograd on two samples; a head that cannot say keeps them all."""
+    probe = [f[:2].detach().clone().requires_grad_(True) for f in stacked]
+    was_training = head.training
+    try:
+        head.eval()
+        with torch.enable_grad():
+            out = head(probe)
+            parts = [out] if isinstance(out, torch.Tensor) else list(out.values() if isinstance(out, dict) else out)
+            total = sum(p.float().sum() for p in parts if isinstance(p, torch.Tensor) and p.requires_grad)
+            grads = torch.autograd.grad(total, probe, allow_unused=True)
+    except Exception:  # a head that needs more than its features to run: keep every level
+        return stacked
+    finally:
+        head.train(was_training)
+    return [f if g is not None else f[:, :0] for f, g in zip(stacked, grads)]
 
 
 def cached_batches(cache, batch_size: int, seed: int):
