@@ -245,6 +245,8 @@ def _measure(
     with torch.inference_mode():
         for batch in batches:
             x, source = _real_images(_network_channels(card), tuple(card["input"]["size"]), card.get("config"), batch)
+            if card["input"].get("dtype") == "uint8":  # both sides see the same 8-bit pixels: parity, not rounding
+                x = (np.round(x * 255) / 255).astype(np.float32)
             expected = _as_numpy(model(torch.from_numpy(x)))
             for device in devices:
                 new = _torch_rows(model, x, device) + _ort_rows(exports, x, device, providers, options)
