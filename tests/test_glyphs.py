@@ -74,3 +74,29 @@ def test_glyphs_is_registered_with_its_schema():
     plugin = registry.get("dataset", "glyphs")
     assert plugin.summary and plugin.module == "zoo_plugins.datasets.glyphs"
     assert registry.get("dataset", "glyphs").defaults()["classes"] == list(range(30))
+
+
+def test_glyphs_trains_from_a_base_and_exports_with_parity(tmp_path):
+    """The protocol end to end at a toy scale: a base on two glyphs, feature extraction from it on two others
+    (the cache keeps only the deepest map, the one a pooled classifier reads), an export within tolerance."""
+    from tests.conftest import small_config, zoo_in_process
+    from zoo.engine import feature_cache
+    from zoo.experiment import build_experiment
+
+    tiny = ["data=glyphs", "data.size=32", "data.images_per_class=12", "model.depth=2", "model.width=8"]
+    tiny += ["trainer.max_epochs=1", "trainer.progress=false"]
+    base = tmp_path / "base"
+    proc = zoo_in_process("train", *tiny, "data.classes=[0,1]", f"hydra.run.dir={base}")
+    assert proc.returncode == 0, proc.stderr
+    target = ["data.classes=[30,31]", "data.shots=3", "transfer=feature_extraction", f"transfer.weights={base}"]
+    run = tmp_path / "target"
+    proc = zoo_in_process("train", *tiny, *target, f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr
+    proc = zoo_in_process("export", f"checkpoint={run}", f"output={tmp_path / 'export'}")
+    assert proc.returncode == 0, proc.stderr
+    card = __import__("json").loads((tmp_path / "export" / "model.json").read_text())
+    assert max(card["parity"]["max_abs_diff"].values()) <= card["parity"]["tolerance"]
+
+    exp = build_experiment(small_config(**dict(o.split("=", 1) for o in tiny + target)))
+    levels, labels = feature_cache(exp.model, exp.data.train, 8, exp.device)
+    assert [f.shape[1] for f in levels] == [0, exp.model.backbone.feature_info[-1].channels] and len(labels) == 6

@@ -76,3 +76,27 @@ def test_zoo_gives_the_sweeper_its_direction_and_parallel_jobs_their_cores():
     assert sweep_overrides(optuna, {("accuracy", "max")}, ["trainer.threads=3"]) == ["hydra.sweeper.direction=maximize"]
     ends = expand(["model.width=int(interval(4,16))", "seed=0"])  # a sweeper samples between them: both checked
     assert ends == [["model.width=4", "seed=0"], ["model.width=16", "seed=0"]]
+
+
+def test_a_bug_in_a_sweep_job_is_one_line_not_hydras_traceback(tmp_path):
+    """A sweep job runs in zoo's Hydra app, not behind the CLI's catch-all: an exception that is zoo's fault (here
+    the training loop, replaced by one that raises) is still one line, exit 3, and the job's folder goes."""
+    import os
+
+    from tests.conftest import ROOT
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import zoo.engine\n\n\ndef broken(*args, **kwargs):\n    raise RuntimeError('boom in the loop')\n\n\n"
+        "zoo.engine.train = broken\n"
+    )
+    env = {"PYTHONPATH": os.pathsep.join([str(hook), str(ROOT)])}
+    proc = run_zoo("train", "-m", "seed=0,1", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}", env=env)
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "zoo: internal error in zoo train -m (a sweep job): RuntimeError: boom in the loop; "
+        "ZOO_DEBUG=1 shows the traceback"
+    )
+    assert not (tmp_path / "sweep" / "0" / "checkpoints").exists()

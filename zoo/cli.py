@@ -458,18 +458,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = command(argv[1:]) or 0
     except ZooError as e:
-        return _failed(f"zoo: error: {e}", e, 2)
+        return report_failure(f"zoo: error: {e}", e, 2)
     except OSError as e:  # a path the system refuses: too long, not permitted, a folder where a file belongs
-        return _failed(f"zoo: error: {describe_os_error(e, argv[1:])}", e, 2)
+        return report_failure(f"zoo: error: {describe_os_error(e, argv[1:])}", e, 2)
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug (zoo's or a library's): still one line, and nothing half-written stays
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        what = f"{type(e).__name__}: {first}" if first else type(e).__name__
-        return _failed(
-            f"zoo: internal error in zoo {argv[0]}: {what}; ZOO_DEBUG=1 shows the traceback", e, INTERNAL_ERROR
-        )
+        return report_failure(internal_error_line(argv[0], e), e, INTERNAL_ERROR)
     forget_created()
     return code
 
@@ -477,7 +473,14 @@ def main(argv: list[str] | None = None) -> int:
 INTERNAL_ERROR = 3  # exit code of a failure that is zoo's (or a plugin's) fault, not the input's (2)
 
 
-def _failed(line: str, e: BaseException, code: int) -> int:
+def internal_error_line(command: str, e: BaseException) -> str:
+    """The one line of a failure that is a bug, not bad input: the exception's type and first line."""
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    what = f"{type(e).__name__}: {first}" if first else type(e).__name__
+    return f"zoo: internal error in zoo {command}: {what}; ZOO_DEBUG=1 shows the traceback"
+
+
+def report_failure(line: str, e: BaseException, code: int) -> int:
     """A failed command: remove the folders it created (now empty), print one line (and, with ZOO_DEBUG=1, the
     traceback with its causes first); return the exit code."""
     remove_created()

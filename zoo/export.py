@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -381,23 +380,12 @@ def write_onnx(deploy, x: torch.Tensor, path: Path, opset: int, meta: dict, doc:
     metadata, and pass onnx.checker's full check."""
     import onnx
 
+    from zoo.model import trace_onnx
     from zoo.preprocess import name_output_dims, spell_out_reshapes
 
     nhwc = meta["input"]["layout"] == "NHWC"
     axis = {"batch": 0, "height": 1 if nhwc else 2, "width": 2 if nhwc else 3}
-    input_axes = {axis[a]: a for a in meta["input"]["dynamic"]}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        torch.onnx.export(
-            deploy,
-            (x[:2],),
-            str(path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=[meta["input"]["name"]],
-            output_names=list(deploy.output_names),
-            dynamic_axes={meta["input"]["name"]: input_axes, **deploy.output_axes},
-        )
+    trace_onnx(deploy, x, path, opset, meta["input"]["name"], {axis[a]: a for a in meta["input"]["dynamic"]})
     proto = onnx.load(str(path))
     name_output_dims(proto, meta["outputs"])
     spell_out_reshapes(proto)  # the graph then runs on an empty batch too (parity checks the result below)

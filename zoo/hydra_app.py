@@ -8,12 +8,12 @@ builds its experiment once and trains in the directory Hydra made for it.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
+from zoo.cli import INTERNAL_ERROR, internal_error_line, report_failure
 from zoo.config import check, conf_dir, env_keys, store_configs
 from zoo.errors import ZooError
 from zoo.experiment import build_experiment
@@ -33,8 +33,10 @@ def job(cfg) -> float | None:
         results = run_in(experiment, run_dir, env_keys(cfg), created=True)
     except ZooError as e:
         remove_untrained_run(run_dir, created=True)
-        print(f"zoo: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(report_failure(f"zoo: error: {e}", e, 2)) from None
+    except Exception as e:  # a bug: one line as the CLI gives it (not Hydra's traceback); this job's files go
+        remove_untrained_run(run_dir, created=True)
+        raise SystemExit(report_failure(internal_error_line("train -m (a sweep job)", e), e, INTERNAL_ERROR)) from None
     value = results["val"].get(results["monitor"])
     return float(value) if isinstance(value, (int, float)) else None
 

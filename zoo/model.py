@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -415,3 +416,22 @@ def set_train_mode(model: ZooModel) -> None:
         params = list(stage.parameters())
         if params and not any(p.requires_grad for p in params):
             stage.eval()
+
+
+def trace_onnx(
+    module, x: torch.Tensor, path: str | os.PathLike, opset: int, input_name: str, input_axes: dict[int, str]
+) -> None:
+    """TorchScript-trace `module` (its `output_names` and `output_axes`) on two images of `x` to ONNX at `path`:
+    the one exporter call behind every graph zoo writes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(
+            module,
+            (x[:2],),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=[input_name],
+            output_names=list(module.output_names),
+            dynamic_axes={input_name: input_axes, **module.output_axes},
+        )

@@ -256,19 +256,10 @@ def to_int8(model, deploy, cfg: dict, ecfg: dict, onnx_path: Path, x: torch.Tens
 
 def _write_raw(wrapper: RawOutputs, x: torch.Tensor, path: Path, opset: int) -> None:
     """Trace the wrapper as zoo.export traces the deployed model (the same exporter, opset and axes)."""
+    from zoo.model import trace_onnx
+
     input_axes = {0: "batch", 2: "height", 3: "width"} if wrapper.dynamic_size else {0: "batch"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        torch.onnx.export(
-            wrapper,
-            (x[:2],),
-            str(path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=["input"],
-            output_names=list(wrapper.output_names),
-            dynamic_axes={"input": input_axes, **wrapper.output_axes},
-        )
+    trace_onnx(wrapper, x, path, opset, "input", input_axes)
 
 
 def postprocess_nodes(path: Path, raw_names: list[str]) -> list[str]:

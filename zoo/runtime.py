@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import json
 import math
 import os
@@ -330,16 +331,20 @@ def output_roles(meta: dict[str, Any], graph_outputs: Sequence[str], where: str)
     return roles
 
 
+@functools.cache
+def _required_keys() -> tuple[list[str], list[str]]:
+    """The keys zoo.format's schema requires at the top and in `input`: the file is read once per process."""
+    schema = json.loads(SCHEMA_FILE.read_text())
+    return schema["required"], schema["$defs"]["input"]["required"]
+
+
 def check_metadata(meta: dict[str, Any], where: str) -> None:
     """Format 3 and later: the keys zoo.format's schema requires, at the top and in `input` (the full check,
     with jsonschema, is zoo.schema's, run by export and `zoo verify`)."""
     if int(str(meta.get("format", 1)).split(".")[0]) < 3 or not SCHEMA_FILE.is_file():
         return  # the runtime-only distribution ships modules, not the schema file: the version check stands
-    schema = json.loads(SCHEMA_FILE.read_text())
-    for keys, node, prefix in (
-        (schema["required"], meta, "zoo."),
-        (schema["$defs"]["input"]["required"], meta.get("input"), "zoo.input."),
-    ):
+    top, inputs = _required_keys()
+    for keys, node, prefix in ((top, meta, "zoo."), (inputs, meta.get("input"), "zoo.input.")):
         missing = [k for k in keys if not isinstance(node, dict) or k not in node]
         if missing:
             raise ZooError(f"{where}: its zoo metadata lacks {', '.join(prefix + k for k in missing)} (zoo.format 3)")
