@@ -19,14 +19,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m zoo.demo
+	$(PY) -m zoo.report.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(ZOO_TEST_WORKERS) --dist worksteal
 
-# the fuzz suite's nightly mode: random cases, 20x CI's (tests/test_fuzz.py; CI runs it as part of make test)
+# the fuzz suite's nightly mode: random cases, 20x CI's (tests/cli/test_fuzz.py; CI runs it as part of make test)
 fuzz: $(STAMP)
-	ZOO_FUZZ=nightly $(PY) -m pytest -q -n $(ZOO_TEST_WORKERS) --dist worksteal tests/test_fuzz.py
+	ZOO_FUZZ=nightly $(PY) -m pytest -q -n $(ZOO_TEST_WORKERS) --dist worksteal tests/cli/test_fuzz.py
 
 # ruff's lint rules and formatter, configured in pyproject.toml; CI runs this before the tests
 lint: $(STAMP)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def pytest_configure(config):
     """Under pytest-xdist each worker is a process of its own: one torch thread in each, and in the zoo
     processes they start, so two workers on two cores do not oversubscribe them (a 2x slowdown seen here).
-    The zoo processes of one session share a plugin cache of their own (zoo.catalog), never the user's: the
+    The zoo processes of one session share a plugin cache of their own (zoo.plugin.catalog), never the user's: the
     controller makes the folder before it starts the workers, which inherit it, and removes it at the end."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         import tempfile
@@ -24,7 +24,7 @@ def pytest_configure(config):
         os.environ["ZOO_CACHE_DIR"] = config.zoo_cache_dir
     # Discover the plugin packages first, as every zoo command does: a test module importing zoo_plugins
     # directly would otherwise register the standard plugins before discovery could attribute them to zoo.
-    from zoo import discovery
+    from zoo.plugin import discovery
 
     discovery.discover()
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -35,7 +35,7 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-    """Remove the session's plugin cache (zoo.catalog) made in pytest_configure."""
+    """Remove the session's plugin cache (zoo.plugin.catalog) made in pytest_configure."""
     if getattr(config, "zoo_cache_dir", None):
         import shutil
 
@@ -126,7 +126,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
 
 def small_config(**groups) -> dict:
     """A composed, validated plain config for digits at 32x32 with overrides given as key=value strings."""
-    from zoo.config import compose, to_plain
+    from zoo.train.config import compose, to_plain
 
     overrides = [f"{k}={v}" for k, v in groups.items()]
     return to_plain(compose(overrides))
@@ -184,7 +184,7 @@ def export_task(task: str, folder, head: dict | None = None, **ecfg):
     """A small cnn of `task` with its standard head, exported to `folder` (random parity images)."""
     import torch
 
-    from zoo.export import export_model
+    from zoo.deploy.export import export_model
     from zoo.model import build_model
 
     torch.manual_seed(0)
@@ -210,7 +210,7 @@ def exports(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A one-epoch run of a 4-wide CNN on three digit classes, trained in this process (a few seconds)."""
-    from zoo.engine import train
+    from zoo.train.engine import train
 
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
     over = {"data.classes": "[0,1,2]", "model.width": 4, "trainer.max_epochs": 1, "trainer.progress": "false"}
@@ -221,7 +221,7 @@ def tiny_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_export(tiny_run) -> Path:
     """tiny_run's best checkpoint exported in this process: its model.onnx."""
-    from zoo.export import export
+    from zoo.deploy.export import export
 
     out = tiny_run.parent / "export"
     export(tiny_run / "checkpoints" / "best.pt", out, {"parity_samples": 8})
@@ -229,7 +229,7 @@ def tiny_export(tiny_run) -> Path:
 
 
 def pytest_terminal_summary(terminalreporter):
-    """How many generated cases the fuzz suite (tests/test_fuzz.py) tried, over every worker."""
+    """How many generated cases the fuzz suite (tests/cli/test_fuzz.py) tried, over every worker."""
     reports = terminalreporter.stats.get("passed", [])
     total = sum(v for r in reports for k, v in getattr(r, "user_properties", ()) if k == "fuzz_cases")
     if total:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from zoo import registry, tasks
+from zoo import tasks
+from zoo.plugin import registry
 
 CORE = Path(__file__).resolve().parents[1] / "zoo"
 
@@ -50,7 +51,7 @@ def _zoo_imports(tree: ast.Module) -> set[str]:
 
 def test_the_import_walk_sees_imports_inside_functions_and_relative_ones():
     tree = ast.parse(
-        "def f():\n    from zoo.discovery import discover\n    import zoo.model as m\n    from . import engine\n"
+        "def f():\n    from zoo.plugin.discovery import discover\n    import zoo.model as m\n    from . import engine\n"
     )
     assert _zoo_imports(tree) == {"discovery", "model", "engine"}
 
@@ -128,12 +129,12 @@ def test_no_function_in_the_core_is_over_80_lines():
 
 
 def test_zoo_train_composes_once_and_builds_the_data_once(tmp_path, monkeypatch):
-    import zoo.config
-    import zoo.experiment
-    from zoo.launch import single_run
+    import zoo.train.config
+    import zoo.train.experiment
+    from zoo.cli.train import single_run
 
     calls = {"compose": 0, "data": 0}
-    compose, build_data = zoo.config._hydra_compose, zoo.experiment.build_data
+    compose, build_data = zoo.train.config._hydra_compose, zoo.train.experiment.build_data
 
     def counting_compose(*args, **kwargs):
         calls["compose"] += 1
@@ -143,8 +144,8 @@ def test_zoo_train_composes_once_and_builds_the_data_once(tmp_path, monkeypatch)
         calls["data"] += 1
         return build_data(*args, **kwargs)
 
-    monkeypatch.setattr(zoo.config, "_hydra_compose", counting_compose)
-    monkeypatch.setattr(zoo.experiment, "build_data", counting_build_data)
+    monkeypatch.setattr(zoo.train.config, "_hydra_compose", counting_compose)
+    monkeypatch.setattr(zoo.train.experiment, "build_data", counting_build_data)
     root, before = logging.getLogger(), list(logging.getLogger().handlers)
     try:
         overrides = ["data.classes=[0,1]", "model.width=4", "model.depth=2", "trainer.max_epochs=1",
@@ -160,7 +161,7 @@ def test_zoo_train_composes_once_and_builds_the_data_once(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("flag", ["--cfg", "-c"])
 def test_train_flags_may_follow_the_overrides(flag):
-    from zoo.launch import parse_args
+    from zoo.cli.train import parse_args
 
     args = parse_args(["model=lenet5", flag, "job", "model.activation=relu", "-m"])
     assert args.overrides == ["model=lenet5", "model.activation=relu"] and args.cfg == "job" and args.multirun

@@ -3,34 +3,34 @@
 `from zoo import register` is all a plugin package needs to add architectures, heads, augmentations,
 transfer strategies and datasets; `Range` and `Length` declare its parameters' bounds, `ZooError` is the one
 error a user sees (raise it to reject a value), `load_weights(model, source, include_head=...)` loads weights
-for a transfer strategy, and `zoo.testing.check_plugin` is a package's own test. This module imports no
-torch: `load_weights` is imported on first use.
+for a transfer strategy, and `zoo.testing.check_plugin` is a package's own test.
+
+Importing `zoo` imports nothing else: each public name is looked up in its wing on first use (PEP 562), so
+`import zoo.runtime` loads neither the plugin system nor torch, and the runtime-only distribution, which
+ships no plugin system, still imports this file.
 """
 
+import importlib
 from typing import Any
 
-from zoo import discovery  # installs the registry's plugin loader
 from zoo.errors import ZooError
-from zoo.registry import PLUGIN_API_VERSION, Length, PluginError, Range, register
+from zoo.version import PLUGIN_API_VERSION, __version__
 
-__version__ = "0.1.0"
-__all__ = [
-    "register",
-    "Range",
-    "Length",
-    "ZooError",
-    "PluginError",
-    "PLUGIN_API_VERSION",
-    "load_weights",
-    "__version__",
-    "discovery",
-]
+# public name -> the module that defines it
+_PUBLIC = {
+    "register": "zoo.plugin.registry",
+    "Range": "zoo.params",
+    "Length": "zoo.params",
+    "PluginError": "zoo.plugin.registry",
+    "load_weights": "zoo.train.checkpoint",  # imports torch
+    "discovery": "zoo.plugin",
+}
+__all__ = ["ZooError", "PLUGIN_API_VERSION", "__version__", *_PUBLIC]
 
 
 def __getattr__(name: str) -> Any:
-    """`zoo.load_weights` (zoo.checkpoint's, which imports torch) only when it is asked for."""
-    if name == "load_weights":
-        from zoo.checkpoint import load_weights
-
-        return load_weights
-    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    """A public name from its wing, imported when first asked for."""
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    module = importlib.import_module(_PUBLIC[name])
+    return getattr(module, name)

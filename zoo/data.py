@@ -74,7 +74,7 @@ class DataBundle:
 class TensorImages(Dataset):
     """Images held in memory as one float tensor (N, C, H, W) in [0, 1], with targets."""
 
-    in_memory = True  # nothing to decode per item: zoo.accel's `num_workers=auto` uses no workers for it
+    in_memory = True  # nothing to decode per item: zoo.train.accel's `num_workers=auto` uses no workers for it
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor):
         assert images.ndim == 4 and len(images) == len(targets)
@@ -154,7 +154,7 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 
 def build_data(cfg: dict, seed: int) -> DataBundle:
     """Build the dataset plugin named in `cfg['data']`."""
-    from zoo import registry
+    from zoo.plugin import registry
 
     dcfg = dict(cfg["data"])
     plugin = registry.get("dataset", dcfg.pop("name"))
@@ -175,7 +175,7 @@ def build_augmentations(
     batch is (the GPU), ahead of Mixup or CutMix; else every op runs per sample in the loader."""
     from torchvision.transforms import v2
 
-    from zoo import registry
+    from zoo.plugin import registry
 
     sample, batch = [], []
     for op_name, params in (aug_cfg.get("ops") or {}).items():

@@ -124,7 +124,7 @@ class Explainer:
     """An interpretation method (`zoo explain METHOD`): looks at a trained model and draws what it sees.
 
     `explain(subject, output)` writes PNG files into the folder `output` and returns a JSON-able summary;
-    `subject` (zoo.explain.Subject) holds the model in eval mode, its DataInfo, the images to explain
+    `subject` (zoo.report.explain.Subject) holds the model in eval mode, its DataInfo, the images to explain
     (N, C, H, W in [0, 1], with their names) and the run's data on request. Declare the tasks a method
     can explain with `register.interpretation(name, tasks=(...))`.
     """
@@ -258,7 +258,7 @@ def probe_features(backbone: Backbone, channels: int, size: tuple[int, int], whe
 def check_architecture(cfg: dict, task: str | None, size) -> None:
     """The architecture `cfg['model']` names serves `task` and takes inputs of `size` ((h, w) or one int), as
     it declared when it registered (`tasks=`, `min_size=`); either may be None (not known yet): one line if not."""
-    from zoo import registry
+    from zoo.plugin import registry
 
     mcfg = dict(cfg["model"])
     arch = registry.get("architecture", mcfg.pop("name"))
@@ -341,7 +341,7 @@ def check_budget(arch, mcfg: dict, info) -> None:
 
 def build_model(cfg: dict, info) -> ZooModel:
     """Build backbone and head from a plain config dict (`model`, `head` nodes) and a DataInfo."""
-    from zoo import registry
+    from zoo.plugin import registry
 
     mcfg, hcfg = dict(cfg["model"]), dict(cfg["head"])
     arch = registry.get("architecture", mcfg.pop("name"))

@@ -1,8 +1,8 @@
 """Test helpers for plugin packages: `check_plugin(kind, name, **params)` is what a package's own tests call.
 
 It builds the plugin in the smallest experiment its kind needs, through the same builder training uses
-(zoo.experiment.build_experiment), runs one training step (zoo.engine.train_step), exports the model to ONNX
-and checks its parity with PyTorch (zoo.export.export_model), and returns a PluginReport. What it builds:
+(zoo.train.experiment.build_experiment), runs one training step (zoo.train.engine.train_step), exports the model to ONNX
+and checks its parity with PyTorch (zoo.deploy.export.export_model), and returns a PluginReport. What it builds:
 
 - architecture: with the default head on a tiny generated data set of a task it serves (classification
   first), at its declared min_size or 32 pixels, whichever is larger
@@ -28,14 +28,14 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from zoo import registry
-from zoo.config import GROUPS, compose, to_plain
 from zoo.data import DataBundle, DataInfo, Transformed, build_data, loader
-from zoo.engine import train_step
+from zoo.deploy.export import export_model
 from zoo.errors import ZooError
-from zoo.experiment import build_experiment
-from zoo.export import export_model
 from zoo.model import ZooModel, deployed_info, set_train_mode
+from zoo.plugin import registry
+from zoo.train.config import GROUPS, compose, to_plain
+from zoo.train.engine import train_step
+from zoo.train.experiment import build_experiment
 
 KIND_GROUP = {kind: group for group, kind in GROUPS.items()}
 
@@ -132,8 +132,8 @@ def _config(kind: str, name: str, params: dict) -> dict:
 
 def _write_checkpoint(cfg: dict, data: DataBundle, folder: Path) -> str:
     """A checkpoint of a freshly built model of `cfg`, for a transfer strategy to load."""
-    from zoo.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
     from zoo.model import build_model
+    from zoo.train.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 
     source = {**cfg, "transfer": to_plain(compose([]))["transfer"]}
     model = build_model(source, data.info)

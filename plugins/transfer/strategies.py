@@ -14,8 +14,8 @@ from typing import Annotated
 import torch.nn.functional as F
 
 from zoo import Range, register
-from zoo.checkpoint import load_weights
 from zoo.model import Transfer, ZooModel, freeze
+from zoo.train.checkpoint import load_weights
 from zoo_plugins._shared import DropoutRate
 
 log = logging.getLogger("zoo")

@@ -1,0 +1,166 @@
+"""The export metadata's schema (`zoo.format`): build the metadata of an export and validate it.
+
+zoo/format.schema.json (package data) is the contract any client, in any language, reads: every `zoo.*`
+key of an exported model, with what it means. `metadata()` builds it, `validate()` checks it with the
+jsonschema library (export and `zoo verify` do; the torch-free runtime checks the major version and the
+required keys only, from the same file).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+SCHEMA_FILE = Path(__file__).parents[1] / "runtime" / "format.schema.json"  # shipped with the runtime
+FORMAT = "3.0"
+# ITU-R BT.601 luma weights (Pillow's convert("L") uses them too, rounding to integers; zoo's graph does not round)
+LUMA = (0.299, 0.587, 0.114)
+LUMA_FORMULA = "Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601 luma, in float, not rounded)"
+RESIZE_REFERENCE = (
+    "ONNX Resize (mode=linear, antialias=1, exclude_outside=1, coordinate_transformation_mode=half_pixel), "
+    "checked against "
+    "torch.nn.functional.interpolate(mode='bilinear', antialias=True, align_corners=False)"
+)
+
+DECODE = {
+    "output": "rgb8",
+    "grayscale": "copied to R, G and B",
+    "palette": "expanded through the palette (its transparency becomes alpha)",
+    "alpha": "dropped: R, G and B are used as stored, not composited",
+    "bit_depth_16": "each 16-bit sample v becomes v >> 8 (its high byte)",
+    "orientation": "EXIF orientation is ignored: pixels are used as stored",
+}
+
+# What each task's outputs mean beyond the task table (zoo.tasks); a head adds its own settings (NMS).
+TASK_POSTPROCESSING: dict[str, dict[str, Any]] = {
+    "classification": {"probabilities": "softmax over labels: one row per image sums to 1"},
+    "regression": {},
+    "segmentation": {"mask": "the label index of each pixel, at the height and width the network saw"},
+    "detection": {
+        "box": {
+            "format": "xyxy",
+            "units": "pixels of the network's input (input.size, [height, width]), continuous: 0 is the left or "
+            "top edge of the first pixel",
+            "to_original": "x * original_width / input.size[1], y * original_height / input.size[0] "
+            "(the resize stretches, so each axis scales on its own)",
+        },
+        "padding": "rows past num_detections: boxes 0, scores 0, labels -1",
+    },
+}
+
+
+@functools.cache
+def schema() -> dict:
+    """The JSON Schema of format 3 (zoo/format.schema.json)."""
+    return json.loads(SCHEMA_FILE.read_text())
+
+
+def postprocessing(info, head_semantics: dict[str, Any]) -> dict[str, Any]:
+    """The per-task meaning of the outputs: the task's own, the data's (units, background), the head's (NMS)."""
+    out: dict[str, Any] = {"label_index_base": 0, **TASK_POSTPROCESSING.get(info.task, {})}
+    if info.task == "regression":
+        units = list(getattr(info, "units", ()) or ())
+        out["units"] = units if len(units) == len(info.classes) else [None] * len(info.classes)
+    if info.task == "segmentation":
+        out["background_index"] = getattr(info, "background", None)
+    out.update(head_semantics)
+    return out
+
+
+def preprocessing(info, form: str, dynamic_size: bool) -> dict[str, Any]:
+    """From a file to the graph's input: decoding, colour, resize, scale; `where` says who does each step."""
+    where = "graph" if form == "uint8" else "client"
+    grey = info.channels == 1
+    h, w = (int(s) for s in info.size)
+    resize = None
+    if not dynamic_size:
+        resize = {
+            "size": [h, w],
+            "order": "height, width",
+            "fit": "stretch",
+            "mode": "linear",
+            "antialias": True,
+            "coordinate_transformation": "half_pixel",
+            "exclude_outside": True,
+            "where": where,
+            "reference": RESIZE_REFERENCE
+            if form == "uint8"
+            else "Pillow Image.resize(BILINEAR) of each channel as a float32 ('F') image",
+        }
+    steps = ["decode to RGB uint8 (see decode)"]
+    if form == "uint8":
+        steps += ["add a batch axis: N x H x W x 3 uint8 (images of one size per batch)", "run"]
+    else:
+        steps += [
+            "convert to grayscale by the formula, in float" if grey else "keep RGB",
+            "keep the image's size" if dynamic_size else f"resize to height {h}, width {w} (see resize)",
+            "divide by 255",
+            "HWC -> CHW, add a batch axis: N x C x H x W float32",
+            "run",
+        ]
+    return {
+        "decode": dict(DECODE),
+        "color_conversion": {
+            "to": "grayscale" if grey else "rgb",
+            "formula": LUMA_FORMULA if grey else None,
+            "where": where,
+        },
+        "resize": resize,
+        "scale": 1 / 255,
+        "mean": list(info.mean),
+        "std": list(info.std),
+        "steps": steps,
+    }
+
+
+def input_entry(info, form: str, dynamic_size: bool, min_size: int | None) -> dict[str, Any]:
+    """The graph input: its form, layout, dtype, colour, range, working size and the sizes it accepts."""
+    least = max(1, int(min_size or 1))
+    if form == "uint8":
+        dynamic = ["batch", "height", "width"]
+        # resized inside the graph: any size of at least one pixel, unless the network sees the image as it is
+        smallest = [least, least] if dynamic_size else [1, 1]
+        return {
+            "name": "image",
+            "form": "uint8",
+            "layout": "NHWC",
+            "dtype": "uint8",
+            "channels": 3,
+            "color": "rgb",
+            "range": [0, 255],
+            "size": list(info.size),
+            "dynamic": dynamic,
+            "min_size": smallest,
+            "max_size": None,
+        }
+    return {
+        "name": "input",
+        "form": "float32",
+        "layout": "NCHW",
+        "dtype": "float32",
+        "channels": info.channels,
+        "color": "grayscale" if info.channels == 1 else "rgb",
+        "range": [0.0, 1.0],
+        "size": list(info.size),
+        "dynamic": ["batch", "height", "width"] if dynamic_size else ["batch"],
+        "min_size": [least, least] if dynamic_size else list(info.size),
+        "max_size": None if dynamic_size else list(info.size),
+    }
+
+
+def validate(meta: dict[str, Any], where: str) -> None:
+    """Check export metadata against format.schema.json: one line naming the first misfit and its path."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(meta), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        path = ".".join(str(p) for p in e.absolute_path)
+        message = e.message if len(e.message) <= 200 else e.message[:200] + "..."
+        what = f"metadata key zoo.{path}" if path else "the metadata"
+        raise ZooError(f"{where}: {what} does not fit zoo.format {FORMAT}: {message}")
