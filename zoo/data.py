@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.errors import ZooError
-from zoo.tasks import TASKS  # re-exported: the task list lives in zoo.tasks beside the output table
+from zoo.tasks import TABLE, TASKS  # TASKS re-exported: the task list lives in zoo.tasks beside the output table
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def build_augmentations(
     if sample[first:]:
         batch.insert(0, _BatchedOps(sample[first:]))
         sample = sample[:first]
-    if sample and info.task == "detection":
+    if sample and TABLE[info.task].target == "boxes":
         # boxes pushed (partly) out of the image: clip them, and drop those left empty with their labels
         sample += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1.0)]
     return (v2.Compose(sample) if sample else None), (_Chain(batch) if len(batch) > 1 else batch[0] if batch else None)

@@ -3,17 +3,22 @@
 A head names its deployed outputs as it likes (`Head.output_names`); they are matched by position to the
 task's roles below, required roles first, then optional ones. The export checks each output's dtype and
 rank against its role and writes the roles into the ONNX metadata; the runtime finds outputs by role, so
-no part of zoo depends on a plugin's output names. Standard library only: the torch-free runtime imports it.
+no part of zoo depends on a plugin's output names.
+
+Each task's entry is all that zoo knows of the task: its outputs (dtype, axes, fp16 tolerance), what a
+training sample's target is (`target`, how zoo.testing generates one and zoo.data augments it), what the
+outputs mean in the export's metadata (`semantics`, `data_semantics`: zoo.deploy.schema writes them), and
+how `predict` turns them into per-image JSON (`formatter`: the runtime calls it). Adding a task is one entry.
+Standard library at import (numpy only inside the formatters): the torch-free runtime imports it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from zoo.errors import ZooError, unknown
-
-TASKS = ("classification", "regression", "segmentation", "detection")
 
 # Axes that follow the input image: dynamic in the export only when the model takes any height and width.
 SIZE_AXES = ("height", "width")
@@ -42,14 +47,25 @@ class Output:
         return {i: a for i, a in enumerate(self.axes) if a in self.dynamic and (dynamic_size or a not in SIZE_AXES)}
 
 
+# A formatter: (outputs by role, one batch; labels; top k; per image (height, width) scales from the network's
+# input to the original image, or None) -> one JSON-ready dict per image, as `zoo predict` prints it.
+Formatter = Callable[[dict[str, Any], Sequence[str], int, "Sequence[tuple[float, float]] | None"], list[dict]]
+
+
 @dataclass(frozen=True)
 class Task:
-    """A task's output contract: ordered outputs, `predict`'s JSON keys per image, whether ensembles average it."""
+    """A task's contract: ordered outputs, `predict`'s JSON keys per image and how they are made (`formatter`),
+    whether ensembles average it, its training target's kind, and what the outputs mean (zoo.format's
+    postprocessing: the task's own `semantics`, plus `data_semantics(info)` from the data set)."""
 
     name: str
     outputs: tuple[Output, ...]
     predict_keys: tuple[str, ...]
+    formatter: Formatter = field(repr=False)
+    target: str  # a sample's target: "index" (a class), "values" (a vector), "mask" (H x W classes), "boxes"
     averageable: bool = False
+    semantics: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    data_semantics: Callable[[Any], dict[str, Any]] | None = field(default=None, compare=False, repr=False)
 
     @property
     def required(self) -> tuple[Output, ...]:
@@ -71,6 +87,75 @@ class Task:
         return " ".join(o.role for o in self.required) + "".join(f" [{o.role}]" for o in self.optional)
 
 
+def _label(labels: Sequence[str], i: int) -> str:
+    return labels[i] if 0 <= i < len(labels) else str(i)
+
+
+def _classification(out: dict[str, Any], labels: Sequence[str], topk: int, scales=None) -> list[dict]:
+    """The top k labels per image, best first, and the best one's label, index and score."""
+    import numpy as np
+
+    probs = out["probabilities"]
+    k = max(1, min(topk, probs.shape[1]))
+    results = []
+    for row in probs:
+        order = np.argsort(-row)[:k]
+        top = [{"label": _label(labels, i), "score": round(float(row[i]), 6)} for i in order]
+        results.append({"label": top[0]["label"], "index": int(order[0]), "score": top[0]["score"], "topk": top})
+    return results
+
+
+def _regression(out: dict[str, Any], labels: Sequence[str], topk: int, scales=None) -> list[dict]:
+    """Each image's values by label."""
+    values = out["values"]
+    return [
+        {"values": {_label(labels, j): round(float(values[i, j]), 6) for j in range(values.shape[1])}}
+        for i in range(values.shape[0])
+    ]
+
+
+def _segmentation(out: dict[str, Any], labels: Sequence[str], topk: int, scales=None) -> list[dict]:
+    """Each image's mask size, the fraction of its pixels per label present, and the mask itself (an array)."""
+    import numpy as np
+
+    results = []
+    for mask in out["mask"]:
+        counts = np.bincount(mask.ravel(), minlength=len(labels))
+        fractions = {_label(labels, c): round(float(counts[c]) / mask.size, 6) for c in np.nonzero(counts)[0]}
+        results.append({"size": list(mask.shape), "pixels": fractions, "mask": mask})
+    return results
+
+
+def _detection(out: dict[str, Any], labels: Sequence[str], topk: int, scales=None) -> list[dict]:
+    """Each image's detections (label, index, score, xyxy box), boxes scaled by `scales` when given."""
+    results = []
+    for i in range(len(out["num_detections"])):
+        k = int(out["num_detections"][i])
+        sy, sx = (1.0, 1.0) if scales is None else scales[i]
+        dets = []
+        for box, score, label in zip(out["boxes"][i][:k], out["scores"][i][:k], out["labels"][i][:k]):
+            x0, y0, x1, y1 = (float(v) for v in box)
+            dets.append(
+                {
+                    "label": _label(labels, int(label)),
+                    "index": int(label),
+                    "score": round(float(score), 6),
+                    "box": [round(x0 * sx, 2), round(y0 * sy, 2), round(x1 * sx, 2), round(y1 * sy, 2)],
+                }
+            )
+        results.append({"detections": dets})
+    return results
+
+
+def _regression_units(info: Any) -> dict[str, Any]:
+    units = list(getattr(info, "units", ()) or ())
+    return {"units": units if len(units) == len(info.classes) else [None] * len(info.classes)}
+
+
+def _segmentation_background(info: Any) -> dict[str, Any]:
+    return {"background_index": getattr(info, "background", None)}
+
+
 _BATCH_SIZE = ("batch", "height", "width")
 
 TABLE: dict[str, Task] = {
@@ -80,13 +165,19 @@ TABLE: dict[str, Task] = {
             "classification",
             (Output("probabilities", "float32", ("batch", "class"), half_tolerance=5e-3),),
             predict_keys=("label", "index", "score", "topk"),
+            formatter=_classification,
+            target="index",
             averageable=True,
+            semantics={"probabilities": "softmax over labels: one row per image sums to 1"},
         ),
         Task(
             "regression",
             (Output("values", "float32", ("batch", "value")),),
             predict_keys=("values",),
+            formatter=_regression,
+            target="values",
             averageable=True,
+            data_semantics=_regression_units,
         ),
         Task(
             "segmentation",
@@ -102,6 +193,10 @@ TABLE: dict[str, Task] = {
                 ),
             ),
             predict_keys=("size", "pixels"),  # plus "mask_file" when masks are written
+            formatter=_segmentation,
+            target="mask",
+            semantics={"mask": "the label index of each pixel, at the height and width the network saw"},
+            data_semantics=_segmentation_background,
         ),
         Task(
             "detection",
@@ -112,9 +207,22 @@ TABLE: dict[str, Task] = {
                 Output("num_detections", "int64", ("batch",)),
             ),
             predict_keys=("detections",),  # each: label, index, score, box; plus "drawn_file" when drawn
+            formatter=_detection,
+            target="boxes",
+            semantics={
+                "box": {
+                    "format": "xyxy",
+                    "units": "pixels of the network's input (input.size, [height, width]), continuous: 0 is the "
+                    "left or top edge of the first pixel",
+                    "to_original": "x * original_width / input.size[1], y * original_height / input.size[0] "
+                    "(the resize stretches, so each axis scales on its own)",
+                },
+                "padding": "rows past num_detections: boxes 0, scores 0, labels -1",
+            },
         ),
     )
 }
+TASKS = tuple(TABLE)
 
 
 # Outputs an export adds on request (`export.outputs=[embedding, cam]`) after its task's own, whatever the task:

@@ -33,6 +33,7 @@ from zoo.deploy.export import export_model
 from zoo.errors import ZooError
 from zoo.model import ZooModel, deployed_info, set_train_mode
 from zoo.plugin import registry
+from zoo.tasks import TABLE, TASKS
 from zoo.train.config import GROUPS, compose, to_plain
 from zoo.train.engine import train_step
 from zoo.train.experiment import build_experiment
@@ -70,13 +71,7 @@ class _Samples(Dataset):
         return self.samples[i]
 
 
-def _target(task: str, classes: int, size: int, g: torch.Generator) -> Any:
-    if task == "classification":
-        return torch.randint(0, classes, (), generator=g)
-    if task == "regression":
-        return torch.rand(classes, generator=g)
-    if task == "segmentation":
-        return torch.randint(0, classes, (size, size), generator=g)
+def _boxes(classes: int, size: int, g: torch.Generator) -> dict:
     from torchvision import tv_tensors
 
     x0, y0 = (torch.rand(2, generator=g) * size / 2).tolist()
@@ -85,15 +80,25 @@ def _target(task: str, classes: int, size: int, g: torch.Generator) -> Any:
     return {"boxes": boxes, "labels": torch.randint(0, classes, (1,), generator=g)}
 
 
+# a random training target of each kind in the task table (zoo.tasks: Task.target), as that task's datasets give it
+TARGETS = {
+    "index": lambda classes, size, g: torch.randint(0, classes, (), generator=g),
+    "values": lambda classes, size, g: torch.rand(classes, generator=g),
+    "mask": lambda classes, size, g: torch.randint(0, classes, (size, size), generator=g),
+    "boxes": _boxes,
+}
+FIRST_TASK = TASKS[0]  # classification: what the default experiment trains, and what plugins are tried on first
+
+
 def generated_data(task: str, size: int = 32, channels: int = 3, images: int = 24, seed: int = 0) -> DataBundle:
     """A tiny random DataBundle of `task` (zoo.tasks): `images` images split 2:1:1, three classes (or two
     regression targets), targets as that task's datasets give them."""
     g = torch.Generator().manual_seed(seed)
-    classes = ("a", "b") if task == "regression" else ("a", "b", "c")
-    samples = [
-        (torch.rand(channels, size, size, generator=g), _target(task, len(classes), size, g)) for _ in range(images)
-    ]
-    info = DataInfo(task, classes, channels, (size, size), (0.5,) * channels, (0.29,) * channels)
+    values = task in TABLE and TABLE[task].target == "values"
+    classes = ("a", "b") if values else ("a", "b", "c")
+    info = DataInfo(task, classes, channels, (size, size), (0.5,) * channels, (0.29,) * channels)  # checks the task
+    target = TARGETS[TABLE[task].target]
+    samples = [(torch.rand(channels, size, size, generator=g), target(len(classes), size, g)) for _ in range(images)]
     a, b = images // 2, images * 3 // 4
     return DataBundle(info, _Samples(samples[:a]), _Samples(samples[a:b]), _Samples(samples[b:]))
 
@@ -114,9 +119,9 @@ def _task_of(plugin: registry.Plugin) -> str:
     declared = getattr(factory, "task", "") if isinstance(factory, type) else ""
     if declared:
         return declared
-    if plugin.tasks and "classification" not in plugin.tasks:
+    if plugin.tasks and FIRST_TASK not in plugin.tasks:
         return plugin.tasks[0]
-    return "classification"
+    return FIRST_TASK
 
 
 def _config(kind: str, name: str, params: dict) -> dict:
@@ -174,7 +179,7 @@ def check_plugin(kind: str, name: str, **params: Any) -> PluginReport:
     if kind == "dataset":
         data = build_data(cfg, int(cfg["seed"]))
     else:
-        task = _task_of(plugin) if kind in ("architecture", "head", "augmentation") else "classification"
+        task = _task_of(plugin) if kind in ("architecture", "head", "augmentation") else FIRST_TASK
         model = dict(cfg["model"])
         least = registry.get("architecture", model.pop("name")).min_size(model)
         data = generated_data(task, size=max(32, least or 0))

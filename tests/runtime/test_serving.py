@@ -108,7 +108,7 @@ def test_model_hands_the_provider_options_to_onnxruntime(digits_float_export, mo
         seen.update(providers=providers, threads=sess_options.intra_op_num_threads)
         raise RuntimeError("no GPU here")
 
-    monkeypatch.setattr("zoo.runtime.select_providers", lambda requested: [TENSORRT, CUDA, CPU])
+    monkeypatch.setattr("zoo.runtime.session.select_providers", lambda requested: [TENSORRT, CUDA, CPU])
     monkeypatch.setattr(ort, "InferenceSession", session)
     monkeypatch.setattr(ort, "preload_dlls", lambda *a, **k: None, raising=False)
     cache = tmp_path / "engines"

@@ -8,11 +8,13 @@ required keys only, from the same file).
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from pathlib import Path
 from typing import Any
 
+from zoo import tasks
 from zoo.errors import ZooError
 
 SCHEMA_FILE = Path(__file__).parents[1] / "runtime" / "format.schema.json"  # shipped with the runtime
@@ -35,23 +37,6 @@ DECODE = {
     "orientation": "EXIF orientation is ignored: pixels are used as stored",
 }
 
-# What each task's outputs mean beyond the task table (zoo.tasks); a head adds its own settings (NMS).
-TASK_POSTPROCESSING: dict[str, dict[str, Any]] = {
-    "classification": {"probabilities": "softmax over labels: one row per image sums to 1"},
-    "regression": {},
-    "segmentation": {"mask": "the label index of each pixel, at the height and width the network saw"},
-    "detection": {
-        "box": {
-            "format": "xyxy",
-            "units": "pixels of the network's input (input.size, [height, width]), continuous: 0 is the left or "
-            "top edge of the first pixel",
-            "to_original": "x * original_width / input.size[1], y * original_height / input.size[0] "
-            "(the resize stretches, so each axis scales on its own)",
-        },
-        "padding": "rows past num_detections: boxes 0, scores 0, labels -1",
-    },
-}
-
 
 @functools.cache
 def schema() -> dict:
@@ -60,13 +45,12 @@ def schema() -> dict:
 
 
 def postprocessing(info, head_semantics: dict[str, Any]) -> dict[str, Any]:
-    """The per-task meaning of the outputs: the task's own, the data's (units, background), the head's (NMS)."""
-    out: dict[str, Any] = {"label_index_base": 0, **TASK_POSTPROCESSING.get(info.task, {})}
-    if info.task == "regression":
-        units = list(getattr(info, "units", ()) or ())
-        out["units"] = units if len(units) == len(info.classes) else [None] * len(info.classes)
-    if info.task == "segmentation":
-        out["background_index"] = getattr(info, "background", None)
+    """The per-task meaning of the outputs: the task's own and the data's (units, background), both from the task
+    table (zoo.tasks), then the head's (NMS)."""
+    t = tasks.TABLE.get(info.task)
+    out: dict[str, Any] = {"label_index_base": 0, **copy.deepcopy(t.semantics if t else {})}
+    if t is not None and t.data_semantics is not None:
+        out.update(t.data_semantics(info))
     out.update(head_semantics)
     return out
 
