@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.errors import ZooError
+from zoo.plugin import registry
 from zoo.tasks import TABLE, TASKS  # TASKS re-exported: the task list lives in zoo.tasks beside the output table
 
 
@@ -154,8 +155,6 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 
 def build_data(cfg: dict, seed: int) -> DataBundle:
     """Build the dataset plugin named in `cfg['data']`."""
-    from zoo.plugin import registry
-
     dcfg = dict(cfg["data"])
     plugin = registry.get("dataset", dcfg.pop("name"))
     bundle = plugin.build({"seed": seed}, dcfg, where="data")
@@ -174,8 +173,6 @@ def build_augmentations(
     trailing sample ops that offer `batched(images, targets)` run on the whole batch after the loader, where the
     batch is (the GPU), ahead of Mixup or CutMix; else every op runs per sample in the loader."""
     from torchvision.transforms import v2
-
-    from zoo.plugin import registry
 
     sample, batch = [], []
     for op_name, params in (aug_cfg.get("ops") or {}).items():

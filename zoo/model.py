@@ -13,6 +13,7 @@ from torch import nn
 
 from zoo import tasks
 from zoo.errors import ZooError
+from zoo.plugin import registry
 
 
 @dataclass(frozen=True)
@@ -258,8 +259,6 @@ def probe_features(backbone: Backbone, channels: int, size: tuple[int, int], whe
 def check_architecture(cfg: dict, task: str | None, size) -> None:
     """The architecture `cfg['model']` names serves `task` and takes inputs of `size` ((h, w) or one int), as
     it declared when it registered (`tasks=`, `min_size=`); either may be None (not known yet): one line if not."""
-    from zoo.plugin import registry
-
     mcfg = dict(cfg["model"])
     arch = registry.get("architecture", mcfg.pop("name"))
     if task is not None and not arch.supports(task):
@@ -341,8 +340,6 @@ def check_budget(arch, mcfg: dict, info) -> None:
 
 def build_model(cfg: dict, info) -> ZooModel:
     """Build backbone and head from a plain config dict (`model`, `head` nodes) and a DataInfo."""
-    from zoo.plugin import registry
-
     mcfg, hcfg = dict(cfg["model"]), dict(cfg["head"])
     arch = registry.get("architecture", mcfg.pop("name"))
     check_architecture(cfg, info.task, tuple(info.size))

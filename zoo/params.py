@@ -31,9 +31,7 @@ must be finite and every int must fit in int64. The one-line errors name the ful
 
 `Param.describe()` (what `zoo list KIND NAME` shows) includes the range: `float in [0, 1]`, `int >= 1`,
 `float > 0`, `list[int >= 1] of length >= 1`, `int >= 1 or null`. This module imports no torch and no
-other zoo module but zoo.errors and zoo.tasks (the task table a head is checked against): plugin packages
-are loaded through `set_loader` (zoo.plugin.discovery installs it), and return types are checked by qualified
-class name.
+other zoo module but zoo.errors; what a plugin kind must return is checked by zoo.plugin.kinds.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 
 from zoo import Length, Range, ZooError
 from zoo.model import Backbone, FeatureInfo, probe_features
-from zoo.plugin import registry
+from zoo.plugin import loading, registry
 from zoo.plugin.registry import PluginDefinitionError, Registry, param
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
@@ -134,7 +134,7 @@ def test_registration_is_idempotent_and_collisions_name_both_packages():
         reg.add(other, "op")
     finally:
         registry.current_package.reset(token)
-    with mock.patch.object(registry, "_loader", []):  # no plugin packages: only this registry's entries
+    with mock.patch.object(loading, "_loader", []):  # no plugin packages: only this registry's entries
         with pytest.raises(
             ZooError,
             match=r"registered by package 'tests' .* and by package 'zoo-acme' "
@@ -445,8 +445,8 @@ def test_return_types_are_checked_by_qualified_name_along_the_mro():
 
 def test_the_registry_and_discovery_import_no_torch_and_the_loader_is_installed():
     code = (
-        "import sys\nfrom zoo.plugin import registry, discovery\n"
-        "assert registry._loader == [discovery.discover], registry._loader\n"
+        "import sys\nfrom zoo.plugin import registry, discovery, kinds, loading\n"
+        "assert loading._loader == [discovery.discover], loading._loader\n"
         "assert discovery.STANDARD_PACKAGE == registry.STANDARD_PACKAGE == 'zoo'\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'omegaconf', 'hydra'))\n"
         "assert not heavy and 'zoo.model' not in sys.modules, heavy\n"
@@ -458,7 +458,7 @@ def test_the_registry_and_discovery_import_no_torch_and_the_loader_is_installed(
 def test_every_registry_question_loads_plugin_packages_through_the_hook():
     reg = _fresh()
     calls = []
-    with mock.patch.object(registry, "_loader", [lambda: calls.append(1)]):
+    with mock.patch.object(loading, "_loader", [lambda: calls.append(1)]):
         reg.names()
         list(reg)
         with pytest.raises(ZooError):

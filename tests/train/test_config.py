@@ -193,3 +193,18 @@ def test_plugin_parameters_declared_out_of_range_are_refused_by_compose():
         with pytest.raises(ZooError) as e:
             compose(["model=cnn", f"model.{name}={value}"])
         assert str(e.value).startswith(f"model.{name}=") and "must be" in str(e.value)
+
+
+def test_the_config_sources_are_module_level_classes_that_a_job_process_imports_by_name():
+    import pickle
+
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.config_source import ConfigSource
+
+    from zoo.train import sources
+
+    config.store_configs()
+    registered = Plugins.instance().discover(ConfigSource)
+    for cls in (sources.PluginConfigSource, sources.PackageConfigSource):
+        assert "<locals>" not in cls.__qualname__ and cls in registered
+        assert pickle.loads(pickle.dumps(cls)) is cls  # what a launcher's job process unpickles

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from zoo.plugin import discovery, registry
 from zoo.plugin.registry import FUNCTION, REQUIRED, Length, Param, Plugin, Range
+from zoo.version import __version__
 
 FORMAT = 1  # of the file; a zoo that writes another format ignores this one
 CACHE_ENV = "ZOO_CACHE_DIR"
@@ -103,8 +104,6 @@ def _sources(root: str, h) -> None:
 
 def fingerprint(roots: list[str]) -> str:
     """What the cache is valid for (see the module's docstring); `roots`: zoo's and the plugin packages' sources."""
-    from zoo.version import __version__
-
     h = hashlib.sha256(json.dumps([FORMAT, sys.version, sys.prefix, _autoload(), __version__, roots]).encode())
     for entry in _search_path():
         _installed(entry, h)

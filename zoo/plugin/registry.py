@@ -16,16 +16,16 @@ Context parameters are filled in by zoo from the experiment, never from config. 
 checked when it happens: an untyped or unserialisable parameter, a default outside its own declared
 range, or Annotated metadata zoo does not know is refused with a message for the plugin's author.
 
-Parameters are read and checked by zoo.params (Range, Length, Param, param).
+Parameters are read and checked by zoo.params (Range, Length, Param, param); each kind's rules (its context,
+what it returns, what else it may declare) are in zoo.plugin.kinds; how the registries get their plugins (the
+loader discovery installs, records served from the catalog's cache, warnings) is zoo.plugin.loading. Every name
+of those modules that code reads here (`registry.KINDS`, `registry.load_code`, ...) is still importable here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import inspect
-import sys
-import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,95 +38,29 @@ from zoo.params import (  # noqa: F401  (Range, Length, Param, param: re-exporte
     Param,
     PluginDefinitionError,
     Range,
-    article,
     coerce,
     param,
     read_params,
+)
+from zoo.plugin.kinds import CONTEXT, EXTRA, KINDS, OPTIONAL_CONTEXT, RETURNS, check_extra  # noqa: F401  (re-exported)
+from zoo.plugin.kinds import check_returns as _check_returns
+from zoo.plugin.loading import (  # noqa: F401  (re-exported: discovery, catalog and tests use them here)
+    current_entry_point,
+    current_package,
+    issued,
+    load,
+    load_code,
+    registries,
+    serve_cached,
+    serving_cache,
+    set_loader,
+    warn,
 )
 from zoo.version import PLUGIN_API_VERSION  # noqa: F401  (re-exported: discovery and scaffold read it here)
 
 STANDARD_PACKAGE = "zoo"  # the distribution that ships the standard plugins (zoo.plugin.discovery re-exports it)
 
-KINDS = ("architecture", "head", "augmentation", "transfer", "dataset", "interpretation")
-
-CONTEXT = {
-    "architecture": ("in_channels",),
-    "head": ("feature_info", "info"),
-    "augmentation": ("info",),
-    "transfer": (),
-    "dataset": ("seed",),
-    "interpretation": (),
-}
-
-# Context a factory gets only when its signature names it: a head that reuses the backbone's own
-# layers (timm's pretrained classifier) asks for `backbone`; other heads never see it.
-OPTIONAL_CONTEXT = {"head": ("backbone",)}
-
-RETURNS = {
-    "architecture": "Backbone",
-    "head": "Head",
-    "augmentation": "transform",
-    "transfer": "Transfer",
-    "dataset": "DataBundle",
-    "interpretation": "Explainer",
-}
-
 FUNCTION = "function"  # a cached record's min_size when the plugin declared a function of its parameters
-
-# Set by zoo.plugin.discovery while it imports a plugin package, so registrations are attributed to it.
-current_package: contextvars.ContextVar[str | None] = contextvars.ContextVar("zoo_current_package", default=None)
-# ... and the name of its entry point (`acme` in `acme = zoo_acme`), one more qualifier of its plugins.
-current_entry_point: contextvars.ContextVar[str | None] = contextvars.ContextVar("zoo_entry_point", default=None)
-
-
-_loader: list[Callable[[], None]] = []
-# Whether the registries hold records read from zoo.plugin.catalog's cache (plugins' declarations, no code) instead of
-# what importing the plugin packages registered; `load_code()` swaps them for the real ones when code is needed.
-_serving: dict[str, bool] = {"cache": False}
-issued: list[str] = []  # the warnings discovery printed in this process (the catalog's cache replays them)
-_replayed: set[str] = set()  # warnings already printed from the cache: not printed again when the code loads
-
-
-def set_loader(load: Callable[[], None]) -> None:
-    """Install the function that imports every plugin package on the first question (zoo.plugin.discovery's)."""
-    _loader[:] = [load]
-
-
-def _load() -> None:
-    for load in _loader:
-        load()
-
-
-def warn(message: str) -> None:
-    """One `zoo: warning: ...` line on stderr about a plugin package, remembered for the catalog's cache."""
-    issued.append(message)
-    if message not in _replayed:
-        print(f"zoo: warning: {message}", file=sys.stderr)
-
-
-def serving_cache() -> bool:
-    """Whether the registries hold the catalog's cached records (declarations only, no plugin module imported)."""
-    return _serving["cache"]
-
-
-def serve_cached(plugins: list[Plugin], warnings: list[str]) -> None:
-    """Answer every question from `plugins`, records read from the catalog's cache (`cached=True`), until code
-    is needed; print the `warnings` discovery printed when the cache was written, as it would print them now."""
-    for plugin in plugins:
-        registries[plugin.kind]._plugins.setdefault(plugin.name, []).append(plugin)
-    _serving["cache"] = True
-    for message in warnings:
-        warn(message)
-        _replayed.add(message)
-
-
-def load_code() -> None:
-    """Import every plugin package for real (the loader), replacing records served from the cache."""
-    if _serving["cache"]:
-        for reg in registries.values():
-            reg._plugins = {n: kept for n, ps in reg._plugins.items() if (kept := [p for p in ps if not p.cached])}
-        _serving["cache"] = False
-    _load()
 
 
 class PluginError(ZooError):
@@ -310,7 +244,7 @@ class Registry:
             dict(extra),
             current_entry_point.get() if current_package.get() else None,
         )
-        _check_extra(plugin)
+        check_extra(plugin)
         if self._check:
             self._check(plugin)
         entries = self._plugins.setdefault(name, [])
@@ -333,7 +267,7 @@ class Registry:
 
     def get(self, name: str) -> Plugin:
         """Look up a plugin by name or `package:name`, with close matches when it is unknown."""
-        _load()
+        load()
         if ":" in name:
             package, _, short = name.partition(":")
             for p in self._plugins.get(short, []):
@@ -361,16 +295,16 @@ class Registry:
 
     def registered(self, name: str) -> list[Plugin]:
         """Every plugin registered under the plain `name`, whichever package (none: an empty list)."""
-        _load()
+        load()
         return list(self._plugins.get(name, []))
 
     def names(self) -> list[str]:
         """All registered names, sorted."""
-        _load()
+        load()
         return sorted(self._plugins)
 
     def __iter__(self) -> Iterator[Plugin]:
-        _load()
+        load()
         for name in sorted(self._plugins):
             yield from self._plugins[name]
 
@@ -389,31 +323,6 @@ class Registry:
                 del self._plugins[name]
 
 
-# what a kind may declare besides tasks=: an architecture's smallest input and budgets above zoo's (zoo.model)
-EXTRA = {"architecture": ("min_size", "max_params", "max_activations")}
-
-
-def _check_extra(plugin: Plugin) -> None:
-    """Declarations other than tasks= (an architecture's min_size) are checked when the plugin registers."""
-    where = f"{plugin.module}.{getattr(plugin.factory, '__qualname__', plugin.name)}"
-    allowed = EXTRA.get(plugin.kind, ())
-    for key in plugin.extra:
-        if key not in allowed:
-            also = f"; {article(plugin.kind)} declares only tasks=" + "".join(f", {a}=" for a in allowed)
-            raise PluginDefinitionError(f"{where}: register.{plugin.kind}() takes no {key}={also}")
-    for key in ("max_params", "max_activations"):
-        value = plugin.extra.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise PluginDefinitionError(f"{where}: {key}={value!r} must be an int >= 1")
-    size = plugin.extra.get("min_size")
-    if size is None or callable(size):
-        return
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise PluginDefinitionError(
-            f"{where}: min_size={size!r} must be an int >= 1 (pixels) or a function of the parameters returning one"
-        )
-
-
 def _same_definition(a: Callable, b: Callable) -> bool:
     """A module executed twice defines new objects for the same plugin: treat them as one."""
     return (getattr(a, "__module__", None), getattr(a, "__qualname__", None)) == (
@@ -422,78 +331,16 @@ def _same_definition(a: Callable, b: Callable) -> bool:
     )
 
 
-def _qualified(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _derives(cls: Any, qualified: str) -> bool:
-    """Whether `cls` is a class with `qualified` (e.g. zoo.model.Backbone) in its MRO: no import of it needed."""
-    return inspect.isclass(cls) and any(_qualified(c) == qualified for c in cls.__mro__)
-
-
-def _check_returns(base_name: str) -> Callable[[Plugin], None]:
-    qualified = f"zoo.model.{base_name}"
-
-    def check(plugin: Plugin) -> None:
-        f = plugin.factory
-        if inspect.isclass(f):
-            ok = _derives(f, qualified)
-        else:
-            try:
-                ret = typing.get_type_hints(f).get("return")
-            except Exception:
-                ret = None
-            ok = _derives(ret, qualified)
-        if not ok:
-            raise PluginDefinitionError(
-                f"{plugin.module}.{getattr(f, '__qualname__', f)}: {article(plugin.kind)} plugin must be a "
-                f"{base_name} subclass or a function annotated `-> {base_name}` (from zoo.model)"
-            )
-        if base_name == "Backbone" and inspect.isclass(f):
-            _check_backbone_class(f, plugin)
-        if base_name == "Head":
-            _check_head_class(f if inspect.isclass(f) else ret, plugin)
-
-    return check
-
-
-def _check_backbone_class(cls: type, plugin: Plugin) -> None:
-    """A Backbone class must implement stages(): checked on the class, unbuilt. feature_info is an instance
-    attribute (set in __init__, a helper or a property), so zoo checks it when the backbone is built."""
-    owner = next((c for c in cls.__mro__ if "stages" in vars(c)), None)
-    if owner is None or _qualified(owner) == "zoo.model.Backbone":
-        raise PluginDefinitionError(
-            f"{plugin.module}.{cls.__qualname__}: a Backbone must implement stages() -> list[nn.Module], its "
-            f"parameter groups shallow to deep (used to freeze and to set per-stage learning rates)"
-        )
-
-
-def _check_head_class(cls: type, plugin: Plugin) -> None:
-    """A Head class that declares `task`/`output_names` as class attributes must fit zoo.tasks' table."""
-    from zoo import tasks
-
-    task, names = getattr(cls, "task", "") or "", tuple(getattr(cls, "output_names", ()) or ())
-    where = f"{plugin.module}.{cls.__qualname__}"
-    if task and plugin.tasks is not None and task not in plugin.tasks:
-        raise PluginDefinitionError(f"{where}: a {task} head is registered for tasks {', '.join(plugin.tasks)}")
-    try:
-        for t in [task] if task else list(plugin.tasks or ()):
-            if names:
-                tasks.match(t, names, where)
-            else:
-                tasks.task(t, where)
-    except ZooError as e:
-        raise PluginDefinitionError(str(e)) from None
-
-
-registries: dict[str, Registry] = {
-    "architecture": Registry("architecture", _check_returns("Backbone")),
-    "head": Registry("head", _check_returns("Head")),
-    "augmentation": Registry("augmentation"),
-    "transfer": Registry("transfer", _check_returns("Transfer")),
-    "dataset": Registry("dataset"),
-    "interpretation": Registry("interpretation", _check_returns("Explainer")),
-}
+registries.update(
+    {
+        "architecture": Registry("architecture", _check_returns("Backbone")),
+        "head": Registry("head", _check_returns("Head")),
+        "augmentation": Registry("augmentation"),
+        "transfer": Registry("transfer", _check_returns("Transfer")),
+        "dataset": Registry("dataset"),
+        "interpretation": Registry("interpretation", _check_returns("Explainer")),
+    }
+)
 
 
 class _Register:

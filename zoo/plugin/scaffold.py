@@ -11,14 +11,13 @@ import shutil
 from pathlib import Path
 
 from zoo.errors import ZooError
+from zoo.version import PLUGIN_API_VERSION
 
 TEMPLATES = Path(__file__).parent / "templates" / "plugin"  # FILE.tmpl, formatted with name, cls and api
 
 
 def new_plugin(name: str, output: str | Path | None = None) -> Path:
     """Write the package `zoo-NAME` into `output` (default ./zoo-NAME); refuse to overwrite."""
-    from zoo.plugin.registry import PLUGIN_API_VERSION
-
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
         raise ZooError(
             f"plugin package name {name!r} must be lower-case letters, digits and '_', "

@@ -1,11 +1,12 @@
-"""Structured schemas, config-group entries generated from plugin signatures, and validation.
+"""Compose and check an experiment's config: every problem is one ZooError line before any work.
 
-Every registered plugin becomes a Hydra config-group option (`model=lenet5`) whose node is a dataclass
-made from the factory's signature, so `model.padding_mode=reflect` is type-checked with no YAML file.
-YAML under conf/ holds presets only. Everything is validated before any work: unknown option names,
+Hydra composes zoo's conf/ presets, plugin packages' config folders and every registered plugin as a
+config-group option (zoo.train.options, zoo.train.sources); the schemas are zoo.train.schemas, and a sweep's
+overrides are expanded by zoo.train.sweeps. Everything is validated before any work: unknown option names,
 unknown keys, wrong types, bad choices and values outside a declared range raise ZooError with one line
 naming the bad value. zoo's own nodes (trainer, export) declare their constraints on their fields with
 `declared(default, Range(...) or Literal[...])` and are checked by the registry's code, as plugins are.
+Names other wings import from here (compose, check, to_plain, ExportConfig, expand, conf_dir, ...) stay here.
 """
 
 from __future__ import annotations
@@ -15,146 +16,23 @@ import functools
 import re
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, get_type_hints
+from typing import Annotated, Literal, get_type_hints
 
 from zoo.errors import ZooError, close_matches, unknown
-from zoo.plugin.registry import Param, Range
-from zoo.tasks import EXTRAS
-
-# config group -> plugin kind; `aug` holds a dict of augmentation ops instead of one plugin.
-GROUPS = {"data": "dataset", "model": "architecture", "head": "head", "transfer": "transfer"}
-ALL_GROUPS = ("data", "model", "head", "aug", "transfer", "trainer", "export", "experiment")
-
-
-def declared(default: Any, *constraints: Any, check: Any = None) -> Any:
-    """A schema field whose value zoo checks like a plugin parameter: `Range(...)` or `Literal[...]` (on each
-    item of a list field); `check`, a function of (value, key) that raises ZooError, for a value no type and
-    range describe (`auto` or a count)."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"zoo": constraints, "check": check})
-    return field(default=default, metadata={"zoo": constraints, "check": check})
-
-
-def _auto_or_count(value: Any, key: str) -> None:
-    if not (value == "auto" or (isinstance(value, str) and value.isdigit())):
-        raise ZooError(f"{key}={value!r} must be auto or a whole number >= 0")
-
-
-_POSITIVE, _AT_LEAST_0, _FRACTION = Range(0, min_exclusive=True), Range(0), Range(0, 1)
-
-
-@dataclass
-class TrainerConfig:
-    """The training loop's settings (OmegaConf sees the plain types; check() enforces what `declared` adds)."""
-
-    max_epochs: int = declared(30, _AT_LEAST_0)
-    batch_size: int = declared(64, Range(1))
-    eval_batch_size: int = declared(256, Range(1))
-    optimizer: str = declared("adamw", Literal["adamw", "sgd"])
-    lr: float = declared(3e-3, _POSITIVE)
-    momentum: float = declared(0.9, Range(0, 1, max_exclusive=True))  # SGD momentum; 1 never forgets
-    weight_decay: float = declared(1e-4, _AT_LEAST_0)  # L2 (decoupled in AdamW); not on biases and norm weights
-    l1: float = declared(0.0, _AT_LEAST_0)  # L1 penalty on weights, added to the loss
-    scheduler: str = declared("cosine", Literal["cosine", "step", "none"])
-    warmup_epochs: int = declared(0, _AT_LEAST_0)
-    step_size: int = declared(10, Range(1))  # step scheduler: epochs between decays
-    gamma: float = declared(0.1, Range(0, 1, min_exclusive=True))  # step scheduler: decay factor
-    grad_clip: float = declared(0.0, _AT_LEAST_0)  # max gradient norm; 0 = off
-    monitor: str = "auto"  # a validation metric name, or auto (the head's own choice)
-    patience: int = declared(0, _AT_LEAST_0)  # early stopping after this many epochs without improvement; 0 = off
-    # DataLoader worker processes; auto: as many as pay on this device and data (zoo.train.accel.resolve_workers)
-    num_workers: str = declared("auto", check=_auto_or_count)
-    threads: int = declared(0, _AT_LEAST_0)  # CPU threads for torch's ops; 0 = torch's default. 1 per job in sweeps
-    device: str = declared("auto", Literal["auto", "cpu", "cuda"])
-    # autocast's compute precision; weights, checkpoints and exports stay float32. 16-mixed adds a GradScaler
-    precision: str = declared("32", Literal["32", "bf16-mixed", "16-mixed"])
-    channels_last: bool = False  # NHWC memory format for model and batches (faster convolutions on GPUs)
-    compile: bool = False  # torch.compile the model (a one-off compilation before the first steps)
-    devices: int = declared(1, Range(1))  # N > 1: `zoo train` starts torchrun with N processes (DDP) on this machine
-    progress: bool = True
-    resume: bool = False  # continue from checkpoints/last.pt in the run directory, if there is one
-    logger: str = declared("none", Literal["none", "csv", "tensorboard"])  # stream the scalars while training
-
-
-@dataclass
-class ExportConfig:
-    """ONNX export settings."""
-
-    opset: int = declared(18, Range(17))  # zoo exports opset 17 or newer; the uint8 input form needs 18
-    # uint8: the graph takes decoded RGB pixels and resizes, converts and scales them itself (zoo.deploy.preprocess);
-    # float32: the client resizes and scales to [0, 1] (the form of zoo's exports before zoo.format 3)
-    input: str = declared("uint8", Literal["uint8", "float32"])
-    parity_tolerance: float = declared(1e-4, _AT_LEAST_0)  # float outputs: max |ONNX - PyTorch| (relative above 1)
-    parity_mismatch: float = declared(0.001, _FRACTION)  # integer outputs: the fraction of elements allowed to differ
-    parity_samples: int = declared(64, Range(1))
-    # fp32; fp16 (half-precision graph, float32 input and outputs); int8 (static QDQ quantization, gated by the
-    # run's monitored test metric)
-    precision: str = declared("fp32", Literal["fp32", "fp16", "int8"])
-    max_metric_drop: float = declared(0.01, _AT_LEAST_0)  # int8: the most the monitored test metric may worsen
-    calibration_samples: int = declared(256, Range(1))  # int8: train images that calibrate activation ranges
-    calibration_method: str = declared("minmax", Literal["minmax", "entropy", "percentile"])
-    # extra outputs after the task's own (zoo.tasks.EXTRAS): penultimate embeddings, class-activation maps
-    outputs: list[str] = declared([], Literal[tuple(EXTRAS)])
-
-
-# config node -> its schema: check() refuses keys the schema does not define (`+trainer.lrr=0.5`)
-STRUCTURED = {"trainer": TrainerConfig, "export": ExportConfig}
-
-
-@dataclass
-class Config:
-    """The top level: one node per group, plus the seed."""
-
-    seed: int = 0
-    data: Any = None
-    model: Any = None
-    head: Any = None
-    aug: Any = None
-    transfer: Any = None
-    trainer: Any = None
-    export: Any = None
-
-
-@dataclass
-class AugConfig:
-    """An ordered dict of augmentation name -> its parameters."""
-
-    ops: Any = field(default_factory=dict)
-
-
-def conf_dir() -> Path:
-    """The folder of zoo's own YAML presets (shipped in the wheel as zoo.conf)."""
-    import zoo.conf
-
-    return Path(zoo.conf.__file__).parent
-
-
-def _omegaconf_type(p) -> Any:
-    base = p.base
-    t = list[base] if p.is_list else base  # type: ignore[valid-type]
-    return Optional[t] if p.optional or p.default is None else t
-
-
-def plugin_schema(plugin, name: str | None = None) -> type:
-    """A dataclass for a plugin's node: `name` (how it was chosen) plus one typed field per parameter."""
-    from omegaconf import MISSING
-
-    from zoo.plugin.registry import REQUIRED
-
-    fields: list = [("name", str, field(default=name or plugin.name))]
-    for p in plugin.params:
-        if p.default is REQUIRED:
-            default = field(default=MISSING)
-        elif isinstance(p.default, list):
-            default = field(default_factory=lambda v=p.default: list(v))
-        else:
-            default = field(default=p.default)
-        fields.append((p.name, _omegaconf_type(p), default))
-    cls_name = re.sub(r"\W", "_", f"{plugin.kind}_{plugin.package}_{name or plugin.name}")
-    return dataclasses.make_dataclass(cls_name, fields)
-
+from zoo.params import Param, Range
+from zoo.plugin import registry
+from zoo.train.options import conf_dir, group_options, searchpath_override  # noqa: F401  (re-exported)
+from zoo.train.schemas import (  # noqa: F401  (re-exported: the CLI, deploy, bench and tests import them here)
+    ALL_GROUPS,
+    GROUPS,
+    STRUCTURED,
+    AugConfig,
+    Config,
+    ExportConfig,
+    TrainerConfig,
+)
+from zoo.train.sweeps import expand, parse_overrides, raw_values  # noqa: F401  (expand: re-exported)
 
 _stored = {"done": False}
 
@@ -166,8 +44,10 @@ def store_configs() -> None:
     from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
 
-    Plugins.instance().register(_package_source())  # plugin packages' conf/ folders, their names their own
-    Plugins.instance().register(_plugin_source())  # every plugin as a config-group option
+    from zoo.train.sources import PackageConfigSource, PluginConfigSource  # lazy: Hydra, only to compose
+
+    Plugins.instance().register(PackageConfigSource)  # plugin packages' conf/ folders, their names their own
+    Plugins.instance().register(PluginConfigSource)  # every plugin as a config-group option
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
@@ -176,268 +56,19 @@ def store_configs() -> None:
     _stored["done"] = True
 
 
-PLUGINS_SCHEME = "zoo-plugins"  # every registered plugin as a config-group option: zoo-plugins://registry
-
-
-def plugin_option(group: str, name: str):
-    """The plugin that config-group option `group/name` stands for, or None: a plain name is the first plugin
-    registered under it (a name two third parties share is refused later, when it is resolved), a qualified
-    form (`zoo-acme:net`, `acme:net`) always its own plugin."""
-    from zoo.plugin import registry
-
-    if group not in GROUPS:
-        return None
-    plugins = registry.registries[GROUPS[group]]
-    if ":" not in name:
-        return next(iter(plugins.registered(name)), None)
-    try:
-        return plugins.get(name)
-    except ZooError:
-        return None
-
-
-def _plugin_source() -> type:
-    """The Hydra config source of plugin options (scheme zoo-plugins://): `model=lenet5` is a node made from the
-    plugin's signature (plugin_schema), built when Hydra loads it. Hydra's ConfigStore would convert every
-    option of every installed package on each command; this converts the few a composition uses."""
-    from hydra.core.object_type import ObjectType
-    from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource
-    from omegaconf import OmegaConf
-
-    from zoo.plugin import registry
-
-    class PluginConfigSource(ConfigSource):
-        @staticmethod
-        def scheme() -> str:
-            return PLUGINS_SCHEME
-
-        def _option(self, config_path: str):
-            group, _, name = self._normalize_file_name(config_path.strip("/")).removesuffix(".yaml").rpartition("/")
-            return plugin_option(group, name), name
-
-        def load_config(self, config_path: str) -> ConfigResult:
-            plugin, name = self._option(config_path)
-            if plugin is None:
-                raise ConfigLoadError(f"Config not found : {self.full_path()}/{config_path}")
-            node = OmegaConf.structured(plugin_schema(plugin, name))
-            return ConfigResult(config=node, path=self.full_path(), provider=plugin.package, header={"package": None})
-
-        def available(self) -> bool:
-            return True
-
-        def is_group(self, config_path: str) -> bool:
-            return config_path.strip("/") in ("", *GROUPS)
-
-        def is_config(self, config_path: str) -> bool:
-            return self._option(config_path)[0] is not None
-
-        def list(self, config_path: str, results_filter) -> list[str]:
-            group = config_path.strip("/")
-            if group == "":
-                return sorted(GROUPS) if results_filter in (None, ObjectType.GROUP) else []
-            if group not in GROUPS or results_filter not in (None, ObjectType.CONFIG):
-                return []
-            return sorted({n for p in registry.registries[GROUPS[group]] for n in (p.name, *p.qualified_names)})
-
-    return PluginConfigSource
-
-
-PACKAGE_SCHEME = "zoo-package"  # a plugin package's conf/ on Hydra's search path: zoo-package:///abs/conf
-
-
-def own_name(kind: str, name: str, package: str) -> str:
-    """`name` as package `package`'s own configs mean it: its own plugin of that kind, by the qualified name
-    (`zoo-acme:net`) when another package registers the name too; otherwise `name` unchanged."""
-    from zoo.plugin import registry
-
-    if not isinstance(name, str) or ":" in name:
-        return name
-    entries = registry.registries[kind].registered(name)
-    own = [p for p in entries if p.package == package]
-    return own[0].qualified_name if own and len(entries) > 1 else name
-
-
-def _own_defaults(defaults: list, group: str, package: str) -> list:
-    """A package config's defaults list with bare plugin names made the package's own (see own_name)."""
-    out = []
-    for entry in defaults:
-        if isinstance(entry, str) and group in GROUPS and entry != "_self_" and "/" not in entry:
-            entry = own_name(GROUPS[group], entry, package)
-        elif isinstance(entry, dict) and len(entry) == 1:
-            (key, value), where = next(iter(entry.items())), group
-            target = str(key).split()[-1].split("@")[0]  # `override /model@pkg` -> /model
-            target = target[1:] if target.startswith("/") else f"{where}/{target}".strip("/")
-            if target in GROUPS:
-                entry = {key: own_name(GROUPS[target], value, package)}
-        out.append(entry)
-    return out
-
-
-def _own_config(cfg: dict, group: str, header: dict, package: str) -> dict:
-    """A package config (preset or experiment) whose bare plugin names, in its defaults list and as keys of
-    `aug.ops`, mean the package's own plugins whatever else is installed."""
-    if isinstance(cfg.get("defaults"), list):
-        cfg["defaults"] = _own_defaults(cfg["defaults"], group, package)
-    node = cfg if group == "aug" else cfg.get("aug") if header.get("package") == "_global_" else None
-    ops = node.get("ops") if isinstance(node, dict) else None
-    if isinstance(ops, dict):
-        node["ops"] = {own_name("augmentation", k, package): v for k, v in ops.items()}
-    return cfg
-
-
-def _package_source() -> type:
-    """The Hydra config source that reads a plugin package's conf/ folder (scheme zoo-package://): files as
-    Hydra's own file source reads them, except that a bare name of a plugin the package registers, and another
-    package too, means the package's own (`- net` in its model preset is `zoo-acme:net`)."""
-    from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource
-    from omegaconf import OmegaConf
-
-    from zoo.plugin.discovery import loaded
-
-    class PackageConfigSource(ConfigSource):
-        @staticmethod
-        def scheme() -> str:
-            return PACKAGE_SCHEME
-
-        def _full(self, config_path: str) -> Path:
-            return Path(self.path) / config_path
-
-        def load_config(self, config_path: str) -> ConfigResult:
-            path = self._full(self._normalize_file_name(config_path))
-            if not path.is_file():
-                raise ConfigLoadError(f"Config not found : {path}")
-            text = path.read_text(encoding="utf-8")
-            header = ConfigSource._get_header_dict(text[:512])
-            cfg = OmegaConf.to_container(OmegaConf.create(text), resolve=False) or {}
-            here = Path(self.path).resolve()
-            package = next((p.package for p in loaded if p.config_dir and Path(p.config_dir).resolve() == here), "")
-            group = config_path.rpartition("/")[0]
-            if package and isinstance(cfg, dict):
-                cfg = _own_config(cfg, group, header, package)
-            return ConfigResult(
-                config=OmegaConf.create(cfg), path=self.full_path(), provider=self.provider, header=header
-            )
-
-        def available(self) -> bool:
-            return self.is_group("")
-
-        def is_group(self, config_path: str) -> bool:
-            return self._full(config_path).is_dir()
-
-        def is_config(self, config_path: str) -> bool:
-            return self._full(self._normalize_file_name(config_path)).is_file()
-
-        def list(self, config_path: str, results_filter) -> list[str]:
-            files: list[str] = []
-            for entry in sorted(self._full(config_path).iterdir()):
-                self._list_add_result(files, f"{config_path}/{entry.name}".lstrip("/"), entry.name, results_filter)
-            return sorted(set(files))
-
-    return PackageConfigSource
-
-
-def search_dirs() -> list[Path]:
-    """zoo's conf/ and every plugin package's config folder, in search order."""
-    from zoo.plugin.discovery import config_dirs
-
-    return [conf_dir()] + [Path(d) for d in config_dirs()]
-
-
-def searchpath_override(extra_dirs: Sequence[str | Path] = ()) -> str:
-    """The `hydra.searchpath` override that adds plugin packages' config folders and `extra_dirs` (a user's
-    own groups and experiments) after zoo's own, and last the plugins themselves (zoo-plugins://)."""
-    extra = [f"{PACKAGE_SCHEME}://{Path(d).resolve()}" for d in search_dirs()[1:]]
-    extra += [f"file://{Path(d).resolve()}" for d in extra_dirs]
-    extra += [f"{PLUGINS_SCHEME}://registry"]
-    return "hydra.searchpath=[" + ",".join(f"'{e}'" for e in extra) + "]"
-
-
-def group_options(group: str, extra_dirs: Sequence[str | Path] = ()) -> list[str]:
-    """Every option of a config group: plugin names, their qualified names, and YAML presets."""
-    from zoo.plugin import registry
-
-    names = set()
-    if group in GROUPS:
-        for p in registry.registries[GROUPS[group]]:
-            names.update({p.name, *p.qualified_names})
-    names.discard("")
-    for d in [*search_dirs(), *map(Path, extra_dirs)]:
-        gd = d / group
-        if gd.is_dir():
-            names.update(f.stem for f in gd.glob("*.yaml") if not f.stem.startswith("base_"))
-    return sorted(names)
-
-
-def _parse(overrides: list[str]):
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    try:
-        return OverridesParser.create().parse_overrides(overrides)
-    except Exception as e:
-        raise ZooError(f"cannot parse overrides: {str(e).splitlines()[0]}") from None
-
-
-def _interval(o) -> list | None:
-    """An interval sweep's two ends (a sweeper such as Optuna's samples between them), else None: a range
-    checks every value between two ends that pass it."""
-    from hydra.core.override_parser.types import IntervalSweep
-
-    value = o.value()
-    return [value.start, value.end] if isinstance(value, IntervalSweep) else None
-
-
-def _values(o) -> list:
-    """The raw values of an override (each value of a sweep; an interval's ends), unescaped."""
-    if o.is_sweep_override():
-        return [str(v) for v in _interval(o) or o.sweep_iterator()]
-    return [str(o.value())] if o.value() is not None else [None]
-
-
-def expand(overrides: list[str], limit: int = 256) -> list[list[str]]:
-    """The override lists of a sweep (`-m` with a,b,c values, choice(...), range(...), and an interval's two
-    ends): the cartesian product, capped."""
-    import itertools
-
-    parsed = _parse(overrides)
-    choices = []
-    for o in parsed:
-        if o.is_sweep_override():
-            key = o.get_key_element()
-            values = _interval(o) or o.sweep_string_iterator()
-            choices.append([f"{key}={v}" for v in values])
-        else:
-            choices.append([o.input_line])
-    combos = []
-    for combo in itertools.product(*choices):
-        combos.append(list(combo))
-        if len(combos) >= limit:
-            break
-    return combos
-
-
 def _check_group_choices(parsed, extra_dirs: Sequence[str | Path] = ()) -> None:
     for o in parsed:
         key = o.key_or_group
         if o.is_delete() or "." in key or key.startswith("hydra"):
             continue
         if key in ALL_GROUPS:
-            for v in _values(o):
+            for v in raw_values(o):
                 if v is None or v == "null":
                     continue
                 options = group_options(key, extra_dirs)
                 if v not in options:
                     shown = options if ":" in v else [o for o in options if ":" not in o]
                     raise unknown(key, v, shown, see=f"zoo list {GROUPS[key]}" if key in GROUPS else f"zoo list {key}")
-
-
-def _known_keys(cfg, path: str) -> list[str]:
-    from omegaconf import OmegaConf
-
-    node = OmegaConf.select(cfg, path) if path else cfg
-    try:
-        return [str(k) for k in node] if node is not None else []
-    except AttributeError:
-        return []
 
 
 def _check_keys(parsed, base_cfg) -> None:
@@ -457,8 +88,6 @@ def _check_keys(parsed, base_cfg) -> None:
         for i in range(1, len(parts) + 1):
             sub, parent = ".".join(parts[:i]), ".".join(parts[: i - 1])
             if parent.startswith("aug.ops."):
-                from zoo.plugin import registry
-
                 # augmentation parameters: checked against the plugin's own schema
                 plugin = registry.get("augmentation", parts[2])
                 if len(parts) > 4 or parts[3] not in {p.name for p in plugin.params}:
@@ -511,7 +140,7 @@ def compose(overrides: list[str], *, with_hydra: bool = False, extra_dirs: Seque
     for d in extra_dirs:
         if not Path(d).is_dir():
             raise ZooError(f"--config-dir {str(d)!r} is not a folder (it adds config groups and experiments)")
-    parsed = _parse(overrides)
+    parsed = parse_overrides(overrides)
     _check_group_choices(parsed, extra_dirs)
     extra = [o for o in [searchpath_override(extra_dirs)] if o]
     GlobalHydra.instance().clear()
@@ -580,8 +209,6 @@ def env_keys(cfg, prefix: str = "") -> list[str]:
 
 def check(cfg) -> dict:
     """Semantic checks Hydra cannot make: plugin names in presets, plugin parameters, choices, ranges."""
-    from zoo.plugin import registry
-
     plain = to_plain(cfg)
     _seed_param().check(plain.get("seed"), "seed")  # torch and numpy take seeds in [0, 2**63)
     for group, kind in GROUPS.items():
@@ -607,16 +234,12 @@ def check(cfg) -> dict:
 
 @functools.cache
 def _seed_param() -> Param:
-    from zoo.plugin import registry
-
     return registry.param("seed", Annotated[int, Range(0)], 0, where="zoo.train.config.Config")
 
 
 @functools.cache
 def schema_params(schema: type) -> dict[str, Param]:
     """The Params of a structured schema's fields: each plain type plus what `declared` adds to it."""
-    from zoo.plugin import registry
-
     hints = get_type_hints(schema)
     params = {}
     for f in dataclasses.fields(schema):
