@@ -31,9 +31,10 @@ from torch.utils.data import Dataset
 from zoo.data import DataBundle, DataInfo, Transformed, build_data, loader
 from zoo.deploy.export import export_model
 from zoo.errors import ZooError
-from zoo.model import ZooModel, deployed_info, set_train_mode
+from zoo.model import ZooModel, build_model, deployed_info, set_train_mode
 from zoo.plugin import registry
 from zoo.tasks import TABLE, TASKS
+from zoo.train.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from zoo.train.config import GROUPS, compose, to_plain
 from zoo.train.engine import train_step
 from zoo.train.experiment import build_experiment
@@ -137,9 +138,6 @@ def _config(kind: str, name: str, params: dict) -> dict:
 
 def _write_checkpoint(cfg: dict, data: DataBundle, folder: Path) -> str:
     """A checkpoint of a freshly built model of `cfg`, for a transfer strategy to load."""
-    from zoo.model import build_model
-    from zoo.train.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
-
     source = {**cfg, "transfer": to_plain(compose([]))["transfer"]}
     model = build_model(source, data.info)
     path = folder / "source.pt"

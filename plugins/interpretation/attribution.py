@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from zoo import Range, ZooError, register
+from zoo.deploy.graph import DeployModel
 from zoo.errors import unknown
-from zoo.model import DeployModel, Explainer
+from zoo.model import Explainer
 from zoo_plugins._shared import figure, label_of, overlay, show_image
 
 EXPLAINABLE = ("classification", "regression", "segmentation", "detection")  # a score per image, class or box

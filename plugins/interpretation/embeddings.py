@@ -17,7 +17,8 @@ from torch import nn
 
 from zoo import Range, ZooError, register
 from zoo.data import loader
-from zoo.model import Explainer, explained_forward
+from zoo.deploy.graph import explained_forward
+from zoo.model import Explainer
 from zoo_plugins._shared import figure, label_of, show_image
 
 

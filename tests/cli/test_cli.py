@@ -49,7 +49,7 @@ def test_onnx_and_pytorch_accuracy_are_equal(digits_run, digits_export):
     from omegaconf import OmegaConf
 
     from zoo.data import build_data
-    from zoo.model import DeployModel
+    from zoo.deploy.graph import DeployModel
     from zoo.runtime import Model
     from zoo.train.checkpoint import load_checkpoint, model_from_checkpoint
 

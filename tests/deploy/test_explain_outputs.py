@@ -13,8 +13,9 @@ import torch
 from tests.conftest import assert_one_line_error, small_config, zoo_in_process
 from zoo.data import build_data
 from zoo.deploy.export import export, export_model, export_settings
+from zoo.deploy.graph import DeployModel
 from zoo.errors import ZooError
-from zoo.model import DeployModel, build_model
+from zoo.model import build_model
 from zoo.train.checkpoint import load_checkpoint, model_from_checkpoint
 from zoo_plugins.interpretation.embeddings import embed
 

@@ -16,8 +16,9 @@ from tests.conftest import assert_one_line_error, run_zoo
 from zoo import tasks
 from zoo.data import DataInfo
 from zoo.deploy.export import export_model
+from zoo.deploy.graph import DeployModel
 from zoo.errors import ZooError
-from zoo.model import DeployModel, Head, build_model
+from zoo.model import Head, build_model
 from zoo.plugin import registry
 from zoo.plugin.discovery import STANDARD_PACKAGE
 
@@ -403,7 +404,7 @@ def test_a_third_party_segmentation_head_with_its_own_output_names_trains_export
 
 
 def test_ensembles_ask_the_table_whether_a_task_averages():
-    from zoo.model import Ensemble
+    from zoo.deploy.graph import Ensemble
 
     model, _, _ = _build("unet")
     with pytest.raises(ZooError, match=r"'segmentation' cannot \(tasks that average: classification, regression\)"):

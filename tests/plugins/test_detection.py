@@ -13,8 +13,9 @@ import torch
 
 from zoo.data import collate
 from zoo.deploy.export import export_model
+from zoo.deploy.graph import DeployModel
 from zoo.errors import ZooError
-from zoo.model import DeployModel, build_model
+from zoo.model import build_model
 from zoo.plugin import registry
 from zoo.runtime import Model
 from zoo_plugins.heads.detection import ClassNMS, nms_mask

@@ -12,8 +12,9 @@ import torch
 from tests.conftest import small_config
 from zoo.data import DataBundle, DataInfo, TensorImages
 from zoo.deploy.export import export_model
+from zoo.deploy.graph import DeployModel
 from zoo.errors import ZooError
-from zoo.model import DeployModel, build_model
+from zoo.model import build_model
 from zoo.runtime import Model
 from zoo.train.checkpoint import load_checkpoint, model_from_checkpoint
 from zoo.train.engine import train

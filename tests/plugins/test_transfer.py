@@ -174,7 +174,7 @@ def test_ensemble_export_is_the_average_of_its_members(source, tmp_path):
     out = tmp_path / "ens"
     proc = run_zoo("export", f"checkpoint={source}/checkpoints/best.pt,{other}", f"output={out}")
     assert proc.returncode == 0, proc.stderr
-    from zoo.model import DeployModel
+    from zoo.deploy.graph import DeployModel
     from zoo.runtime import Model
     from zoo.train.checkpoint import load_checkpoint, model_from_checkpoint
 

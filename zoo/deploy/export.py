@@ -12,13 +12,35 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from zoo import tasks
+from zoo.data import build_data
+from zoo.deploy import schema
+from zoo.deploy.graph import DeployModel, Ensemble, trace_onnx
+from zoo.deploy.preprocess import (
+    UINT8_MIN_OPSET,
+    Preprocess,
+    Served,
+    as_pixels,
+    name_output_dims,
+    odd_sized,
+    spell_out_reshapes,
+)
+from zoo.deploy.quantize import check_precision, convert
+from zoo.deploy.verify import write_golden
 from zoo.errors import ZooError, make_folder
+from zoo.model import ZooModel
+from zoo.plugin import registry
+from zoo.runtime import Model
+from zoo.tasks import EXTRA_ABOUT
+from zoo.train.checkpoint import load_checkpoint, model_from_checkpoint
+from zoo.train.config import ExportConfig, check_node
 from zoo.version import __version__
 
 CARD_FORMAT = "zoo.model-card/3"  # 3: the metadata of zoo.format 3 (postprocessing), golden vectors
@@ -39,8 +61,6 @@ def redact(config: dict, keys: list[str]) -> dict:
 
 def parity_inputs(cfg: dict, info, n: int) -> tuple[torch.Tensor, str]:
     """Real images from the experiment's test split; random ones only if the data cannot be built."""
-    from zoo.data import build_data
-
     try:
         test = build_data(cfg, int(cfg.get("seed", 0))).test
         k = min(n, len(test))
@@ -56,8 +76,6 @@ def parity_inputs(cfg: dict, info, n: int) -> tuple[torch.Tensor, str]:
 def output_entries(deploy, expected: tuple[torch.Tensor, ...]) -> list[dict[str, Any]]:
     """Each deployed output as the metadata lists it: its name, its role in the task (zoo.tasks), dtype, symbolic
     axes, and shape (the size of each fixed axis, the name of each dynamic one)."""
-    from zoo.tasks import EXTRA_ABOUT
-
     entries = []
     for (name, out), tensor in zip(deploy.roles, expected):
         dynamic = out.dynamic_axes(deploy.dynamic_size)
@@ -70,8 +88,6 @@ def output_entries(deploy, expected: tuple[torch.Tensor, ...]) -> list[dict[str,
 
 def check_outputs(deploy, expected: tuple[torch.Tensor, ...], where: str) -> None:
     """The deployed outputs' count, dtypes and ranks against the task's table (zoo.tasks): one line on a misfit."""
-    from zoo import tasks
-
     extras = len(getattr(deploy, "extras", ()))  # export.outputs, after the task's own
     own = deploy.output_names[: len(deploy.output_names) - extras]
     if len(expected) - extras != len(own):
@@ -93,8 +109,6 @@ def metadata(
     head_semantics: dict | None = None,
 ) -> dict[str, Any]:
     """What any onnxruntime client needs, as JSON values under `zoo.` keys: zoo.format (zoo/format.schema.json)."""
-    from zoo.deploy import schema
-
     form = ecfg.get("input", "float32")
     return {
         "format": schema.FORMAT,
@@ -121,10 +135,6 @@ def _sha256(path: Path) -> str:
 def export_settings(cfg: dict, overrides: dict | None) -> dict:
     """The run's export settings (defaults for keys older checkpoints lack), then the command line's, checked
     against the declared schema (a parity gate switched off by `nan` or a zero sample count is refused)."""
-    from dataclasses import asdict
-
-    from zoo.train.config import ExportConfig, check_node
-
     settings = {**asdict(ExportConfig()), **cfg.get("export", {}), **(overrides or {})}
     check_node("export", settings)
     return settings
@@ -132,8 +142,6 @@ def export_settings(cfg: dict, overrides: dict | None) -> dict:
 
 def export(checkpoint: str | Path, output: str | Path, overrides: dict | None = None) -> dict:
     """Export `checkpoint` to OUTPUT/model.onnx and OUTPUT/model.json; return the model card."""
-    from zoo.train.checkpoint import load_checkpoint, model_from_checkpoint
-
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt["config"]
     ecfg = export_settings(cfg, overrides)
@@ -163,9 +171,6 @@ def export(checkpoint: str | Path, output: str | Path, overrides: dict | None = 
 
 def export_ensemble(checkpoints: list[str], output: str | Path, overrides: dict | None = None) -> dict:
     """Export several checkpoints of one task and label set as one ONNX model averaging their outputs."""
-    from zoo.model import Ensemble
-    from zoo.train.checkpoint import load_checkpoint, model_from_checkpoint
-
     ckpts = [load_checkpoint(c) for c in checkpoints]
     models, infos = zip(*(model_from_checkpoint(c, str(p)) for c, p in zip(ckpts, checkpoints)))
     first = infos[0]
@@ -244,10 +249,6 @@ def export_model(
 ) -> dict:
     """Export a ZooModel (or an Ensemble): ONNX + metadata, checker, parity on `x`, golden vectors, model card;
     atomic."""
-    from zoo.deploy import schema
-    from zoo.deploy.quantize import check_precision, convert
-    from zoo.model import DeployModel, ZooModel
-
     ecfg = export_settings({}, ecfg)
     check_precision(model, ecfg)
     check_opset(ecfg)
@@ -276,8 +277,6 @@ def export_model(
         schema.validate(meta, "zoo export")
         write_onnx(graph, batches[0], onnx_path, ecfg["opset"], meta, f"zoo {info.task} model: {_described(cfg)}")
         parity = check_parity(onnx_path, batches, expected, list(deploy.output_names), ecfg, inputs_source)
-        from zoo.deploy.verify import write_golden
-
         if ecfg["precision"] != "fp32":  # zoo.deploy.quantize rewrites the checked float32 graph: fp16, int8
             meta["precision"] = convert(model, deploy, cfg, ecfg, onnx_path, batches[0], expected[0])
         golden = write_golden(tmp, onnx_path, batches)
@@ -300,8 +299,6 @@ def _as_tuple(out) -> tuple[torch.Tensor, ...]:
 
 def check_opset(ecfg: dict) -> None:
     """The opset the input form needs: one line when export.opset is too old."""
-    from zoo.deploy.preprocess import UINT8_MIN_OPSET
-
     if ecfg["opset"] < 17:
         raise ZooError(f"export.opset={ecfg['opset']} is too old; zoo exports opset 17 or newer")
     if ecfg["input"] == "uint8" and ecfg["opset"] < UINT8_MIN_OPSET:
@@ -317,8 +314,6 @@ def served(deploy, info, form: str, x: torch.Tensor) -> tuple[torch.nn.Module, l
     for the float32 form, the deployed model and `x`."""
     if form != "uint8":
         return deploy, [x]
-    from zoo.deploy.preprocess import Preprocess, Served, as_pixels, odd_sized
-
     pixels = as_pixels(x)
     graph = Served(Preprocess(info.channels, None if deploy.dynamic_size else tuple(info.size)), deploy).eval()
     return graph, [pixels, odd_sized(pixels, grow_only=deploy.dynamic_size)]
@@ -333,8 +328,6 @@ def _head_of(deploy):
 
 def architecture_min_size(cfg: dict) -> int | None:
     """The smallest input side the configured architecture declares (`min_size=` at registration), or None."""
-    from zoo.plugin import registry
-
     try:
         mcfg = dict(cfg["model"])
         arch = registry.get("architecture", mcfg.pop("name"))
@@ -347,8 +340,6 @@ def check_parity(
     onnx_path: Path, batches: list[torch.Tensor], expected: list[tuple], names: list[str], ecfg: dict, inputs: str
 ) -> dict:
     """The same inputs through onnxruntime (CPU) and PyTorch, every batch; one line on a misfit, else the record."""
-    from zoo.runtime import Model
-
     model = Model(onnx_path, providers="cpu")
     diffs: dict[str, float] = {}
     mismatch: dict[str, float] = {}
@@ -379,9 +370,6 @@ def write_onnx(deploy, x: torch.Tensor, path: Path, opset: int, meta: dict, doc:
     """Trace `deploy` to ONNX at `path` (dynamic batch, and size where the head allows), add the `zoo.*`
     metadata, and pass onnx.checker's full check."""
     import onnx
-
-    from zoo.deploy.preprocess import name_output_dims, spell_out_reshapes
-    from zoo.model import trace_onnx
 
     nhwc = meta["input"]["layout"] == "NHWC"
     axis = {"batch": 0, "height": 1 if nhwc else 2, "width": 2 if nhwc else 3}

@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from zoo.data import build_data, loader
+from zoo.deploy.graph import trace_onnx
 from zoo.errors import ZooError
+from zoo.model import ZooModel
+from zoo.runtime import Model
+from zoo.train.engine import evaluate
+from zoo.train.experiment import metric_mode
 
 log = logging.getLogger("zoo")
 
@@ -48,8 +54,6 @@ def convert(model, deploy, cfg: dict, ecfg: dict, onnx_path: Path, x: torch.Tens
 
 def check_precision(model, ecfg: dict) -> None:
     """Refuse, before any work, a precision this model cannot have."""
-    from zoo.model import ZooModel
-
     if ecfg["precision"] == "int8" and not isinstance(model, ZooModel):
         raise ZooError("export.precision=int8 is gated by one model's test metric; export an ensemble as fp32 or fp16")
     if ecfg["precision"] != "fp32" and ecfg["input"] == "uint8":
@@ -69,8 +73,6 @@ def to_fp16(deploy, onnx_path: Path, x: torch.Tensor, expected: tuple) -> dict:
     import onnx
     from onnxruntime.quantization.onnx_model import ONNXModel
     from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    from zoo.runtime import Model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the converter's notes on values clipped to the fp16 range
@@ -193,8 +195,6 @@ def calibration_images(train, count: int, seed: int) -> torch.Tensor:
 
 def monitored(model, cfg: dict) -> tuple[str, str]:
     """The run's monitored metric (trainer.monitor, or the head's own) and whether it is minimised or maximised."""
-    from zoo.train.experiment import metric_mode
-
     name = cfg["trainer"].get("monitor", "auto")
     name = model.head.monitor if name == "auto" else name
     return name, metric_mode(model, name)
@@ -203,9 +203,6 @@ def monitored(model, cfg: dict) -> tuple[str, str]:
 def to_int8(model, deploy, cfg: dict, ecfg: dict, onnx_path: Path, x: torch.Tensor) -> dict:
     """Static int8 quantization calibrated on the run's train split, refused when the monitored test metric
     drops more than export.max_metric_drop."""
-    from zoo.data import build_data, loader
-    from zoo.train.engine import evaluate
-
     seed = int(cfg.get("seed", 0))
     data = build_data(cfg, seed)
     if len(data.train) == 0 or len(data.test) == 0:
@@ -256,8 +253,6 @@ def to_int8(model, deploy, cfg: dict, ecfg: dict, onnx_path: Path, x: torch.Tens
 
 def _write_raw(wrapper: RawOutputs, x: torch.Tensor, path: Path, opset: int) -> None:
     """Trace the wrapper as zoo.deploy.export traces the deployed model (the same exporter, opset and axes)."""
-    from zoo.model import trace_onnx
-
     input_axes = {0: "batch", 2: "height", 3: "width"} if wrapper.dynamic_size else {0: "batch"}
     trace_onnx(wrapper, x, path, opset, "input", input_axes)
 

@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from zoo.deploy import schema
 from zoo.errors import ZooError
+from zoo.runtime import Model, decode
 
 GOLDEN_FORMAT = "zoo.golden/1"
 SCORE_TOLERANCE = 1e-5  # float outputs: |diff|, relative to the value where it is above 1
@@ -61,8 +63,6 @@ def _pixels(batch) -> list[np.ndarray]:
 
 def _record(model, path: Path) -> dict[str, Any]:
     """What the export gives for one file: decoded pixels, graph input, outputs, predict JSON."""
-    from zoo.runtime import decode
-
     rgb = decode(path)
     item, original = model.prepare(path)
     batch = item[None]
@@ -81,8 +81,6 @@ def _record(model, path: Path) -> dict[str, Any]:
 
 def write_golden(folder: Path, onnx_path: Path, batches: list, count: int = 6) -> dict[str, Any]:
     """Write folder/golden/ (sample PNGs + golden.json) from the parity batches; returns a summary for the card."""
-    from zoo.runtime import Model
-
     model = Model(onnx_path, providers="cpu")
     out = folder / "golden"
     out.mkdir()
@@ -114,9 +112,6 @@ def _compare(name: str, got: np.ndarray, want: dict, tol: float) -> str | None:
 
 def verify(export_dir: str | Path) -> tuple[list[str], int]:
     """Check EXPORT/model.onnx against EXPORT/golden/golden.json: (one line per failure, samples checked)."""
-    from zoo.deploy import schema
-    from zoo.runtime import Model, decode
-
     root = Path(export_dir)
     golden_file = root / "golden" / "golden.json"
     if not (root / "model.onnx").is_file():

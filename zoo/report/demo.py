@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from zoo.runtime import Model
+
 RUN = Path("runs/demo")
 EXPORT = Path("exports/demo")
 
@@ -35,8 +37,7 @@ def onnx_accuracy(model_path: Path, run_dir: Path) -> tuple[float, int, str]:
     import numpy as np
     from omegaconf import OmegaConf
 
-    from zoo.data import build_data
-    from zoo.runtime import Model
+    from zoo.data import build_data  # lazy: torch; the demo's other steps run in their own processes
 
     cfg = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
     test = build_data(cfg, int(cfg["seed"])).test
@@ -54,7 +55,7 @@ def write_samples(run_dir: Path, n: int = 5) -> Path:
     from omegaconf import OmegaConf
     from PIL import Image
 
-    from zoo.data import build_data
+    from zoo.data import build_data  # lazy: torch, as in onnx_accuracy
 
     cfg = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
     test = build_data(cfg, int(cfg["seed"])).test

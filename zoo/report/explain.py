@@ -20,6 +20,7 @@ from zoo.data import DataBundle, DataInfo, build_data
 from zoo.errors import ZooError, make_folder
 from zoo.model import ZooModel
 from zoo.plugin import registry
+from zoo.runtime import list_images, load_image
 from zoo.train.checkpoint import checkpoint_file, load_checkpoint, model_from_checkpoint
 
 
@@ -49,8 +50,6 @@ def load_subject(source: str, inputs: str | None, samples: int) -> Subject:
     model, info = model_from_checkpoint(ckpt)
     subject = Subject(model.eval(), info, ckpt["config"], torch.empty(0), [])
     if inputs is not None:
-        from zoo.runtime import list_images, load_image
-
         files = list_images(inputs)[:samples]
         arrays = [torch.from_numpy(load_image(f, info.channels, info.size)) for f in files]
         subject.images, subject.names = torch.stack(arrays), [f.stem for f in files]

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.report.visual import collect_runs, varying_keys
+
 WORST = 16  # images in the worst-classified grid
 
 
@@ -130,8 +132,8 @@ def _test_probabilities(experiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     has no probabilities output)."""
     import torch
 
-    from zoo.data import loader
-    from zoo.model import DeployModel
+    from zoo.data import loader  # lazy: torch, only for a run's test images (`zoo report` draws without it)
+    from zoo.deploy.graph import DeployModel  # lazy: torch, as above
 
     deploy = DeployModel(experiment.model, experiment.info.task).eval()
     # the output whose role is one probability per class and image (zoo.tasks), whatever the head calls it
@@ -155,8 +157,6 @@ def _test_probabilities(experiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 def sweep_curves(root: str | Path) -> Path:
     """report.png for `zoo report DIR`: every run's validation curves side by side, one colour per setting
     that varies (the runs of one setting, other seeds, share it)."""
-    from zoo.report.visual import collect_runs, varying_keys
-
     runs = [r for r in collect_runs(root) if r["metrics"].get("history")]
     varying = varying_keys(runs) if len(runs) > 1 else []
     monitors = sorted({r["metrics"].get("monitor", "loss") for r in runs})

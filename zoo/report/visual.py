@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
+from zoo.train.config import compose, to_plain
 
 SKIP_KEYS = ("seed",)
 EXTRA_COLUMNS = ("train_seconds", "epoch_seconds")
@@ -127,8 +128,7 @@ def augment_grid(overrides: list[str], samples: int, variants: int):
     import torch
     from PIL import Image, ImageDraw
 
-    from zoo.data import Transformed, build_augmentations, build_data
-    from zoo.train.config import compose, to_plain
+    from zoo.data import Transformed, build_augmentations, build_data  # lazy: torch; `zoo report` needs none
 
     cfg = to_plain(compose(overrides))
     bundle = build_data(cfg, int(cfg["seed"]))
