@@ -205,14 +205,21 @@ def top_usage(verbs: Iterable[Verb], example: str) -> str:
 
 
 def field_help(cls: type) -> dict[str, str]:
-    """Each field's help: `field(metadata={"help": ...})`, else the comment on the field's line in the class's
-    source, else the comment lines just above it."""
+    """Each field's help: `field(metadata={"help": ...})`, else the comment on the field's line in its class's
+    source (a base class's for an inherited field), else the comment lines just above it."""
     comments: dict[str, str] = {}
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        comments.update(_source_comments(klass))
+    return {f.name: f.metadata.get("help") or comments.get(f.name, "") for f in dataclasses.fields(cls)}
+
+
+def _source_comments(cls: type) -> dict[str, str]:
+    """`name: type = default  # comment` (or `# comment` lines above it) in a class's own source."""
     try:
         source = inspect.getsource(cls)
     except (OSError, TypeError):  # no source (a frozen app): metadata only
-        source = ""
-    above: list[str] = []
+        return {}
+    comments, above = {}, []
     for line in source.splitlines()[1:]:
         stripped = line.strip()
         if stripped.startswith("#"):
@@ -222,7 +229,7 @@ def field_help(cls: type) -> dict[str, str]:
         if field_line and not stripped.startswith(("def ", '"""')):
             comments[field_line.group(1)] = (field_line.group(2) or " ".join(above)).strip()
         above = []
-    return {f.name: f.metadata.get("help") or comments.get(f.name, "") for f in dataclasses.fields(cls)}
+    return comments
 
 
 def _field_metavar(f: dataclasses.Field, kind: Any, choices: dict[str, Iterable]) -> str:

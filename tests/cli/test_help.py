@@ -90,3 +90,23 @@ def test_importing_the_cli_loads_no_heavy_library():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_new_runtime_option_needs_no_edit_in_the_cli(monkeypatch):
+    """What the runtime adds to RuntimeOptions (help in field metadata or the field's comment) is a `zoo predict`
+    and `zoo bench inference` option at once, shown in their help and handed to the runtime."""
+    import dataclasses
+
+    import zoo.runtime.predict as predict
+    from zoo.cli.bench import INFERENCE
+
+    @dataclasses.dataclass(frozen=True)
+    class More(predict.RuntimeOptions):
+        log_level: int = dataclasses.field(default=2, metadata={"help": "onnxruntime's log severity"})
+
+    monkeypatch.setattr(predict, "RuntimeOptions", More)
+    for verb in (predict.VERB, INFERENCE):
+        text = verb.help()
+        assert "log_level=N" in text and "onnxruntime's log severity (default: 2)" in text, text
+        assert "intra-op threads" in text  # an inherited field keeps its help
+        assert predict.runtime_split(verb.parse(["log_level=3", "threads=2"]))[1] == {"log_level": "3", "threads": "2"}

@@ -14,8 +14,8 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import ROOT, assert_one_line_error, zoo_in_process
 from tests.cli.test_fuzz import png_claiming
+from tests.conftest import ROOT, assert_one_line_error, zoo_in_process
 
 TINY = [
     "seed=5",

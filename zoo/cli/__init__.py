@@ -16,6 +16,7 @@ from types import ModuleType
 
 from zoo.errors import close_matches
 from zoo.verbs import run_verb, top_usage
+from zoo.version import __version__
 
 # verb -> its module; a new verb is its module and one line here
 VERBS = {
@@ -50,8 +51,6 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0 if argv else 2
     if argv[0] in ("--version", "-V"):
-        from zoo.version import __version__
-
         print(f"zoo {__version__}")
         return 0
     if argv[0] not in VERBS:
