@@ -315,7 +315,7 @@ def test_constraints_are_frozen_and_keyword_only_where_it_reads_better():
 
 
 def test_zoo_list_shows_the_declared_range(capsys):
-    from zoo import cli
+    from zoo.cli import list_plugins
 
     reg = _fresh()
 
@@ -324,7 +324,7 @@ def test_zoo_list_shows_the_declared_range(capsys):
 
     reg.add(flip, "flip")
     with mock.patch.dict(registry.registries, {"augmentation": reg}):
-        assert cli.cmd_list(["augmentation", "flip"]) == 0
+        assert list_plugins.run(["augmentation", "flip"]) == 0
     out = capsys.readouterr().out
     assert "float in [0, 1]" in out and "int >= 1 or null" in out
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
-from zoo.cli import INTERNAL_ERROR, internal_error_line, report_failure
 from zoo.cli.train import remove_untrained_run, run_in
 from zoo.errors import ZooError
 from zoo.train.config import check, conf_dir, env_keys, store_configs
 from zoo.train.experiment import build_experiment
+from zoo.verbs import INTERNAL_ERROR, internal_error_line, report_failure
 
 store_configs()  # every registered plugin is a config-group option before Hydra composes
 

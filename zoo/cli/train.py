@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError, make_folder
+from zoo.plugin import catalog
 from zoo.train.config import compose, env_keys, expand, job_config, searchpath_override, to_plain
+from zoo.verbs import Verb
 
 log = logging.getLogger("zoo")
 RUN_FILES = ("config.yaml", "train.log", ".hydra", "checkpoints")  # what a run writes before its first epoch ends
@@ -32,6 +34,20 @@ WRITES = (*RUN_FILES, "metrics.json", "curves.png", "confusion.png", "worst.png"
 # plugins, zoo's, and installed zoo plugin packages' modules; nothing a config value or override can add.
 TRUSTED_MODULES = ("hydra", "hydra_plugins", "zoo", "zoo_plugins")
 CODE_KEYS = ("_target_", "custom_search_space")  # keys whose value is a dotted path to code Hydra imports
+
+
+VERB = Verb(
+    "train",
+    "train an experiment composed by Hydra (zoo train --help: Hydra's help, the config groups and their options)",
+    overrides="OVERRIDES...: Hydra's overrides and flags (-m, --cfg, --config-dir, ...)",
+    own_help=False,  # zoo train --help is Hydra's
+)
+
+
+def run(args: list[str]) -> int:
+    """zoo train [HYDRA FLAGS] OVERRIDES...."""
+    catalog.serve()  # composing and checking need plugins' declarations only; building imports their code
+    return train_command(args)
 
 
 class _Parser(argparse.ArgumentParser):
