@@ -182,9 +182,12 @@ def _docs_and_help(t: ast.Module) -> set[int]:
                 ids.add(id(first.value))
         if isinstance(node, ast.keyword) and node.arg in {"help", "summary", "examples", "example", "usage"}:
             ids.update(id(n) for n in ast.walk(node.value) if isinstance(n, ast.Constant))
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in {"USAGE", "EXAMPLES"}
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in {"USAGE", "EXAMPLE", "EXAMPLES"}
                                                 for t in node.targets):  # fmt: skip
             ids.update(id(n) for n in ast.walk(node.value) if isinstance(n, ast.Constant))
+        # a verb's or option's declaration (zoo.verbs): its summary and help are what `zoo VERB --help` prints
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in {"Verb", "Option"}:
+            ids.update(id(a) for a in node.args if isinstance(a, ast.Constant))
     return ids
 
 

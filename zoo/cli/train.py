@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError, make_folder
-from zoo.plugin import catalog
+from zoo.plugin import catalog, discovery
 from zoo.train.config import compose, env_keys, expand, job_config, searchpath_override, to_plain
 from zoo.verbs import Verb
 
@@ -132,8 +132,6 @@ def check_hydra_targets(hydra_cfg) -> None:
     writes nothing)."""
     from omegaconf import OmegaConf
 
-    from zoo.plugin import discovery
-
     trusted = {*TRUSTED_MODULES, *(p.module.split(".")[0] for p in discovery.loaded)}
     plugin_targets = None
     for node in ("callbacks", "launcher", "sweeper"):
@@ -168,7 +166,7 @@ def preflight(overrides: list[str], config_dirs: list[str]) -> tuple[Any, set[tu
     """Compose and check every job of a sweep (the code its Hydra config names too), and build each distinct
     experiment, before any job runs. The first job's config (with its `hydra` node) and the jobs' monitored
     metrics with their directions ('min' or 'max')."""
-    from zoo.train.experiment import build_experiment, metric_mode
+    from zoo.train.experiment import build_experiment, metric_mode  # lazy: torch, once the config is valid
 
     models, monitors, first = {}, set(), None
     for combo in expand(overrides):
@@ -250,7 +248,7 @@ def single_run(overrides: list[str], config_dirs: list[str] = ()) -> int:
     """Compose once, build the experiment once, then create the run directory, log into it and train. With
     trainer.devices=N outside torchrun: check all of that here, then start torchrun's N processes."""
     cfg = compose(overrides, with_hydra=True, extra_dirs=config_dirs)
-    from zoo.train import distributed as dist  # torch: only once the config is valid, so a typo answers fast
+    from zoo.train import distributed as dist  # lazy: torch, only once the config is valid, so a typo answers fast
 
     job = job_config(cfg)
     plain = to_plain(job)
@@ -280,9 +278,9 @@ def _run(cfg, job, plain: dict, overrides: list[str]) -> int:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from zoo.train import distributed as dist
-    from zoo.train.engine import resume_checkpoint
-    from zoo.train.experiment import build_experiment
+    from zoo.train import distributed as dist  # lazy: torch: only once the config is valid
+    from zoo.train.engine import resume_checkpoint  # lazy: torch: only once the config is valid
+    from zoo.train.experiment import build_experiment  # lazy: torch: only once the config is valid
 
     run_dir = Path(dist.on_main(lambda: checked_run_dir(cfg, plain)))  # ${now:...} resolved once, by rank 0
     experiment = build_experiment(plain)
@@ -322,8 +320,8 @@ def launch_devices(overrides: list[str], config_dirs: list[str], cfg, plain: dic
     once for all of them; torchrun's exit code."""
     import torch
 
-    from zoo.train.engine import resume_checkpoint
-    from zoo.train.experiment import build_experiment
+    from zoo.train.engine import resume_checkpoint  # lazy: torch: only once the config is valid
+    from zoo.train.experiment import build_experiment  # lazy: torch: only once the config is valid
 
     tcfg = plain["trainer"]
     n, cuda = tcfg["devices"], tcfg["device"] == "cuda" or (tcfg["device"] == "auto" and torch.cuda.is_available())
@@ -353,10 +351,10 @@ def run_in(experiment, run_dir: Path, keys: list[str], created: bool, resumed: d
     created it; never anything else."""
     from omegaconf import OmegaConf
 
-    from zoo.report.figures import run_figures
-    from zoo.train import distributed as dist
-    from zoo.train.engine import train
-    from zoo.train.tracking import tracker
+    from zoo.report.figures import run_figures  # lazy: matplotlib and torch: only for a run that trains
+    from zoo.train import distributed as dist  # lazy: torch: only once the config is valid
+    from zoo.train.engine import train  # lazy: torch: only for a run that trains
+    from zoo.train.tracking import tracker  # lazy: tensorboard: only for a run that trains
 
     try:
         if dist.is_main():
