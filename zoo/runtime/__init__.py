@@ -9,92 +9,61 @@ The modules, one job each: options (providers, RuntimeOptions, onnxruntime's ses
 (zoo's keys, output roles, the shipped schema's checks), decode (images by zoo.format's rules), inputs (what the
 graph takes, checked), binding (DLPack inputs, CUDA graphs), results (per-task JSON, masks, drawn boxes) and
 session (Model). Every public name is importable from `zoo.runtime` itself.
+
+The names are looked up on first use (PEP 562): `zoo --help` reads the predict verb's options without
+loading numpy or onnxruntime.
 """
 
-from zoo.runtime.decode import (
-    DEFAULT_MAX_PIXELS,
-    IMAGE_EXTENSIONS,
-    LUMA,
-    as_rgb8,
-    decode,
-    float_input,
-    list_images,
-    load_image,
-    max_pixels,
-    open_image,
-    rgb8,
-)
-from zoo.runtime.inputs import ModelInput
-from zoo.runtime.metadata import (
-    METADATA_FORMATS,
-    METADATA_PREFIX,
-    SCHEMA_FILE,
-    check_metadata,
-    output_roles,
-    read_metadata,
-)
-from zoo.runtime.options import (
-    CPU,
-    CUDA,
-    GPU_OPTIONS,
-    GPU_PROVIDERS,
-    MAX_COUNT,
-    OPTION_CHOICES,
-    OPTION_NAMES,
-    PROVIDER_CHOICES,
-    PROVIDER_NAMES,
-    TENSORRT,
-    TENSORRT_OPTIONS,
-    RuntimeOptions,
-    check_options,
-    gpu_usable,
-    physical_cores,
-    provider_config,
-    runtime_options,
-    select_providers,
-    session_options,
-)
-from zoo.runtime.results import PALETTE
-from zoo.runtime.session import Model
+import importlib
+from typing import Any
 
-__all__ = [
-    "CPU",
-    "CUDA",
-    "DEFAULT_MAX_PIXELS",
-    "GPU_OPTIONS",
-    "GPU_PROVIDERS",
-    "IMAGE_EXTENSIONS",
-    "LUMA",
-    "MAX_COUNT",
-    "METADATA_FORMATS",
-    "METADATA_PREFIX",
-    "OPTION_CHOICES",
-    "OPTION_NAMES",
-    "PALETTE",
-    "PROVIDER_CHOICES",
-    "PROVIDER_NAMES",
-    "SCHEMA_FILE",
-    "TENSORRT",
-    "TENSORRT_OPTIONS",
-    "Model",
-    "ModelInput",
-    "RuntimeOptions",
-    "as_rgb8",
-    "check_metadata",
-    "check_options",
-    "decode",
-    "float_input",
-    "gpu_usable",
-    "list_images",
-    "load_image",
-    "max_pixels",
-    "open_image",
-    "output_roles",
-    "physical_cores",
-    "provider_config",
-    "read_metadata",
-    "rgb8",
-    "runtime_options",
-    "select_providers",
-    "session_options",
-]
+# public name -> the module of this wing that defines it
+_WHERE = {
+    "CPU": "zoo.runtime.options",
+    "CUDA": "zoo.runtime.options",
+    "DEFAULT_MAX_PIXELS": "zoo.runtime.decode",
+    "GPU_OPTIONS": "zoo.runtime.options",
+    "GPU_PROVIDERS": "zoo.runtime.options",
+    "IMAGE_EXTENSIONS": "zoo.runtime.decode",
+    "LUMA": "zoo.runtime.decode",
+    "MAX_COUNT": "zoo.runtime.options",
+    "METADATA_FORMATS": "zoo.runtime.metadata",
+    "METADATA_PREFIX": "zoo.runtime.metadata",
+    "OPTION_CHOICES": "zoo.runtime.options",
+    "OPTION_NAMES": "zoo.runtime.options",
+    "PALETTE": "zoo.runtime.results",
+    "PROVIDER_CHOICES": "zoo.runtime.options",
+    "PROVIDER_NAMES": "zoo.runtime.options",
+    "SCHEMA_FILE": "zoo.runtime.metadata",
+    "TENSORRT": "zoo.runtime.options",
+    "TENSORRT_OPTIONS": "zoo.runtime.options",
+    "Model": "zoo.runtime.session",
+    "ModelInput": "zoo.runtime.inputs",
+    "RuntimeOptions": "zoo.runtime.options",
+    "as_rgb8": "zoo.runtime.decode",
+    "check_metadata": "zoo.runtime.metadata",
+    "check_options": "zoo.runtime.options",
+    "decode": "zoo.runtime.decode",
+    "float_input": "zoo.runtime.decode",
+    "gpu_usable": "zoo.runtime.options",
+    "list_images": "zoo.runtime.decode",
+    "load_image": "zoo.runtime.decode",
+    "max_pixels": "zoo.runtime.decode",
+    "open_image": "zoo.runtime.decode",
+    "output_roles": "zoo.runtime.metadata",
+    "physical_cores": "zoo.runtime.options",
+    "provider_config": "zoo.runtime.options",
+    "read_metadata": "zoo.runtime.metadata",
+    "rgb8": "zoo.runtime.decode",
+    "runtime_options": "zoo.runtime.options",
+    "select_providers": "zoo.runtime.options",
+    "session_options": "zoo.runtime.options",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    """A public name of the runtime, from the module that defines it, imported when first asked for."""
+    if name not in _WHERE:
+        raise AttributeError(f"module 'zoo.runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

@@ -14,8 +14,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from zoo.errors import ZooError, unknown
 
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
@@ -132,6 +130,8 @@ def _option_value(name: str, value: Any, default: Any) -> Any:
     if kind is bool:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
             return value.lower() in ("true", "1", "yes", "on")
+        import numpy as np  # a numpy bool is a bool here; numpy loads only when an option is checked
+
         if isinstance(value, (bool, np.bool_)):
             return bool(value)
         raise ZooError(f"{name}={value!r} must be true or false")

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from zoo.errors import ZooError
 from zoo.params import Range
-from zoo.runtime import OPTION_CHOICES, PROVIDER_CHOICES, Model, RuntimeOptions, list_images
+from zoo.runtime.options import OPTION_CHOICES, PROVIDER_CHOICES, RuntimeOptions
 from zoo.verbs import Option, Verb, dataclass_options, names, run_verb
 
 COUNT = Range(1)  # a batch, a number of results or samples: at least one
@@ -68,6 +68,9 @@ VERB = Verb(
 def run(args: list[str]) -> int:
     """Predict every image; an unreadable or refused image is one line on stderr and exit 2, the others are
     still predicted."""
+    from zoo.runtime.decode import list_images  # lazy: numpy, only when predicting (not for `zoo --help`)
+    from zoo.runtime.session import Model  # lazy: numpy and onnxruntime, only when predicting
+
     kv, options = runtime_split(VERB.parse(args))
     for need in ("model", "input"):
         if need not in kv:
