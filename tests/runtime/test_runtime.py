@@ -116,3 +116,17 @@ def test_parity_compares_floats_by_value_and_integers_by_mismatch_fraction():
     )
     _, _, failure = compare_outputs({"p": np.array([0.5002])}, {"p": np.array([0.5])}, ecfg)
     assert failure.startswith("ONNX output 'p' differs from PyTorch by 0.0002")
+
+
+def test_every_public_runtime_name_is_the_object_its_module_defines_even_with_every_module_loaded():
+    """zoo.runtime's names are looked up lazily; a module of the wing named like a public name would shadow it
+    once imported (importing `zoo.runtime.decode` set `zoo.runtime.decode` to the module, not the function)."""
+    import importlib
+    import pkgutil
+
+    import zoo.runtime
+
+    for info in pkgutil.iter_modules(zoo.runtime.__path__):
+        importlib.import_module(f"zoo.runtime.{info.name}")
+    for name, where in zoo.runtime._WHERE.items():
+        assert getattr(zoo.runtime, name) is getattr(importlib.import_module(where), name), name

@@ -1,0 +1,1 @@
+"""Reports: a run's figures, sweep tables, `zoo explain`'s pictures and `make demo`."""

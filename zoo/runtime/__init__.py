@@ -6,7 +6,7 @@ usable (else the CPU, without onnxruntime's CUDA load errors), checks inputs bef
 them, and turns outputs, found by their role in the task (zoo.tasks), into per-task predictions.
 
 The modules, one job each: options (providers, RuntimeOptions, onnxruntime's session options), metadata
-(zoo's keys, output roles, the shipped schema's checks), decode (images by zoo.format's rules), inputs (what the
+(zoo's keys, output roles, the shipped schema's checks), decoding (images by zoo.format's rules), inputs (what the
 graph takes, checked), binding (DLPack inputs, CUDA graphs), results (per-task JSON, masks, drawn boxes) and
 session (Model). Every public name is importable from `zoo.runtime` itself.
 
@@ -21,11 +21,11 @@ from typing import Any
 _WHERE = {
     "CPU": "zoo.runtime.options",
     "CUDA": "zoo.runtime.options",
-    "DEFAULT_MAX_PIXELS": "zoo.runtime.decode",
+    "DEFAULT_MAX_PIXELS": "zoo.runtime.decoding",
     "GPU_OPTIONS": "zoo.runtime.options",
     "GPU_PROVIDERS": "zoo.runtime.options",
-    "IMAGE_EXTENSIONS": "zoo.runtime.decode",
-    "LUMA": "zoo.runtime.decode",
+    "IMAGE_EXTENSIONS": "zoo.runtime.decoding",
+    "LUMA": "zoo.runtime.decoding",
     "MAX_COUNT": "zoo.runtime.options",
     "METADATA_FORMATS": "zoo.runtime.metadata",
     "METADATA_PREFIX": "zoo.runtime.metadata",
@@ -40,21 +40,21 @@ _WHERE = {
     "Model": "zoo.runtime.session",
     "ModelInput": "zoo.runtime.inputs",
     "RuntimeOptions": "zoo.runtime.options",
-    "as_rgb8": "zoo.runtime.decode",
+    "as_rgb8": "zoo.runtime.decoding",
     "check_metadata": "zoo.runtime.metadata",
     "check_options": "zoo.runtime.options",
-    "decode": "zoo.runtime.decode",
-    "float_input": "zoo.runtime.decode",
+    "decode": "zoo.runtime.decoding",
+    "float_input": "zoo.runtime.decoding",
     "gpu_usable": "zoo.runtime.options",
-    "list_images": "zoo.runtime.decode",
-    "load_image": "zoo.runtime.decode",
-    "max_pixels": "zoo.runtime.decode",
-    "open_image": "zoo.runtime.decode",
+    "list_images": "zoo.runtime.decoding",
+    "load_image": "zoo.runtime.decoding",
+    "max_pixels": "zoo.runtime.decoding",
+    "open_image": "zoo.runtime.decoding",
     "output_roles": "zoo.runtime.metadata",
     "physical_cores": "zoo.runtime.options",
     "provider_config": "zoo.runtime.options",
     "read_metadata": "zoo.runtime.metadata",
-    "rgb8": "zoo.runtime.decode",
+    "rgb8": "zoo.runtime.decoding",
     "runtime_options": "zoo.runtime.options",
     "select_providers": "zoo.runtime.options",
     "session_options": "zoo.runtime.options",

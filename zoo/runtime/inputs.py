@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ZooError
-from zoo.runtime.decode import as_rgb8, decode, float_input
+from zoo.runtime.decoding import as_rgb8, decode, float_input
 
 
 @dataclass(frozen=True)

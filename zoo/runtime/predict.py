@@ -68,7 +68,7 @@ VERB = Verb(
 def run(args: list[str]) -> int:
     """Predict every image; an unreadable or refused image is one line on stderr and exit 2, the others are
     still predicted."""
-    from zoo.runtime.decode import list_images  # lazy: numpy, only when predicting (not for `zoo --help`)
+    from zoo.runtime.decoding import list_images  # lazy: numpy, only when predicting (not for `zoo --help`)
     from zoo.runtime.session import Model  # lazy: numpy and onnxruntime, only when predicting
 
     kv, options = runtime_split(VERB.parse(args))

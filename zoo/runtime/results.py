@@ -12,7 +12,7 @@ import numpy as np
 
 from zoo import tasks
 from zoo.errors import ZooError
-from zoo.runtime.decode import open_image
+from zoo.runtime.decoding import open_image
 
 PALETTE = [
     (0, 0, 0),
