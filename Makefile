@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # do not end the run on one core; ZOO_TEST_WORKERS=0 runs in one process
 ZOO_TEST_WORKERS ?= auto
 
-.PHONY: demo test fuzz lint format docs install clean
+.PHONY: demo test test-quick fuzz lint format docs install clean
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(ZOO_TEST_WORKERS) --dist worksteal
+
+# the edit loop: every test but the slow (training, exporting, installing) and end-to-end ones; `make test` is the gate
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -n $(ZOO_TEST_WORKERS) --dist worksteal -m "not slow and not e2e"
 
 # the fuzz suite's nightly mode: random cases, 20x CI's (tests/cli/test_fuzz.py; CI runs it as part of make test)
 fuzz: $(STAMP)

@@ -34,6 +34,20 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+# fixtures that train a real digits model (about 20 s on a 2-core machine): a test that needs one is slow
+TRAINING_FIXTURES = {"digits_run", "digits_export", "digits_float_export"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/e2e/ is an end-to-end test (`-m "not e2e"` leaves the tier out), and every test
+    that needs a trained digits model is slow (`make test-quick` leaves both out)."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.e2e)
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_unconfigure(config):
     """Remove the session's plugin cache (zoo.plugin.catalog) made in pytest_configure."""
     if getattr(config, "zoo_cache_dir", None):

@@ -222,6 +222,7 @@ def test_tests_live_in_tiers_named_for_what_they_test():
     assert not by_issue, by_issue
 
 
+@pytest.mark.slow
 def test_zoo_train_composes_once_and_builds_the_data_once(tmp_path, monkeypatch):
     import zoo.train.config
     import zoo.train.experiment

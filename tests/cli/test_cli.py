@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import assert_one_line_error, run_zoo, zoo_in_process
 
 
+@pytest.mark.slow
 def test_train_writes_the_run_directory(digits_run):
     metrics = json.loads((digits_run / "metrics.json").read_text())
     assert 0.5 < metrics["test"]["accuracy"] <= 1.0 and "val" in metrics and metrics["train_seconds"] > 0
@@ -23,6 +24,7 @@ def test_train_writes_the_run_directory(digits_run):
             assert im.format == "PNG" and im.width >= min_width, (picture, im.size)
 
 
+@pytest.mark.slow
 def test_export_passes_the_checker_and_carries_metadata(digits_export):
     path = digits_export / "model.onnx"
     onnx.checker.check_model(str(path), full_check=True)
@@ -93,6 +95,7 @@ def test_list_shows_every_kind():
     assert "padding_mode" in one.stdout and "zeros|reflect|replicate|circular" in one.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args,fragments",
     [
@@ -115,18 +118,21 @@ def test_bad_input_is_one_line_and_writes_nothing(args, fragments, tmp_path):
     assert not run_dir.exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_bad_input_from_the_console_script_is_one_line_too(tmp_path):
     # the same path as above, through the real entry point once
     assert_one_line_error(run_zoo("train", "model=lenet", cwd=tmp_path), "unknown model 'lenet'")
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_hydra_flags_work():
     proc = zoo_in_process("train", "--cfg", "job", "model=lenet5", "model.activation=relu")
     assert proc.returncode == 0 and "activation: relu" in proc.stdout
     assert "== Configuration groups ==" in run_zoo("train", "--help").stdout
 
 
+@pytest.mark.slow
 def test_failed_export_leaves_nothing(digits_run, tmp_path):
     out = tmp_path / "out"
     proc = run_zoo("export", f"checkpoint={digits_run}", f"output={out}", "parity_tolerance=0")

@@ -233,6 +233,7 @@ def fuzz_values(base, case):
     shutil.rmtree(cwd)
 
 
+@pytest.mark.slow
 def test_values_outside_their_declaration_are_refused_and_inside_accepted(base, record_property):
     COUNTS["values"] = 0
     fuzz_values(base)
@@ -371,6 +372,7 @@ def fuzz_predict(base, tiny_export, files, topk, batch, providers, single):
     shutil.rmtree(cwd)
 
 
+@pytest.mark.slow
 def test_predict_answers_any_folder_of_files_and_options(base, tiny_export, record_property):
     COUNTS["predict"] = 0
     fuzz_predict(base, tiny_export)
@@ -436,6 +438,7 @@ def fuzz_checkpoints(base, tiny_run, data, where):
     shutil.rmtree(cwd)
 
 
+@pytest.mark.slow
 def test_a_malformed_checkpoint_is_refused_in_one_line(base, tiny_run, record_property):
     COUNTS["checkpoints"] = 0
     fuzz_checkpoints(base, tiny_run)
@@ -533,6 +536,7 @@ def fuzz_configs(base, content, header, primary):
     shutil.rmtree(cwd)
 
 
+@pytest.mark.slow
 def test_a_config_folder_holding_anything_is_one_line_or_composes(base, record_property):
     COUNTS["configs"] = 0
     fuzz_configs(base)
@@ -577,6 +581,7 @@ def fuzz_hydra_and_folders(base, target, where, files):
     shutil.rmtree(cwd)
 
 
+@pytest.mark.slow
 def test_no_code_named_by_a_config_runs_and_the_users_folder_stays(base, record_property):
     COUNTS["hydra_and_folders"] = 0
     fuzz_hydra_and_folders(base)
@@ -622,6 +627,7 @@ def fuzz_data_files(base, layout, table, which):
     shutil.rmtree(cwd)
 
 
+@pytest.mark.slow
 def test_data_files_of_any_shape_are_read_or_refused_in_one_line(base, record_property):
     COUNTS["data_files"] = 0
     fuzz_data_files(base)

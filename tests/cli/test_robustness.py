@@ -239,6 +239,7 @@ def test_an_internal_error_late_in_a_users_folder_removes_only_what_it_wrote(tmp
     assert proc.returncode == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
 
 
+@pytest.mark.slow
 def test_a_successful_run_in_a_users_folder_leaves_their_files_untouched(tmp_path, keep_threads):
     mine, before = users_folder(tmp_path)
     proc = zoo_in_process("train", *TINY, "trainer.max_epochs=1", f"hydra.run.dir={mine}")
@@ -301,6 +302,7 @@ def comparable(run_dir) -> dict:
     return m
 
 
+@pytest.mark.slow
 def test_a_zoo_train_killed_by_sigkill_resumes_to_the_uninterrupted_result(tmp_path, keep_threads):
     args = [*TINY, "trainer.max_epochs=3"]
     whole = tmp_path / "whole"

@@ -27,6 +27,7 @@ def explained_export(digits_run, tmp_path_factory):
     return out, card
 
 
+@pytest.mark.slow
 def test_an_app_reading_only_the_onnx_file_finds_embedding_and_cam_through_the_metadata(explained_export, digits_run):
     out, card = explained_export
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -16,6 +16,7 @@ from zoo import tasks
 from zoo.errors import ZooError
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "arg, fragments",
     [
@@ -40,6 +41,7 @@ def _export(tmp_path, digits_run, **settings):
     return out, card
 
 
+@pytest.mark.slow
 def test_int8_export_is_quantized_gated_and_served_by_the_runtime(digits_run, tmp_path):
     from zoo.runtime import Model
 

@@ -353,6 +353,7 @@ class TwoBox(Head):
 '''
 
 
+@pytest.mark.slow
 def test_a_third_party_segmentation_head_with_its_own_output_names_trains_exports_and_predicts(tmp_path):
     from PIL import Image
 

@@ -94,6 +94,7 @@ def _lab(site: Path, module: str, name: str, summary: str = "A lab network.") ->
     write_fake_package(site, module.replace("_", "-"), module, PACKAGE.format(name=name, summary=summary))
 
 
+@pytest.mark.slow
 def test_a_warm_cache_answers_like_a_full_import_without_torch_or_any_plugin_module_until_a_package_changes(tmp_path):
     site, cache = tmp_path / "site", tmp_path / "cache"
     _lab(site, "zoo_lab", "lab_net")

@@ -12,6 +12,7 @@ from zoo import ZooError
 from zoo.testing import check_plugin
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kind, name, params, task",
     [
@@ -38,6 +39,7 @@ def test_check_plugin_refuses_bad_values_in_one_line():
         check_plugin("architecture", "lenet5", widht=2.0)
 
 
+@pytest.mark.slow
 def test_the_author_api_is_exported_and_zoo_imports_no_torch():
     assert zoo.ZooError is ZooError and issubclass(zoo.PluginError, ZooError)
     code = "import sys, zoo; assert 'torch' not in sys.modules; zoo.load_weights; assert 'torch' in sys.modules"

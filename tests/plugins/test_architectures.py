@@ -42,6 +42,7 @@ def cfg(name: str, params: dict) -> dict:
     return {"data": {"name": "digits"}, "model": {"name": name, **params}, "head": {"name": "classification"}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,params", CASES, ids=IDS)
 @pytest.mark.parametrize("channels", [1, 3])
 def test_builds_and_trains_a_step(name, params, channels):
@@ -66,6 +67,7 @@ def test_builds_and_trains_a_step(name, params, channels):
     assert changed >= len(before) // 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,params", CASES, ids=IDS)
 def test_exports_with_parity(name, params, tmp_path):
     torch.manual_seed(0)
@@ -93,6 +95,7 @@ def test_unknown_timm_model_suggests_names():
         build_model(cfg("timm", {"model_name": "resnet19"}), info(3))
 
 
+@pytest.mark.slow
 def test_timm_pretrained_weights_fail_clearly_offline():
     # huggingface_hub reads HF_HUB_OFFLINE at import, so the check runs in a fresh interpreter.
     import os

@@ -281,6 +281,7 @@ def test_mixup_and_cutmix_together_make_one_batch_transform():
     assert out.shape == x.shape and torch.allclose(soft.sum(1), torch.ones(N))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["heavy", "mix"])
 def test_presets_compose_and_train_one_epoch_on_digits(preset, tmp_path):
     from zoo.train.engine import train

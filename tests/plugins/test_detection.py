@@ -261,6 +261,7 @@ def test_exports_with_nms_in_the_graph(shapes, name, params, tmp_path):
         assert out["num_detections"].shape == (n,) and out["num_detections"].dtype == np.int64
 
 
+@pytest.mark.slow
 def test_trained_model_detects_the_same_in_onnxruntime(shapes, tmp_path):
     torch.manual_seed(0)
     c = cfg("cnn", {"width": 16})

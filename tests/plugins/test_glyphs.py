@@ -48,6 +48,7 @@ def test_shots_per_class_with_whole_val_and_test():
     )
 
 
+@pytest.mark.slow
 def test_raw_pixels_cannot_tell_the_target_glyphs_apart():
     """The protocol's premise, at 10 shots on the ten target glyphs: raw-pixel 1-NN and logistic regression stay
     near chance (0.1), far under the 0.55 bar."""
@@ -77,6 +78,7 @@ def test_glyphs_is_registered_with_its_schema():
     assert registry.get("dataset", "glyphs").defaults()["classes"] == list(range(30))
 
 
+@pytest.mark.slow
 def test_glyphs_trains_from_a_base_and_exports_with_parity(tmp_path):
     """The protocol end to end at a toy scale: a base on two glyphs, feature extraction from it on two others
     (the cache keeps only the deepest map, the one a pooled classifier reads), an export within tolerance."""

@@ -78,6 +78,7 @@ def _case(head: str, model: str, mparams: dict):
     return info, c, x, y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,mparams", BACKBONES, ids=BACKBONE_IDS)
 @pytest.mark.parametrize("head", ["regression", *SEG_HEADS])
 def test_head_trains_with_gradients_reaching_the_backbone(head, model, mparams):
@@ -101,6 +102,7 @@ def test_head_trains_with_gradients_reaching_the_backbone(head, model, mparams):
     assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,mparams", BACKBONES, ids=BACKBONE_IDS)
 @pytest.mark.parametrize("head", ["regression", *SEG_HEADS])
 def test_head_exports_with_parity(head, model, mparams, tmp_path):
@@ -125,6 +127,7 @@ def test_head_exports_with_parity(head, model, mparams, tmp_path):
 # ---- segmentation ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,mparams", BACKBONES, ids=BACKBONE_IDS)
 @pytest.mark.parametrize("head", SEG_HEADS)
 def test_segmentation_onnx_takes_another_height_and_width(head, model, mparams, tmp_path):
@@ -328,6 +331,7 @@ def test_regression_prepare_reads_the_training_targets():
     assert torch.allclose(m.head.target_std, torch.tensor([2.0, 20.0]))
 
 
+@pytest.mark.slow
 def test_regression_trains_through_the_engine_and_keeps_its_statistics(tmp_path):
     c = small_config(
         data="digits_rotation",

@@ -70,6 +70,7 @@ def as_is(photos, weights, tmp_path_factory):
     return run, train(config(photos, weights), run)
 
 
+@pytest.mark.slow
 def test_the_classifier_is_timms_own_with_its_labels_and_statistics(as_is, weights):
     run, results = as_is
     ckpt = load_checkpoint(str(run))
@@ -92,6 +93,7 @@ def test_the_classifier_is_timms_own_with_its_labels_and_statistics(as_is, weigh
         assert torch.allclose(model(x), timm_reference(weights)((x - 0.5) / 0.5), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_exported_classifier_serves_imagenet_labels(as_is, weights, tmp_path):
     run, _ = as_is
     out = tmp_path / "export"
@@ -141,6 +143,7 @@ def test_backbones_without_a_classifier_of_their_own_are_refused():
         build_model(cfg, _info())
 
 
+@pytest.mark.slow
 def test_missing_weight_file_is_one_line_and_leaves_no_run(photos, tmp_path):
     args = [
         "train",

@@ -27,6 +27,7 @@ def ids(module) -> set[int]:
     return {id(p) for p in module.parameters()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
 def test_stages_partition_the_backbone_into_proper_shares(preset):
     cfg = preset_config(preset)
@@ -42,6 +43,7 @@ def test_stages_partition_the_backbone_into_proper_shares(preset):
     assert all(0 < s < 1 for s in shares), shares
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
 def test_finetune_one_stage_trains_only_the_deepest_stage_and_the_head(preset, tmp_path):
     source = preset_config(preset, seed=1)

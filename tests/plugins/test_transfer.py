@@ -52,6 +52,7 @@ def step(model, bundle, lr=0.1):
     opt.step()
 
 
+@pytest.mark.slow
 def test_loading_across_class_counts_keeps_backbone_and_renews_head(source):
     model, _, _ = target_model()
     head_before = snapshot(model.head)
@@ -168,6 +169,7 @@ def test_weight_source_errors(tmp_path):
         strategy("frozen", weights=str(tmp_path / "junk.pt")).setup(model)
 
 
+@pytest.mark.slow
 def test_ensemble_export_is_the_average_of_its_members(source, tmp_path):
     other = tmp_path / "other"
     train(small_config(**FAST, **{"data.classes": "[0,1,2,3,4]", "seed": 1}), other)
@@ -190,6 +192,7 @@ def test_ensemble_export_is_the_average_of_its_members(source, tmp_path):
     assert_one_line_error(mismatch, "does not exist")
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_every_combination_and_report_tabulates_it(tmp_path):
     # Hydra's joblib launcher: two jobs at a time, each given its share of the cores (trainer.threads)
     proc = run_zoo(
@@ -218,6 +221,7 @@ def test_a_sweep_runs_every_combination_and_report_tabulates_it(tmp_path):
     assert_one_line_error(zoo_in_process("report", str(tmp_path / "nothing")), "is not a folder")
 
 
+@pytest.mark.slow
 def test_bench_transfer_compares_head_epochs_side_by_side(source):
     proc = run_zoo(
         "bench",
@@ -269,6 +273,7 @@ def test_report_rows_follow_the_sweeps_job_order(tmp_path):
     assert [line.split(" | ")[0].strip("| ") for line in md.splitlines()[2:]] == [f"s{i}" for i in range(6)]
 
 
+@pytest.mark.slow
 def test_augment_writes_a_png(tmp_path):
     from PIL import Image
 

@@ -28,6 +28,7 @@ def _png(path) -> tuple[int, int]:
         return im.size
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_each_method_explains_the_digits_run(digits_run, tmp_path, method):
     params = {"max_images": 100} if method == "embeddings" else {}
@@ -59,6 +60,7 @@ def segmentation_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["gradcam", "saliency", "occlusion", "feature_maps", "filters", "embeddings"])
 def test_segmentation_is_explained_per_class(segmentation_run, tmp_path, method):
     params = {"split": "train"} if method == "embeddings" else {}
@@ -96,6 +98,7 @@ def detection_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "method,params",
     [
@@ -155,6 +158,7 @@ def test_a_method_refuses_a_task_it_cannot_explain(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_the_cli_writes_pictures_and_refuses_bad_options_in_one_line(digits_run, tmp_path, capsys):
     from zoo.cli import main
 
@@ -226,6 +230,7 @@ def _mass_inside(maps: np.ndarray, regions: np.ndarray) -> np.ndarray:
     return (m * regions).sum((1, 2)) / np.maximum(m.sum((1, 2)), 1e-12)
 
 
+@pytest.mark.slow
 def test_attributions_concentrate_on_the_region_that_decides_the_class(marked_model):
     model, info, cfg, x, regions = marked_model
     subject = Subject(model, info, cfg, x[:40], [str(i) for i in range(40)])
@@ -252,6 +257,7 @@ def test_saliency_changes_when_the_weights_are_randomized(marked_model):
     assert np.mean(rho) < 0.5, rho
 
 
+@pytest.mark.slow
 def test_embeddings_of_the_trained_digits_model_separate_classes(tmp_path):
     run = tmp_path / "digits"
     train(small_config(**{"trainer.max_epochs": 8, "trainer.progress": "false"}), run)

@@ -10,10 +10,12 @@ import venv
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_wheel_installs_into_a_fresh_venv_and_runs_from_elsewhere(tmp_path):
     import shutil
 
@@ -147,6 +149,7 @@ def _runtime_wheel(tmp_path: Path) -> Path:
     return next(wheels.glob("zoo_runtime-*.whl"))
 
 
+@pytest.mark.slow
 def test_the_runtime_only_install_serves_an_export_without_torch(digits_export, tmp_path):
     """runtime/ builds zoo-runtime from zoo/'s own files: the wheel holds exactly zoo/runtime/ (its modules and
     format.schema.json) and the base modules serving imports. In a fresh venv holding it, onnxruntime, numpy and

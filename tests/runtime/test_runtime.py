@@ -11,6 +11,7 @@ import pytest
 from zoo.errors import ZooError
 
 
+@pytest.mark.slow
 def test_runtime_imports_no_torch(digits_export):
     code = (
         "import sys; sys.modules['torch'] = None; import zoo.runtime, numpy as np; "

@@ -27,6 +27,7 @@ from zoo.runtime import (
 EVERY_PROVIDER = [TENSORRT, CUDA, CPU]
 
 
+@pytest.mark.slow
 def test_io_binding_takes_dlpack_tensors_in_and_gives_arrays_or_device_values_out(digits_float_export, monkeypatch):
     path = digits_float_export / "model.onnx"
     x = np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32)
@@ -182,6 +183,7 @@ def test_predict_takes_the_runtime_options_and_answers_the_same(digits_float_exp
     assert plain.stdout == tuned.stdout and len(plain.stdout.splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_bench_inference_compares_pytorch_and_onnxruntime_on_the_cpu_for_each_export(digits_float_export, tmp_path):
     import json
     import shutil

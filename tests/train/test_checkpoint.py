@@ -121,6 +121,7 @@ def test_export_refuses_a_malformed_checkpoint_and_writes_nothing(run, tmp_path,
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["x.pt"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", MALFORMED)
 def test_transfer_weights_refuses_a_malformed_checkpoint_and_writes_nothing(run, tmp_path, capsys, kind):
     path, d = make(kind, run, tmp_path / "x.pt"), tmp_path / "new_run"
@@ -135,6 +136,7 @@ def snapshot(d) -> dict:
     return {p.relative_to(d): (p.read_bytes() if p.is_file() else None) for p in sorted(d.rglob("*"))}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", MALFORMED)
 def test_resume_refuses_a_malformed_last_checkpoint_and_writes_nothing(run, tmp_path, capsys, kind):
     d = tmp_path / "run"
@@ -158,6 +160,7 @@ def test_resume_refuses_another_runs_last_checkpoint(run, tmp_path, capsys):
     assert snapshot(d) == before
 
 
+@pytest.mark.slow
 def test_the_cli_gives_one_line_and_exit_2_for_a_corrupted_checkpoint(run, tmp_path):
     flipped = make("flipped_bytes", run, tmp_path / "flipped.pt")
     proc = run_zoo("export", f"checkpoint={flipped}", f"output={tmp_path / 'out'}")

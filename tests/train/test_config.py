@@ -25,12 +25,14 @@ from zoo.train.config import (
 PRESETS = sorted((d.name, f.stem) for d in conf_dir().iterdir() if d.is_dir() for f in d.glob("*.yaml"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group,name", PRESETS)
 def test_every_preset_composes(group, name):
     cfg = to_plain(compose([f"{group}={name}"]))
     assert cfg["seed"] == 0 and cfg["data"]["name"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group,kind", sorted(GROUPS.items()))
 def test_every_plugin_is_a_config_option_with_no_yaml(group, kind):
     for plugin in registry.registries[kind]:
@@ -65,6 +67,7 @@ def test_augmentation_ops_are_added_and_removed_by_one_override():
     assert to_plain(compose(["aug=none"]))["aug"]["ops"] == {}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides,message",
     [

@@ -17,6 +17,7 @@ def build(name: str, **params):
     return registry.get("dataset", name).build({"seed": 0}, params, where="data")
 
 
+@pytest.mark.slow
 def test_digits_split_is_stratified_fixed_and_scaled():
     a, b = build("digits"), build("digits", split_seed=0)
     assert (len(a.train), len(a.val), len(a.test)) == (1167, 270, 360)

@@ -18,6 +18,7 @@ def quick(**over) -> dict:
     return small_config(**{**base, **over})
 
 
+@pytest.mark.slow
 def test_train_writes_metrics_and_checkpoints(tmp_path):
     results = train(quick(**{"trainer.max_epochs": 2}), tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -32,6 +33,7 @@ def test_train_writes_metrics_and_checkpoints(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_same_seed_same_result(tmp_path):
     a = train(quick(seed=3), tmp_path / "a")
     b = train(quick(seed=3), tmp_path / "b")
@@ -41,6 +43,7 @@ def test_same_seed_same_result(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.slow
 def test_early_stopping_stops(tmp_path):
     # lr so small that nothing improves after the first epoch
     results = train(
@@ -58,6 +61,7 @@ def test_early_stopping_stops(tmp_path):
     assert results["epochs"] < 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "over",
     [
@@ -75,6 +79,7 @@ def test_trainer_options_train(tmp_path, over):
     assert results["test"]["accuracy"] > 0.1
 
 
+@pytest.mark.slow
 def test_l1_shrinks_weights(tmp_path):
     plain = train(quick(**{"trainer.max_epochs": 2}), tmp_path / "plain")
     sparse = train(quick(**{"trainer.max_epochs": 2, "trainer.l1": 1e-3}), tmp_path / "l1")
@@ -115,6 +120,7 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path):
         load_checkpoint(tmp_path / "other.pt")
 
 
+@pytest.mark.slow
 def test_resume_continues_from_last_checkpoint(tmp_path):
     train(quick(**{"trainer.max_epochs": 1}), tmp_path)
     results = train(quick(**{"trainer.max_epochs": 3, "trainer.resume": "true"}), tmp_path)
@@ -212,6 +218,7 @@ def uninterrupted(tmp_path_factory):
     return comparable(run)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["between_epochs", "in_write", "mid_epoch"])
 def test_a_killed_run_resumed_ends_as_if_never_killed(tmp_path, monkeypatch, uninterrupted, where):
     with monkeypatch.context() as m:
@@ -227,6 +234,7 @@ def test_a_killed_run_resumed_ends_as_if_never_killed(tmp_path, monkeypatch, uni
     assert not list(tmp_path.rglob("*.tmp"))  # the killed write's leftover is cleaned on the next start
 
 
+@pytest.mark.slow
 def test_two_epochs_then_resumed_to_four_is_the_four_epoch_run(tmp_path):
     # the schedule must not depend on max_epochs (cosine decays over it), so this one runs without one
     flat = {"trainer.scheduler": "none"}
@@ -245,6 +253,7 @@ def test_each_epoch_draws_its_own_order_whatever_came_before(tmp_path):
     assert {"python", "numpy", "torch", "cuda"} <= set(last["rng"]) and last["step"] > 0
 
 
+@pytest.mark.slow
 def test_resume_with_loader_workers_ends_as_if_never_killed(tmp_path, monkeypatch):
     # workers draw augmentations from their own streams, seeded from the loader's generator when they start
     over = {"trainer.num_workers": 1, "trainer.max_epochs": 3}
@@ -253,6 +262,7 @@ def test_resume_with_loader_workers_ends_as_if_never_killed(tmp_path, monkeypatc
     assert_same_run(comparable(tmp_path / "killed"), comparable(tmp_path / "whole"))
 
 
+@pytest.mark.slow
 def test_resume_after_a_transfer_phase_change_ends_as_if_never_killed(tmp_path, monkeypatch):
     # finetune unfreezes at epoch 2: the resumed run replays the phase, so its optimizer's groups are the saved ones
     train(tiny(**{"trainer.max_epochs": 1}), tmp_path / "source")

@@ -23,6 +23,7 @@ SEG = DataInfo("segmentation", ("bg", "fg"), 1, (24, 40), (0.5,), (0.25,))
 DET = DataInfo("detection", ("bg", "fg"), 1, (24, 40), (0.5,), (0.25,))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "precision,channels_last", [("32", False), ("bf16-mixed", True), ("16-mixed", False)]
 )  # 16-mixed runs on CPUs too (torch's CPU autocast and GradScaler), slowly where the CPU has no fp16 units
@@ -52,6 +53,7 @@ def test_the_fp16_step_goes_through_a_grad_scaler_and_bf16_autocasts_on_cpu():
     assert Accel("bf16-mixed", torch.device("cpu")).scaler is None and Accel("32", "cpu").dtype is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "override,message",
     [

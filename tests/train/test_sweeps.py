@@ -15,6 +15,7 @@ from zoo.train.config import compose, expand
 TINY = ["trainer.max_epochs=1", "trainer.progress=false", "data.classes=[0,1,2,3]", "data.size=16"]
 
 
+@pytest.mark.slow
 def test_an_optuna_search_maximises_validation_accuracy_and_report_tabulates_it(tmp_path):
     proc = run_zoo(
         "train",
@@ -43,6 +44,7 @@ def test_an_optuna_search_maximises_validation_accuracy_and_report_tabulates_it(
     assert (tmp_path / "report.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, fragments",
     [
@@ -78,6 +80,7 @@ def test_zoo_gives_the_sweeper_its_direction_and_parallel_jobs_their_cores():
     assert ends == [["model.width=4", "seed=0"], ["model.width=16", "seed=0"]]
 
 
+@pytest.mark.slow
 def test_a_bug_in_a_sweep_job_is_one_line_not_hydras_traceback(tmp_path):
     """A sweep job runs in zoo's Hydra app, not behind the CLI's catch-all: an exception that is zoo's fault (here
     the training loop, replaced by one that raises) is still one line, exit 3, and the job's folder goes."""

@@ -41,6 +41,7 @@ def test_csv_logger_writes_each_epoch_what_the_history_holds_with_the_training_m
     assert not list(tmp_path.glob(".*"))  # each write renamed into place
 
 
+@pytest.mark.slow
 def test_tensorboard_logger_streams_scalars_and_the_figures(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

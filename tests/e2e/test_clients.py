@@ -105,6 +105,7 @@ def agree(want: dict, got: dict) -> None:
             assert abs(a["score"] - b["score"]) <= TOL and _iou(a["box"], b["box"]) >= 0.999, (where, a, b)
 
 
+@pytest.mark.slow
 def test_the_node_client_agrees_with_zoo_predict_on_every_task(node_client, digits_export, exports, tmp_path):
     files = images(tmp_path / "images")
     for name, folder in {"digits": digits_export, **{task: exports[task] for task in HEADS}}.items():

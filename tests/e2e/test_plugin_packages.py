@@ -60,6 +60,7 @@ def acme(tmp_path_factory) -> Path:
     return site
 
 
+@pytest.mark.slow
 def test_installed_package_appears_in_zoo_list(acme):
     proc = run_zoo("list", env=with_site(acme))
     assert proc.returncode == 0, proc.stderr
@@ -77,6 +78,7 @@ def test_installed_package_appears_in_zoo_list(acme):
     assert "acme_net" not in zoo_in_process("list").stdout  # nothing leaks into the plain environment
 
 
+@pytest.mark.slow
 def test_experiment_from_the_package_trains_and_exports(acme, tmp_path):
     run, out = tmp_path / "run", tmp_path / "onnx"
     proc = run_zoo("train", "experiment=acme_demo", "trainer.max_epochs=1", f"hydra.run.dir={run}", env=with_site(acme))
@@ -97,6 +99,7 @@ def test_experiment_from_the_package_trains_and_exports(acme, tmp_path):
     assert summary["params"] == {"factor": 0.25} and len(summary["drop"]) == 3 and (seen / "contrast.png").is_file()
 
 
+@pytest.mark.slow
 def test_model_by_name_and_preset_from_the_package(acme, tmp_path):
     proc = run_zoo(
         "train",
@@ -157,6 +160,7 @@ def test_readme_plugin_section_documents_every_hook_the_errors_the_test_helper_a
         assert " | " not in code, line
 
 
+@pytest.mark.slow
 def test_broken_package_costs_one_warning(acme, tmp_path):
     write_fake_package(tmp_path, "zoo-broken", "zoo_broken", "raise RuntimeError('acme lab on fire')\n")
     proc, full, train = run_zoo_batch(
@@ -169,6 +173,7 @@ def test_broken_package_costs_one_warning(acme, tmp_path):
     assert train.returncode == 0  # everything else still works
 
 
+@pytest.mark.slow
 def test_invalid_registration_is_refused_with_a_message_for_the_author(tmp_path):
     write_fake_package(
         tmp_path,
@@ -231,6 +236,7 @@ def broken(level: int = 1) -> Transfer:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "override, fragments",
     [
@@ -253,6 +259,7 @@ def test_an_exception_a_plugin_raises_is_one_line_naming_it_and_leaves_no_run(tm
         assert not run.exists()
 
 
+@pytest.mark.slow
 def test_collisions_name_both_packages_and_qualified_names_resolve(tmp_path):
     source = (
         "ZOO_PLUGIN_API = 2\nfrom torch import nn\nfrom zoo import register\n"
@@ -322,6 +329,7 @@ def flip(info, {param}: float = 0.5) -> v2.Transform:
 """
 
 
+@pytest.mark.slow
 def test_a_package_preset_names_its_own_plugin_whatever_else_is_installed(tmp_path):
     # zoo-alpha ships presets naming `twin` bare; zoo-beta registers another `twin` with other parameters
     conf = tmp_path / "alpha-conf"
@@ -356,6 +364,7 @@ def test_a_package_preset_names_its_own_plugin_whatever_else_is_installed(tmp_pa
     assert "name: alpha-zoo:twin" in cfg and "width: 12" in cfg and "alpha-zoo:twin_flip" in cfg
 
 
+@pytest.mark.slow
 def test_plugin_api_mismatch_is_a_clear_message(tmp_path):
     write_fake_package(tmp_path, "zoo-future", "zoo_future", "ZOO_PLUGIN_API = 99\nfrom zoo import register\n")
     proc = run_zoo("list", env=with_site(tmp_path))
@@ -363,6 +372,7 @@ def test_plugin_api_mismatch_is_a_clear_message(tmp_path):
     assert "'zoo-future'" in proc.stderr and "needs zoo plugin API 99, this zoo provides 2" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_package_written_for_plugin_api_1_is_refused_by_name(tmp_path):
     # version 2 changed Backbone.load_pretrained(file) to load_source(source): a version-1 package is skipped
     write_fake_package(tmp_path, "zoo-old", "zoo_old", "ZOO_PLUGIN_API = 1\nfrom zoo import register\n")
@@ -372,6 +382,7 @@ def test_a_package_written_for_plugin_api_1_is_refused_by_name(tmp_path):
     assert len(warning) == 1 and "needs zoo plugin API 1, this zoo provides 2" in warning[0]
 
 
+@pytest.mark.slow
 def test_a_package_that_declares_no_plugin_api_gets_one_warning_naming_it(tmp_path):
     source = "from zoo import register\n\n\n@register.augmentation('quiet_op')\ndef op(info) -> object:\n"
     write_fake_package(tmp_path, "zoo-quiet", "zoo_quiet", source + '    """An op."""\n    return None\n')
@@ -382,11 +393,13 @@ def test_a_package_that_declares_no_plugin_api_gets_one_warning_naming_it(tmp_pa
     assert "set ZOO_PLUGIN_API = 2 in zoo_quiet" in lines[0]
 
 
+@pytest.mark.slow
 def test_autoload_can_be_turned_off(acme):
     proc = run_zoo("list", env={**with_site(acme), "ZOO_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert proc.returncode == 0 and "acme_net" not in proc.stdout and "lenet5" in proc.stdout
 
 
+@pytest.mark.slow
 def test_new_plugin_installs_and_passes_its_own_test(tmp_path):
     proc = run_zoo("new-plugin", "acme", f"output={tmp_path / 'zoo-acme'}")
     assert proc.returncode == 0, proc.stderr
@@ -407,6 +420,7 @@ def test_new_plugin_installs_and_passes_its_own_test(tmp_path):
     assert_one_line_error(zoo_in_process("new-plugin", "Bad-Name", cwd=tmp_path), "must be lower-case")
 
 
+@pytest.mark.slow
 def test_discovery_benchmark_reports_cold_and_warm_beside_the_yardsticks():
     proc = zoo_in_process("bench", "discovery", "packages=1", "repeats=1")  # its own runs are new processes
     assert proc.returncode == 0, proc.stderr
