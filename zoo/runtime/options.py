@@ -10,7 +10,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -111,14 +111,16 @@ class RuntimeOptions:
     threads: int = 0  # intra-op threads; 0 = the physical cores this process may use
     spinning: str = "auto"  # worker threads spin between ops; auto = off when several sessions share the process
     optimization: str = "all"  # onnxruntime's graph optimization level
-    optimized_model: str = ""  # save the optimized graph to this new file (a faster start next time)
+    # save the optimized graph to this new file (a faster start next time)
+    optimized_model: str = field(default="", metadata={"metavar": "FILE"})
     io_binding: bool = False  # bind inputs and outputs (DLPack tensors in without a copy) instead of session.run
     device_output: bool = False  # outputs stay on the session's device as OrtValues (DLPack: torch.from_dlpack)
     cuda_graph: bool = False  # capture one CUDA graph and replay it: one fixed input shape per session
     device_id: int = 0  # the GPU
     prefer_nhwc: bool = False  # CUDA: channels-last kernels
     cudnn_conv_algo_search: str = "EXHAUSTIVE"  # CUDA: how cuDNN picks convolution algorithms
-    trt_cache: str = ""  # TensorRT: a folder of built engines, reused across sessions
+    # TensorRT: a folder of built engines, reused across sessions
+    trt_cache: str = field(default="", metadata={"metavar": "DIR"})
     trt_fp16: bool = False  # TensorRT: allow half-precision kernels
 
 

@@ -82,12 +82,13 @@ class ExportConfig:
     input: str = declared("uint8", Literal["uint8", "float32"])
     parity_tolerance: float = declared(1e-4, _AT_LEAST_0)  # float outputs: max |ONNX - PyTorch| (relative above 1)
     parity_mismatch: float = declared(0.001, _FRACTION)  # integer outputs: the fraction of elements allowed to differ
-    parity_samples: int = declared(64, Range(1))
+    parity_samples: int = declared(64, Range(1))  # test images the parity check and the golden vectors use
     # fp32; fp16 (half-precision graph, float32 input and outputs); int8 (static QDQ quantization, gated by the
     # run's monitored test metric)
     precision: str = declared("fp32", Literal["fp32", "fp16", "int8"])
     max_metric_drop: float = declared(0.01, _AT_LEAST_0)  # int8: the most the monitored test metric may worsen
     calibration_samples: int = declared(256, Range(1))  # int8: train images that calibrate activation ranges
+    # int8: how onnxruntime picks activation ranges from the calibration images
     calibration_method: str = declared("minmax", Literal["minmax", "entropy", "percentile"])
     # extra outputs after the task's own (zoo.tasks.EXTRAS): penultimate embeddings, class-activation maps
     outputs: list[str] = declared([], Literal[tuple(EXTRAS)])
