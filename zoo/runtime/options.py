@@ -108,18 +108,26 @@ class RuntimeOptions:
     """How a session runs. CPU sessions are tuned by default: intra-op threads = the physical cores this process
     may use, thread spinning on unless another zoo session is open in this process, every graph optimization."""
 
-    threads: int = 0  # intra-op threads; 0 = the physical cores this process may use
-    spinning: str = "auto"  # worker threads spin between ops; auto = off when several sessions share the process
+    # intra-op threads; 0 = the physical cores this process may use (affinity, one per core, cgroup quota)
+    threads: int = 0
+    # idle workers spin for the next op; auto = off once another zoo session is open in this process (set off
+    # when several processes serve on one machine)
+    spinning: str = "auto"
     optimization: str = "all"  # onnxruntime's graph optimization level
-    # save the optimized graph to this new file (a faster start next time)
+    # save the optimized graph to this new file (never overwrites one): a faster start next time
     optimized_model: str = field(default="", metadata={"metavar": "FILE"})
-    io_binding: bool = False  # bind inputs and outputs (DLPack tensors in without a copy) instead of session.run
-    device_output: bool = False  # outputs stay on the session's device as OrtValues (DLPack: torch.from_dlpack)
-    cuda_graph: bool = False  # capture one CUDA graph and replay it: one fixed input shape per session
+    # bind inputs and outputs instead of session.run: any DLPack tensor (torch, CuPy, JAX) is taken without a
+    # copy, on the CPU or on the session's GPU
+    io_binding: bool = False
+    # outputs stay on the session's device as OrtValues: torch.from_dlpack(out["probabilities"])
+    device_output: bool = False
+    # capture one CUDA graph and replay it: one fixed input shape per session; the outputs are fixed buffers,
+    # valid until the next run
+    cuda_graph: bool = False
     device_id: int = 0  # the GPU
     prefer_nhwc: bool = False  # CUDA: channels-last kernels
     cudnn_conv_algo_search: str = "EXHAUSTIVE"  # CUDA: how cuDNN picks convolution algorithms
-    # TensorRT: a folder of built engines, reused across sessions
+    # TensorRT: a folder of built engines (and timing caches), reused across sessions
     trt_cache: str = field(default="", metadata={"metavar": "DIR"})
     trt_fp16: bool = False  # TensorRT: allow half-precision kernels
 
