@@ -17,6 +17,7 @@ from zoo.runtime import (
     CUDA,
     TENSORRT,
     Model,
+    check_options,
     physical_cores,
     provider_config,
     runtime_options,
@@ -100,6 +101,21 @@ def test_provider_options_are_built_as_asked_and_only_as_asked():
     ]
     assert select_providers("auto", available=EVERY_PROVIDER, gpu=True, tensorrt=False) == [CUDA, CPU]
     assert select_providers("auto", available=EVERY_PROVIDER, gpu=False) == [CPU]
+
+
+def test_gpu_mem_limit_caps_the_cuda_arena_and_is_refused_where_it_means_nothing():
+    """gpu_mem_limit (GiB) reaches CUDA's provider options in bytes, under TensorRT too (CUDA is its fallback);
+    on a CPU session it is refused in one line, like every GPU option; on the command line it is declared."""
+    limited = runtime_options({"gpu_mem_limit": "2"})
+    assert provider_config([CUDA, CPU], limited)[0][1]["gpu_mem_limit"] == str(2 * 2**30)
+    assert provider_config([TENSORRT, CUDA, CPU], limited)[1][1]["gpu_mem_limit"] == str(2 * 2**30)
+    assert "gpu_mem_limit" not in provider_config([CUDA, CPU], runtime_options())[0][1]
+    with pytest.raises(ZooError, match="gpu_mem_limit= applies to the CUDA and TensorRT providers"):
+        check_options(limited, [CPU])
+    with pytest.raises(ZooError, match=r"gpu_mem_limit='-1' must be an integer in \[0, 4096\]"):
+        runtime_options({"gpu_mem_limit": "-1"})
+    proc = zoo_in_process("predict", "--help")
+    assert "gpu_mem_limit=N" in proc.stdout and "in GiB; 0 = no limit" in proc.stdout
 
 
 def test_model_hands_the_provider_options_to_onnxruntime(digits_float_export, monkeypatch, tmp_path):

@@ -98,7 +98,7 @@ OPTION_CHOICES = {
     "optimization": ("disable", "basic", "extended", "all"),
     "cudnn_conv_algo_search": ("EXHAUSTIVE", "HEURISTIC", "DEFAULT"),
 }
-GPU_OPTIONS = ("cuda_graph", "prefer_nhwc", "cudnn_conv_algo_search", "trt_cache", "trt_fp16")
+GPU_OPTIONS = ("cuda_graph", "prefer_nhwc", "cudnn_conv_algo_search", "gpu_mem_limit", "trt_cache", "trt_fp16")
 TENSORRT_OPTIONS = ("trt_cache", "trt_fp16")
 MAX_COUNT = 4096  # threads and device ids: onnxruntime takes C ints, and no machine has more
 
@@ -127,6 +127,8 @@ class RuntimeOptions:
     device_id: int = 0  # the GPU
     prefer_nhwc: bool = False  # CUDA: channels-last kernels
     cudnn_conv_algo_search: str = "EXHAUSTIVE"  # CUDA: how cuDNN picks convolution algorithms
+    # CUDA: the most GPU memory the session's arena may take, in GiB; 0 = no limit (several models on one GPU)
+    gpu_mem_limit: int = 0
     # TensorRT: a folder of built engines (and timing caches), reused across sessions
     trt_cache: str = field(default="", metadata={"metavar": "DIR"})
     trt_fp16: bool = False  # TensorRT: allow half-precision kernels
@@ -231,6 +233,8 @@ def provider_config(providers: list[str], opts: RuntimeOptions) -> list[str | tu
             cuda = {"device_id": str(opts.device_id), "cudnn_conv_algo_search": opts.cudnn_conv_algo_search}
             if opts.prefer_nhwc:
                 cuda["prefer_nhwc"] = "1"
+            if opts.gpu_mem_limit:
+                cuda["gpu_mem_limit"] = str(opts.gpu_mem_limit * 2**30)  # bytes, as onnxruntime takes it
             if opts.cuda_graph and providers[0] == CUDA:  # the graph is TensorRT's own when TensorRT leads
                 cuda["enable_cuda_graph"] = "1"
             out.append((p, cuda))
