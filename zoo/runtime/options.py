@@ -37,7 +37,7 @@ def gpu_usable() -> bool:
     return False
 
 
-def _tensorrt_loadable() -> bool:
+def tensorrt_loadable() -> bool:
     for name in ("libnvinfer.so.10", "libnvinfer.so", "nvinfer_10.dll", "nvinfer.dll"):
         try:
             ctypes.CDLL(name)
@@ -74,7 +74,7 @@ def select_providers(
 
         available = ort.get_available_providers()
     gpu = gpu_usable() if gpu is None else gpu
-    tensorrt = (gpu and TENSORRT in available and _tensorrt_loadable()) if tensorrt is None else tensorrt
+    tensorrt = (gpu and TENSORRT in available and tensorrt_loadable()) if tensorrt is None else tensorrt
     usable = [p for p in GPU_PROVIDERS if gpu and p in available and (p != TENSORRT or tensorrt)]
     if requested == "auto":
         return usable + [CPU]
