@@ -146,32 +146,51 @@ def small_config(**groups) -> dict:
     return to_plain(compose(overrides))
 
 
+def shared(tmp_path_factory, name: str, make, leaf: str) -> Path:
+    """A folder `make(folder)` fills once for the whole session, whichever pytest-xdist worker asks first: the
+    others wait on a lock and reuse it (each worker training its own digits run cost every run ~30 s of CPU).
+    Tests only read what it holds. It is `leaf` in a folder of its own, as `mktemp` gave it before (a bench
+    compares an export with its siblings)."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, above every worker's own
+    folder, done = root / "shared" / name / leaf, root / "shared" / f"{name}.done"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / "shared" / f"{name}.lock")):
+        if not done.exists():
+            make(folder)
+            done.touch()
+    return folder
+
+
+def _zoo_ok(*args: str) -> None:
+    proc = run_zoo(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> Path:
     """A short digits run through `zoo train` (3 epochs): its run directory."""
-    run = tmp_path_factory.mktemp("runs") / "digits"
-    proc = run_zoo("train", "seed=0", "trainer.max_epochs=3", "trainer.progress=false", f"hydra.run.dir={run}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run
+    args = ("train", "seed=0", "trainer.max_epochs=3", "trainer.progress=false")
+    return shared(tmp_path_factory, "digits_run", lambda run: _zoo_ok(*args, f"hydra.run.dir={run}"), "digits")
 
 
 @pytest.fixture(scope="session")
 def digits_export(digits_run, tmp_path_factory) -> Path:
     """The digits run exported through `zoo export`: the folder holding model.onnx and model.json."""
-    out = tmp_path_factory.mktemp("exports") / "digits"
-    proc = run_zoo("export", f"checkpoint={digits_run}/checkpoints/best.pt", f"output={out}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+    best = f"checkpoint={digits_run}/checkpoints/best.pt"
+    return shared(tmp_path_factory, "digits_export", lambda out: _zoo_ok("export", best, f"output={out}"), "digits")
 
 
 @pytest.fixture(scope="session")
 def digits_float_export(digits_run, tmp_path_factory) -> Path:
     """The digits run exported in the float32 input form (`export.input=float32`: N x C x H x W in [0, 1]),
     for what feeds tensors: IO binding, DLPack, CUDA graphs."""
-    out = tmp_path_factory.mktemp("exports") / "digits_float"
-    proc = run_zoo("export", f"checkpoint={digits_run}/checkpoints/best.pt", f"output={out}", "input=float32")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+    best = f"checkpoint={digits_run}/checkpoints/best.pt"
+    make = lambda out: _zoo_ok("export", best, f"output={out}", "input=float32")  # noqa: E731
+    return shared(tmp_path_factory, "digits_float_export", make, "digits_float")
 
 
 # ---- one small export per task (the deployment contract's tests) --------------------------------------
