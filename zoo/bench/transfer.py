@@ -10,6 +10,7 @@ import numpy as np
 
 from zoo.bench.common import interleaved
 from zoo.errors import ZooError
+from zoo.tasks import TABLE
 from zoo.train.config import compose, to_plain
 
 
@@ -62,7 +63,7 @@ def transfer(overrides: list[str], repeats: int) -> Iterator[str]:
     pays = cache_seconds / (frozen - cached) if frozen > cached else float("inf")
     after = f"pays for itself after {pays:.1f} epochs"
     yield f"  {'feature cache, filled once':<42} {cache_seconds * 1000:9.2f} ms         {after}"
-    if exp.data.info.task == "classification":
+    if TABLE[exp.data.info.task].target == "index":  # a class per image: raw-pixel classifiers are a floor
         yield from pixel_floors(exp.data.train, exp.data.test)
 
 
