@@ -151,6 +151,8 @@ def shared(tmp_path_factory, name: str, make, leaf: str) -> Path:
     others wait on a lock and reuse it (each worker training its own digits run cost every run ~30 s of CPU).
     Tests only read what it holds. It is `leaf` in a folder of its own, as `mktemp` gave it before (a bench
     compares an export with its siblings)."""
+    import shutil
+
     from filelock import FileLock
 
     root = tmp_path_factory.getbasetemp()
@@ -160,6 +162,7 @@ def shared(tmp_path_factory, name: str, make, leaf: str) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / "shared" / f"{name}.lock")):
         if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed here left half-made
             make(folder)
             done.touch()
     return folder

@@ -35,9 +35,10 @@ from zoo.model import ZooModel, build_model, deployed_info, set_train_mode
 from zoo.plugin import registry
 from zoo.tasks import TABLE, TASKS
 from zoo.train.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
-from zoo.train.config import GROUPS, compose, to_plain
+from zoo.train.config import compose, to_plain
 from zoo.train.engine import train_step
 from zoo.train.experiment import build_experiment
+from zoo.train.schemas import GROUPS
 
 KIND_GROUP = {kind: group for group, kind in GROUPS.items()}
 

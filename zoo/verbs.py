@@ -37,13 +37,16 @@ def names(value: str) -> list[str]:
     return [v.strip() for v in value.strip().removeprefix("[").removesuffix("]").split(",") if v.strip()]
 
 
+METAVARS = {int: "N", float: "X", bool: "BOOL", names: "NAME[,NAME...]"}
+
+
 def _metavar_of(kind: Any) -> str:
     """How a value of this type is written in a verb's help: N, X, BOOL, a|b|c, NAME[,NAME...]."""
     if typing.get_origin(kind) is Annotated:
         return _metavar_of(typing.get_args(kind)[0])
     if typing.get_origin(kind) is Literal:
         return "|".join(str(c) for c in typing.get_args(kind))
-    return {int: "N", float: "X", bool: "BOOL", names: "NAME[,NAME...]"}.get(kind, "VALUE")
+    return METAVARS.get(kind, "VALUE")
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,12 @@ class Verb:
     def option_keys(self) -> list[str]:
         """Every key the parser accepts, in the order of the options (aliases after their option)."""
         return [k for o in self.all_options() for k in (o.name, *o.aliases)]
+
+    def value(self, parsed: dict[str, Any], name: str) -> Any:
+        """Option `name`'s value in `parse`'s result, else its declared default (the one its help shows)."""
+        if name in parsed:
+            return parsed[name]
+        return next(o.default for o in self.all_options() if o.name == name)
 
     def own(self, args: list[str]) -> tuple[list[str], list[str]]:
         """A verb with free arguments: (its own `key=value` arguments, the others), in order."""
@@ -241,8 +250,8 @@ def _field_metavar(f: dataclasses.Field, kind: Any, choices: dict[str, Iterable]
         text = "|".join(str(c) for c in listed)
         return f"[{text.replace('|', ',')}]" if typing.get_origin(kind) is list else text
     if typing.get_origin(kind) is list:
-        return "NAME[,NAME...]"
-    return {int: "N", float: "X", bool: "BOOL", str: "TEXT"}.get(kind, "VALUE")
+        return METAVARS[names]
+    return "TEXT" if kind is str else _metavar_of(kind)
 
 
 def dataclass_options(

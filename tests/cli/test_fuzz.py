@@ -182,7 +182,8 @@ def valid_number(p, v) -> bool:
 def _numeric_params() -> list[tuple[str, object]]:
     """(key, Param) for every number the default experiment takes: trainer, export, and the default plugins."""
     from zoo.plugin import registry
-    from zoo.train.config import STRUCTURED, schema_params
+    from zoo.train.config import schema_params
+    from zoo.train.schemas import STRUCTURED
 
     out = [(f"{node}.{n}", p) for node, s in STRUCTURED.items() for n, p in schema_params(s).items()]
     for group, kind, name in (("model", "architecture", "cnn"), ("head", "head", "classification")):
@@ -220,7 +221,7 @@ def fuzz_values(base, case):
     elif kind == "seed":
         run("values", ["train", "--cfg", "job", f"seed={value}"], cwd, 0 if 0 <= value < 2**63 else 2)
     elif kind == "added":  # a key the group's schema does not have: refused, never written and ignored
-        from zoo.train.config import STRUCTURED
+        from zoo.train.schemas import STRUCTURED
 
         known = {n for s in STRUCTURED.values() for n in (f.name for f in __import__("dataclasses").fields(s))}
         assume(value not in known and value not in ("name", "width", "depth", "dropout", "classes"))

@@ -10,17 +10,10 @@ import pytest
 from zoo.errors import ZooError
 from zoo.plugin import registry
 from zoo.train import config
-from zoo.train.config import (
-    GROUPS,
-    STRUCTURED,
-    check_node,
-    compose,
-    conf_dir,
-    expand,
-    group_options,
-    schema_params,
-    to_plain,
-)
+from zoo.train.config import check_node, compose, schema_params, to_plain
+from zoo.train.options import conf_dir, group_options
+from zoo.train.schemas import GROUPS, STRUCTURED
+from zoo.train.sweeps import expand
 
 PRESETS = sorted((d.name, f.stem) for d in conf_dir().iterdir() if d.is_dir() for f in d.glob("*.yaml"))
 

@@ -194,6 +194,9 @@ def test_bench_train_shows_whole_step_pipeline_and_model_step_for_each_cpu_preci
     for cells in rows.values():
         assert all(float(c) > 0 for c in cells[:3]) and cells[3].strip().startswith("x")
     assert_one_line_error(zoo_in_process("bench", "train", "repeats=x"), "repeats")
+    # no run at all printed a table of nan, and negative batches a table of negative rates
+    assert_one_line_error(zoo_in_process("bench", "train", "repeats=0"), "repeats=0 must be in [1, 1000]")
+    assert_one_line_error(zoo_in_process("bench", "train", "batches=-1"), "batches=-1 must be at least 1")
 
 
 def test_accel_refuses_an_unknown_precision():

@@ -10,7 +10,8 @@ import yaml
 
 from tests.conftest import assert_one_line_error, run_zoo, zoo_in_process
 from zoo.cli.train import check_hydra_targets, sweep_overrides
-from zoo.train.config import compose, expand
+from zoo.train.config import compose
+from zoo.train.sweeps import expand
 
 TINY = ["trainer.max_epochs=1", "trainer.progress=false", "data.classes=[0,1,2,3]", "data.size=16"]
 

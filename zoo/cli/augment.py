@@ -30,7 +30,7 @@ def run(args: list[str]) -> int:
         raise ZooError("zoo augment needs output=FILE.png")
     from zoo.report.visual import augment_grid  # lazy: torch, only once the arguments are valid
 
-    image = augment_grid(overrides, kv.get("samples", 8), kv.get("variants", 7))
+    image = augment_grid(overrides, VERB.value(kv, "samples"), VERB.value(kv, "variants"))
     out = Path(kv["output"])
     make_folder(out.parent)
     tmp = out.with_name(f".{out.name}.tmp.png")

@@ -43,8 +43,8 @@ TRAIN = Verb(
     "bench train",
     "training images/s: whole step, data pipeline, model step per precision",
     options=(
-        Option("repeats", int, "timed runs of each", 3),
-        Option("batches", int, "batches per run; default: one epoch"),
+        Option("repeats", Annotated[int, Range(1, 1000)], "timed runs of each", 3),
+        Option("batches", Annotated[int, Range(1)], "batches per run; default: one epoch"),
     ),
     overrides=OVERRIDES,
 )
@@ -67,19 +67,19 @@ def run(args: list[str]) -> int:
         kv = DISCOVERY.parse(args)
         from zoo.bench import discovery  # lazy: numpy, only once the arguments are valid
 
-        lines = discovery(kv.get("packages", 20), kv.get("repeats", 5))
+        lines = discovery(DISCOVERY.value(kv, "packages"), DISCOVERY.value(kv, "repeats"))
     elif name == "train":
         own, overrides = TRAIN.own(args)
         kv = TRAIN.parse(own)
         from zoo.bench import train  # lazy: numpy, only once the arguments are valid
 
-        lines = train(overrides, kv.get("repeats", 3), kv.get("batches"))
+        lines = train(overrides, TRAIN.value(kv, "repeats"), kv.get("batches"))
     else:
         own, overrides = TRANSFER.own(args)
         kv = TRANSFER.parse(own)
         from zoo.bench import transfer  # lazy: numpy, only once the arguments are valid
 
-        lines = transfer(overrides, kv.get("repeats", 5))
+        lines = transfer(overrides, TRANSFER.value(kv, "repeats"))
     for line in lines:
         print(line)
     return 0
@@ -93,7 +93,7 @@ def run_inference(args: list[str]) -> int:
     from zoo.bench import inference, int_list  # lazy: numpy, only once the arguments are valid
 
     models = [m for m in kv["model"].split(",") if m]
-    batches = int_list(kv.get("batch", "1,32"), "batch")
-    for line in inference(models, batches, kv.get("repeats", 10), kv.get("providers", "auto"), options):
+    batches = int_list(INFERENCE.value(kv, "batch"), "batch")
+    for line in inference(models, batches, INFERENCE.value(kv, "repeats"), INFERENCE.value(kv, "providers"), options):
         print(line)
     return 0

@@ -46,7 +46,7 @@ def run(args: list[str]) -> int:
         raise ZooError("zoo explain needs run=DIR (or checkpoint=FILE) and output=DIR")
     from zoo.report.explain import explain  # lazy: torch, only once the arguments are valid
 
-    record = explain(plugin.name, params, source, kv.get("input"), kv.get("samples", 8), kv["output"])
+    record = explain(plugin.name, params, source, kv.get("input"), VERB.value(kv, "samples"), kv["output"])
     print(
         json.dumps(
             {k: record[k] for k in ("method", "task", "files")} | {"summary": str(Path(kv["output"]) / "summary.json")}

@@ -1,6 +1,6 @@
 """`zoo export`: a checkpoint (several: an averaging ensemble) to DIR/model.onnx, model.json and golden/.
 
-Its settings are ExportConfig's fields (zoo.train.config), read from there: the same keys as `export.*` in a
+Its settings are ExportConfig's fields (zoo.train.schemas), read from there: the same keys as `export.*` in a
 training config, checked by the exporter as the config's are.
 """
 
@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from zoo.errors import ZooError
-from zoo.train.config import ExportConfig
+from zoo.train.schemas import ExportConfig
 from zoo.verbs import Option, Verb, dataclass_options
 
 

@@ -15,8 +15,9 @@ from hydra.core.hydra_config import HydraConfig
 
 from zoo.cli.train import remove_untrained_run, run_in
 from zoo.errors import ZooError
-from zoo.train.config import check, conf_dir, env_keys, store_configs
+from zoo.train.config import check, env_keys, store_configs
 from zoo.train.experiment import build_experiment
+from zoo.train.options import conf_dir
 from zoo.verbs import INTERNAL_ERROR, internal_error_line, report_failure
 
 store_configs()  # every registered plugin is a config-group option before Hydra composes

@@ -23,7 +23,9 @@ from typing import Any
 
 from zoo.errors import ZooError, make_folder
 from zoo.plugin import catalog, discovery
-from zoo.train.config import compose, env_keys, expand, job_config, searchpath_override, to_plain
+from zoo.train.config import compose, env_keys, job_config, to_plain
+from zoo.train.options import searchpath_override
+from zoo.train.sweeps import expand
 from zoo.verbs import Verb
 
 log = logging.getLogger("zoo")

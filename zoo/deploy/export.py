@@ -40,7 +40,8 @@ from zoo.plugin import registry
 from zoo.runtime import Model
 from zoo.tasks import EXTRA_ABOUT
 from zoo.train.checkpoint import load_checkpoint, model_from_checkpoint
-from zoo.train.config import ExportConfig, check_node
+from zoo.train.config import check_node
+from zoo.train.schemas import ExportConfig
 from zoo.version import __version__
 
 CARD_FORMAT = "zoo.model-card/3"  # 3: the metadata of zoo.format 3 (postprocessing), golden vectors

@@ -75,7 +75,7 @@ def run(args: list[str]) -> int:
     for need in ("model", "input"):
         if need not in kv:
             raise ZooError(f"zoo predict needs {need}=PATH")
-    model = Model(kv["model"], kv.get("providers", "auto"), **options)
+    model = Model(kv["model"], VERB.value(kv, "providers"), **options)
     model.check_extras(kv.get("outputs", []))  # embedding, cam: extra outputs the export added
     files = list_images(kv["input"])
     # what the model gives is declared by its outputs' roles (zoo.tasks), whatever the head named them
@@ -86,8 +86,8 @@ def run(args: list[str]) -> int:
     errors: list[str] = []
     for r in model.predict_files(
         files,
-        topk=kv.get("topk", 5),
-        batch_size=kv.get("batch", 32),
+        topk=VERB.value(kv, "topk"),
+        batch_size=VERB.value(kv, "batch"),
         masks_dir=kv.get("masks"),
         draw_dir=kv.get("draw"),
         errors=errors if len(files) > 1 else None,

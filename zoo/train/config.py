@@ -6,7 +6,6 @@ overrides are expanded by zoo.train.sweeps. Everything is validated before any w
 unknown keys, wrong types, bad choices and values outside a declared range raise ZooError with one line
 naming the bad value. zoo's own nodes (trainer, export) declare their constraints on their fields with
 `declared(default, Range(...) or Literal[...])` and are checked by the registry's code, as plugins are.
-Names other wings import from here (compose, check, to_plain, ExportConfig, expand, conf_dir, ...) stay here.
 """
 
 from __future__ import annotations
@@ -20,10 +19,10 @@ from pathlib import Path
 from typing import Annotated, Literal, get_type_hints
 
 from zoo.errors import ZooError, close_matches, unknown
-from zoo.params import Param, Range
+from zoo.params import Param, Range, param
 from zoo.plugin import registry
-from zoo.train.options import conf_dir, group_options, searchpath_override  # noqa: F401  (re-exported)
-from zoo.train.schemas import (  # noqa: F401  (re-exported: the CLI, deploy, bench and tests import them here)
+from zoo.train.options import conf_dir, group_options, searchpath_override
+from zoo.train.schemas import (
     ALL_GROUPS,
     GROUPS,
     STRUCTURED,
@@ -32,7 +31,7 @@ from zoo.train.schemas import (  # noqa: F401  (re-exported: the CLI, deploy, be
     ExportConfig,
     TrainerConfig,
 )
-from zoo.train.sweeps import expand, parse_overrides, raw_values  # noqa: F401  (expand: re-exported)
+from zoo.train.sweeps import parse_overrides, raw_values
 
 _stored = {"done": False}
 
@@ -234,7 +233,7 @@ def check(cfg) -> dict:
 
 @functools.cache
 def _seed_param() -> Param:
-    return registry.param("seed", Annotated[int, Range(0)], 0, where="zoo.train.config.Config")
+    return param("seed", Annotated[int, Range(0)], 0, where="zoo.train.config.Config")
 
 
 @functools.cache
@@ -251,7 +250,7 @@ def schema_params(schema: type) -> dict[str, Param]:
         else:
             ann = Annotated[(hint, *extra)] if extra else hint
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        params[f.name] = registry.param(f.name, ann, default, where=f"{schema.__module__}.{schema.__qualname__}")
+        params[f.name] = param(f.name, ann, default, where=f"{schema.__module__}.{schema.__qualname__}")
     return params
 
 
