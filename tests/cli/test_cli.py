@@ -57,7 +57,7 @@ def test_onnx_and_pytorch_accuracy_are_equal(digits_run, digits_export):
 
     cfg = OmegaConf.to_container(OmegaConf.load(digits_run / "config.yaml"))
     test = build_data(cfg, 0).test
-    model = Model(digits_export / "model.onnx")
+    model = Model(digits_export / "model.onnx", "cpu")  # like for like with PyTorch on the CPU, on any machine
     pixels = model.as_input(test.images.numpy())  # the uint8 form: the test images rounded to 8 bits
     probs = model.run(pixels)["probabilities"]
     torch_model = DeployModel(model_from_checkpoint(load_checkpoint(digits_run / "checkpoints" / "best.pt"))[0])

@@ -193,7 +193,8 @@ def test_predict_takes_the_runtime_options_and_answers_the_same(digits_float_exp
     for i in range(3):
         Image.fromarray(np.full((32, 32), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
     model = f"model={digits_float_export / 'model.onnx'}"
-    plain = zoo_in_process("predict", model, f"input={tmp_path}")
+    # both on the CPU, like for like: on a GPU machine providers=auto takes CUDA, whose sums round differently
+    plain = zoo_in_process("predict", model, f"input={tmp_path}", "providers=cpu")
     tuned = zoo_in_process("predict", model, f"input={tmp_path}", "provider=cpu", "threads=1", "io_binding=true")
     assert plain.returncode == tuned.returncode == 0, tuned.stderr
     assert plain.stdout == tuned.stdout and len(plain.stdout.splitlines()) == 3
@@ -212,7 +213,10 @@ def test_bench_inference_compares_pytorch_and_onnxruntime_on_the_cpu_for_each_ex
     card["precision"] = {"precision": "int8", "metric": {"name": "accuracy", "int8": 0.9, "drop": 0.004}}
     (exports / "digits_int8" / "model.json").write_text(json.dumps(card))
     threads = torch.get_num_threads()
-    proc = zoo_in_process("bench", "inference", f"model={exports / 'digits'}", "batch=1,3", "repeats=2")
+    # providers=cpu: on a GPU machine auto adds CUDA rows; this test reads the CPU's
+    proc = zoo_in_process(
+        "bench", "inference", f"model={exports / 'digits'}", "batch=1,3", "repeats=2", "providers=cpu"
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert f"threads {physical_cores()} (onnxruntime intra-op and torch)" in lines[0]
