@@ -31,6 +31,7 @@ VERBS = {
     "explain": "zoo.cli.explain",
     "new-plugin": "zoo.cli.new_plugin",
     "doctor": "zoo.cli.doctor",
+    "summary": "zoo.cli.summary",
 }
 EXAMPLE = "zoo train data=digits model=lenet5 head.dropout=0.2 trainer.max_epochs=10 hydra.run.dir=runs/lenet"
 
