@@ -27,8 +27,13 @@ VERB = Verb(
     "a model layer by layer: output shape, parameters, multiply-accumulates, memory, receptive field and stride",
     options=(
         Option("run", help="a run directory or checkpoint file to count, instead of OVERRIDES", metavar="DIR"),
-        Option("fields", _bool, "measure each layer's receptive field and stride (a backward pass a layer)", True,
-               metavar="true|false"),  # fmt: skip
+        Option(
+            "fields",
+            _bool,
+            "measure each layer's receptive field and stride (a backward pass a layer)",
+            True,
+            metavar="true|false",
+        ),  # fmt: skip
     ),
     flags=(("--json", "one JSON object instead of the table (for scripts)"),),
     overrides="OVERRIDES...: zoo train's (model=... head=... data=... data.size=224); not with run=",

@@ -1,0 +1,55 @@
+"""`zoo summary` through main(): the table and totals for a config, --json, run=DIR, one-line failures."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import assert_one_line_error, small_config, zoo_in_process
+
+
+def test_summary_of_a_config_matches_a_direct_count():
+    from zoo.data import build_data
+    from zoo.model import build_model
+    from zoo.report.summary import summarize
+
+    proc = zoo_in_process("summary", "model=cnn", "--json")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    cfg = small_config(model="cnn")
+    data = build_data(cfg, 0)
+    direct = summarize(build_model(cfg, data.info), (data.info.channels, *data.info.size), fields=False)
+    assert got["params"] == direct.params > 0
+    assert got["macs"] == direct.macs > 0
+    assert got["input_shape"] == [1, 32, 32]
+    assert [row["name"] for row in got["layers"]] == [r.name for r in direct.layers]
+    assert any(row["field"] and row["field"]["size"] == [3, 3] for row in got["layers"])
+
+
+def test_summary_prints_the_table_and_totals():
+    proc = zoo_in_process("summary", "model=cnn", "data.size=16", "fields=false")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].split() == [
+        "layer",
+        "type",
+        "output",
+        "params",
+        "MACs",
+        "memory",
+        "RF",
+        "stride",
+    ]
+    for total in ("input: 1x16x16", "parameters: ", "multiply-accumulates: ", "activation memory: ", "model size: "):
+        assert total in proc.stdout
+
+
+def test_bad_input_is_one_line():
+    assert_one_line_error(zoo_in_process("summary", "model=nope"), "nope")
+    assert_one_line_error(zoo_in_process("summary", "fields=maybe"), "fields")
+    assert_one_line_error(zoo_in_process("summary", "run=/nonexistent", "model=cnn"), "not both")
+    assert_one_line_error(zoo_in_process("summary", "--bogus"), "--bogus")
+
+
+def test_summary_of_a_run(digits_run):
+    proc = zoo_in_process("summary", f"run={digits_run}", "fields=false", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["params"] > 0
