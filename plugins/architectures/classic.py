@@ -114,8 +114,10 @@ def alexnet(
     dropout: DropoutRate = 0.0,
     activation: Activation = "relu",
 ) -> Backbone:
-    """AlexNet's five convs (64-192-384-256-256 x width; stem=small: a 5x5/1 stem for small images, not 11x11/4);
-    variant=original: the paper's 96@11x11/4, LRN, 3x3/2 pools (width, stem, norm, dropout do not apply)."""
+    """AlexNet's five convs: variant=small (64-192-384-256-256 x width) or original (96@11x11/4, LRN, 3x3/2 pools).
+
+    variant=small's stem=small is a 5x5/1 stem for small images, not 11x11/4; variant=original is the paper's
+    layers (width, stem, norm, dropout do not apply), with model=alexnet_original for its FC-4096 head."""
     if variant == "original":
         return _alexnet_original(in_channels, activation)
     c = [_w(x, width) for x in (64, 192, 384, 256, 256)]
@@ -161,7 +163,8 @@ def vgg(
     activation: Activation = "relu",
     padding_mode: PaddingMode = "zeros",
 ) -> Backbone:
-    """VGG (Simonyan & Zisserman 2014) in its 11/13/16/19-layer layouts, 3x3 convs, with a width multiplier;
+    """VGG (Simonyan & Zisserman 2014) in its 11/13/16/19-layer layouts, 3x3 convs, with a width multiplier.
+
     norm=none width=1 is the paper's (model=vgg16_classic adds its FC-4096 head: 138,357,544 parameters at 224)."""
     spec = ConvSpec(norm, activation, "same", padding_mode)
     stages, channels, strides, cin = [], [], [], in_channels
@@ -195,8 +198,9 @@ def cnn(
     dropout: DropoutRate = 0.0,
     pool: Literal["max", "avg", "stride", "none"] = "max",
 ) -> Backbone:
-    """A conv stack: depth blocks of convs_per_block units (block=plain: conv-norm-act) and a downsampling;
-    channels x growth each; stride on each block's first conv (pool=stride: x2 there instead of a pool)."""
+    """A conv stack: depth blocks of convs_per_block units (conv-norm-act, or residual ... separable) and a pool.
+
+    Channels x growth each block; stride on each block's first conv (pool=stride: x2 there instead of a pool)."""
     if kernel_size % 2 == 0 and padding == "same":
         raise ZooError(f"model.kernel_size={kernel_size} must be odd with model.padding=same (it needs a centre)")
     stages, channels, cin = [], [], in_channels

@@ -127,6 +127,12 @@ def test_lenet5_c3_table_exports_the_masked_weights(tmp_path):
     x = torch.rand(3, 1, 32, 32)
     card = export_model(model, info(1), cfg("lenet5", params), tmp_path / "out", ECFG, x, "random")
     assert max(card["parity"]["max_abs_diff"].values()) <= 1e-4
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(tmp_path / "out" / "model.onnx").graph
+    c3 = [numpy_helper.to_array(t) for t in graph.initializer if tuple(t.dims) == (16, 6, 5, 5)]
+    assert len(c3) == 1 and int((np.abs(c3[0]).sum((2, 3)) != 0).sum()) == 60  # the masked weights, folded in
 
 
 def test_lenet5_c3_table_needs_width_one():
