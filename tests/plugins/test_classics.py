@@ -74,6 +74,24 @@ def test_alexnet_default_stays_small_and_the_original_refuses_small_inputs():
     assert count(backbone("alexnet")) < 1_000_000
 
 
+@pytest.mark.slow
+def test_alexnet_original_trains_a_step_and_exports_lrn_with_parity(tmp_path):
+    torch.manual_seed(0)
+    config = cfg("alexnet", {"variant": "original"}) | {
+        "head": {"name": "classification", "hidden": [32], "pool": "flatten"}
+    }
+    data = info(3, 67)
+    model = build_model(config, data)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss = model.head.loss(model(torch.rand(4, 3, 67, 67)), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    model.eval()
+    card = export_model(model, data, config, tmp_path / "out", ECFG, torch.rand(2, 3, 67, 67), "random")
+    assert max(card["parity"]["max_abs_diff"].values()) <= 1e-4
+
+
 # ---- VGG-16 as the paper draws it ----------------------------------------------------------------------
 
 
