@@ -8,6 +8,7 @@ helpers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
+from torchvision.ops import Conv2dNormActivation
 
 from zoo import Range
 from zoo.data import channel_stats
@@ -24,7 +26,9 @@ from zoo.model import FeatureInfo
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MASK_MODES = ("1", "L", "P", "I", "I;16")  # single-channel modes whose pixel values are class indices
 
-Norm = Literal["batch", "group", "none"]
+Norm = Literal["batch", "group", "layer", "instance", "none"]
+Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular", "symmetric"]
 
 # Constraints many plugins declare on a parameter (the registry enforces them before a factory is called)
 Probability = Annotated[float, Range(0, 1)]
@@ -169,26 +173,83 @@ def sampled_stats(split: Dataset, samples: int) -> tuple[tuple[float, ...], tupl
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
-    """BatchNorm, GroupNorm (up to 8 groups that divide the channels) or nothing."""
+    """BatchNorm; GroupNorm (up to 8 groups that divide the channels); layer norm for conv maps as GroupNorm with
+    one group (over channels and space, per image); InstanceNorm with affine weights; or nothing."""
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "group":
         groups = max(g for g in (8, 4, 2, 1) if channels % g == 0)
         return nn.GroupNorm(groups, channels)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
     return nn.Identity()
 
 
+ACTIVATIONS = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "leaky_relu": lambda: nn.LeakyReLU(0.01, inplace=True),
+    "elu": lambda: nn.ELU(inplace=True),
+    "gelu": nn.GELU,
+    "silu": lambda: nn.SiLU(inplace=True),
+    "tanh": nn.Tanh,
+}
+
+
+def activation_layer(kind: str) -> nn.Module:
+    """A fresh activation module by name (Activation's choices)."""
+    return ACTIVATIONS[kind]()
+
+
+class SymmetricPad(nn.Module):
+    """Pad height and width by mirroring with the edge pixel included (numpy's "symmetric": 2 1 | 1 2 3 | 3 2),
+    which torch's padding modes lack ("reflect" leaves the edge out); exports to ONNX as slices and concats."""
+
+    def __init__(self, pad: int):
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x):
+        p = self.pad
+        if p == 0:
+            return x
+        x = torch.cat([x[..., :p].flip(-1), x, x[..., -p:].flip(-1)], dim=-1)
+        return torch.cat([x[..., :p, :].flip(-2), x, x[..., -p:, :].flip(-2)], dim=-2)
+
+
 def conv_norm_act(
-    cin: int, cout: int, norm: str, kernel: int = 3, stride: int = 1, padding_mode: str = "zeros"
+    cin: int,
+    cout: int,
+    norm: str,
+    kernel: int = 3,
+    stride: int = 1,
+    padding_mode: str = "zeros",
+    *,
+    padding: str = "same",
+    activation: str | None = "relu",
+    groups: int = 1,
 ) -> nn.Sequential:
-    """conv (same padding) -> norm -> ReLU; the conv has no bias when a norm follows."""
-    return nn.Sequential(
-        nn.Conv2d(
-            cin, cout, kernel, stride=stride, padding=kernel // 2, padding_mode=padding_mode, bias=norm == "none"
-        ),
-        norm_layer(norm, cout),
-        nn.ReLU(inplace=True),
+    """conv -> norm -> activation (torchvision's Conv2dNormActivation); the conv has no bias when a norm follows.
+    padding="same" pads kernel // 2 (the size kept at stride 1), "valid" pads nothing; padding_mode="symmetric"
+    puts a SymmetricPad before an unpadded conv; activation=None ends at the norm."""
+    pad = kernel // 2 if padding == "same" else 0
+    symmetric = padding_mode == "symmetric" and pad > 0
+    mode = "zeros" if padding_mode == "symmetric" else padding_mode
+    block = Conv2dNormActivation(
+        cin,
+        cout,
+        kernel,
+        stride,
+        padding=0 if symmetric else pad,
+        groups=groups,
+        norm_layer=None if norm == "none" else partial(norm_layer, norm),
+        activation_layer=None if activation is None else ACTIVATIONS[activation],
+        inplace=None,
+        bias=norm == "none",
     )
+    block[0].padding_mode = mode  # Conv2d pads by its mode in forward; torchvision's wrapper does not pass it
+    return nn.Sequential(SymmetricPad(pad), *block) if symmetric else block
 
 
 def pooled_mlp(

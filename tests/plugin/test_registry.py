@@ -31,7 +31,7 @@ def test_schema_is_read_from_the_signature():
     cnn = registry.get("architecture", "cnn")
     params = {p.name: p for p in cnn.params}
     assert "in_channels" not in params  # context, filled in by zoo
-    assert params["padding_mode"].choices == ("zeros", "reflect", "replicate", "circular")
+    assert params["padding_mode"].choices == ("zeros", "reflect", "replicate", "circular", "symmetric")
     assert params["depth"].default == 3 and params["depth"].base is int
     hidden = {p.name: p for p in registry.get("head", "classification").params}["hidden"]
     assert hidden.is_list and hidden.default == []
