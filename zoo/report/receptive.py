@@ -209,8 +209,11 @@ def _box(grad: torch.Tensor) -> tuple[tuple[int, int], tuple[int, int]] | None:
 
 def _jump(boxes, axis: int, limit: int, moved: int, ratio: float) -> int:
     """How far the field moves for one step of the layer's output: from an edge neither field touches a border
-    at, else (the field fills the input) the ratio of input to output size."""
-    if boxes[1] is None or moved == 0:
+    at, else (the field fills the input) the ratio of input to output size; 0 (no stride to speak of) when the
+    output is one unit along this axis, where the ratio would only be the input's size."""
+    if moved == 0:
+        return 0
+    if boxes[1] is None:
         return max(1, round(ratio))
     (a0, a1), (b0, b1) = boxes[0][axis], boxes[1][axis]
     if a0 > 0 and b0 > 0:

@@ -167,6 +167,7 @@ def _field_text(f: Field | None) -> tuple[str, str]:
         return "-", "-"
     size = f"{f.size[0]}" if f.size[0] == f.size[1] else f"{f.size[0]}x{f.size[1]}"
     stride = f"{f.stride[0]}" if f.stride[0] == f.stride[1] else f"{f.stride[0]}x{f.stride[1]}"
+    stride = "-" if 0 in f.stride else stride  # a one-unit output has no step to measure
     return size + ("+" if f.clipped else ""), stride
 
 
