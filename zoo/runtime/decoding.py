@@ -172,8 +172,8 @@ def array_input(a: np.ndarray, size: Sequence[int] | None) -> np.ndarray:
     """The float32 form's preprocessing of an H x W x C array (checked by `check_array`): scaled to [0, 1] by its
     dtype (uint8 / 255, uint16 / 65535, float as stored), each channel resized as a float ('F') image by Pillow's
     BILINEAR unless size is None; C x H x W float32. Training on arrays (the arrays dataset) uses it too."""
-    x = a.astype(np.float32) / np.float32(ARRAY_SCALE[str(a.dtype)])
-    return np.ascontiguousarray(resize_planes(x, size).astype(np.float32).transpose(2, 0, 1))
+    x = resize_planes(a.astype(np.float32), size) / ARRAY_SCALE[str(a.dtype)]  # float_input's order: the same bits
+    return np.ascontiguousarray(x.astype(np.float32).transpose(2, 0, 1))
 
 
 def list_images(path: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
