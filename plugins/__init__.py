@@ -3,12 +3,14 @@
 from zoo_plugins.architectures import classic, timm_backbones  # noqa: F401
 from zoo_plugins.augmentations import geometric, mixing, photometric  # noqa: F401
 from zoo_plugins.datasets import (  # noqa: F401
+    arrays,
     coco,
     csv_table,
     digits,
     folder,
     glyphs,
     masks,
+    multiband,
     shapes,
     torchvision_sets,
 )

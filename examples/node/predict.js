@@ -68,6 +68,9 @@ function checkMetadata(meta, file) {
   if (meta.input.form !== "uint8") {
     throw new Error(`${file} takes ${meta.input.form} input; this client feeds uint8 pixels (export.input=uint8)`);
   }
+  if (meta.input.color === "bands") {
+    throw new Error(`${file} takes ${meta.input.channels}-channel arrays (input.color bands); this client feeds RGB images`);
+  }
 }
 
 // ---- decoding: height x width x 3 RGB uint8, by preprocessing.decode ------------------------------------

@@ -37,8 +37,10 @@ class ImageFiles(Dataset):
         return read_image(self.files[i], self.channels, self.size)[0], torch.tensor(self.labels[i])
 
 
-def scan(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[Path], list[int]]:
-    """Class names (subfolders, sorted) and every image file under each."""
+def scan(
+    root: Path, classes: list[str] | None = None, extensions: tuple[str, ...] = IMAGE_EXTENSIONS
+) -> tuple[list[str], list[Path], list[int]]:
+    """Class names (subfolders, sorted) and every image file (every file of `extensions`) under each."""
     found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     given = classes is not None  # a val or test split may lack a class of the training split
     classes = classes or found
@@ -51,7 +53,7 @@ def scan(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[
         if not d.is_dir():
             continue
         for f in sorted(d.rglob("*")):
-            if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
+            if f.suffix.lower() in extensions and f.is_file():
                 files.append(f)
                 labels.append(i)
     empty = [c for i, c in enumerate(classes) if i not in set(labels)] if not given else []
@@ -62,12 +64,51 @@ def scan(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[
     if len(classes) < 2:
         raise ZooError(f"{root} needs at least two class subfolders with images; found {classes or 'none'}")
     if not files:
-        raise ZooError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
+        raise ZooError(f"no images ({', '.join(extensions)}) under {root}")
     return classes, files, labels
 
 
 def _find(root: Path, names: tuple[str, ...]) -> Path | None:
     return next((root / n for n in names if (root / n).is_dir()), None)
+
+
+def find_splits(
+    base: Path,
+    val_fraction: float,
+    test_fraction: float,
+    split_seed: int,
+    extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
+) -> tuple[list[str], dict[str, tuple[list[Path], list[int]]]]:
+    """Class names and {split: (files, labels)} of BASE/<class>/ (split by fraction, stratified) or
+    BASE/train|val|test/<class>/ (given splits; a missing one carved out of train)."""
+    train_dir = base / "train"
+    if train_dir.is_dir():
+        classes, files, labels = scan(train_dir, extensions=extensions)
+        parts = {"train": (files, labels)}
+        for which, names in (("val", VAL_NAMES), ("test", TEST_NAMES)):
+            d = _find(base, names)
+            if d is not None:
+                _, f, lab = scan(d, classes, extensions)
+                parts[which] = (f, lab)
+        missing = [s for s in ("val", "test") if s not in parts]
+        if missing:  # carve the missing splits out of train, stratified
+            f, lab = parts["train"]
+            vf = val_fraction if "val" in missing else 0.0
+            tf = test_fraction if "test" in missing else 0.0
+            idx_train, idx_val, idx_test = split_indices(len(lab), vf, tf, split_seed, labels=lab, joint_hold_out=True)
+            parts["train"] = ([f[i] for i in idx_train], [lab[i] for i in idx_train])
+            if "val" in missing:
+                parts["val"] = ([f[i] for i in idx_val], [lab[i] for i in idx_val])
+            if "test" in missing:
+                parts["test"] = ([f[i] for i in idx_test], [lab[i] for i in idx_test])
+    else:
+        classes, files, labels = scan(base, extensions=extensions)
+        tr, va, te = split_indices(len(labels), val_fraction, test_fraction, split_seed, labels=labels)
+        parts = {
+            s: ([files[i] for i in idx], [labels[i] for i in idx])
+            for s, idx in (("train", tr), ("val", va), ("test", te))
+        }
+    return classes, parts
 
 
 @register.dataset("folder")
@@ -87,33 +128,7 @@ def folder(
     """
     base = existing_folder(root, "root", "expected ROOT/<class>/<images> or ROOT/train/<class>/...")
     hw = (size, size)
-    train_dir = base / "train"
-    if train_dir.is_dir():
-        classes, files, labels = scan(train_dir)
-        parts = {"train": (files, labels)}
-        for which, names in (("val", VAL_NAMES), ("test", TEST_NAMES)):
-            d = _find(base, names)
-            if d is not None:
-                _, f, lab = scan(d, classes)
-                parts[which] = (f, lab)
-        missing = [s for s in ("val", "test") if s not in parts]
-        if missing:  # carve the missing splits out of train, stratified
-            f, lab = parts["train"]
-            vf = val_fraction if "val" in missing else 0.0
-            tf = test_fraction if "test" in missing else 0.0
-            idx_train, idx_val, idx_test = split_indices(len(lab), vf, tf, split_seed, labels=lab, joint_hold_out=True)
-            parts["train"] = ([f[i] for i in idx_train], [lab[i] for i in idx_train])
-            if "val" in missing:
-                parts["val"] = ([f[i] for i in idx_val], [lab[i] for i in idx_val])
-            if "test" in missing:
-                parts["test"] = ([f[i] for i in idx_test], [lab[i] for i in idx_test])
-    else:
-        classes, files, labels = scan(base)
-        tr, va, te = split_indices(len(labels), val_fraction, test_fraction, split_seed, labels=labels)
-        parts = {
-            s: ([files[i] for i in idx], [labels[i] for i in idx])
-            for s, idx in (("train", tr), ("val", va), ("test", te))
-        }
+    classes, parts = find_splits(base, val_fraction, test_fraction, split_seed)
     splits = {s: ImageFiles(f, lab, channels, hw) for s, (f, lab) in parts.items()}
     mean, std = sampled_stats(splits["train"], stats_samples)
     info = DataInfo("classification", tuple(classes), channels, hw, mean, std)

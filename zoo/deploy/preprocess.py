@@ -6,6 +6,8 @@ and width, the rows of pixels every decoder gives, and does the rest inside the 
 `antialias=1`, half-pixel centres; PyTorch's `F.interpolate(bilinear, antialias=True)` is its reference) and
 the scaling to [0, 1]; the network then normalises as before. A client decodes and feeds pixels, and no image
 library's resize or colour conversion (whose results change between versions) takes part in a prediction.
+Data of any other channel count (`color: bands`, zoo.deploy.schema.is_bands) comes in as N x H x W x C uint8
+arrays and passes through the same resize and scaling with no colour conversion.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class AntialiasResize(torch.autograd.Function):
 
 
 class Preprocess(nn.Module):
-    """uint8 (N, H, W, 3) RGB -> float32 (N, channels, h, w) in [0, 1]; resized to `size` unless it is None."""
+    """uint8 (N, H, W, 3) RGB, or (N, H, W, C) bands -> float32 (N, channels, h, w) in [0, 1]; resized to `size`
+    unless it is None."""
 
     def __init__(self, channels: int, size: tuple[int, int] | None):
         super().__init__()
@@ -79,7 +82,8 @@ class Served(nn.Module):
 
 
 def as_pixels(x: torch.Tensor) -> torch.Tensor:
-    """Float NCHW images in [0, 1] (1 or 3 channels) as the uint8 form's input: (N, H, W, 3) RGB, rounded."""
+    """Float NCHW images in [0, 1] as the uint8 form's input, rounded: (N, H, W, 3) RGB (grey copied), or
+    (N, H, W, C) for bands."""
     x = x.clamp(0, 1).mul(255).round().to(torch.uint8)
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)

@@ -37,6 +37,24 @@ DECODE = {
     "orientation": "EXIF orientation is ignored: pixels are used as stored",
 }
 
+ARRAY_FILE = ".npy (numpy.save of one H x W x C array, C last; no pickles)"
+ARRAY_SCALING = {
+    "uint8": "uint8 only: v / 255 (in the graph)",
+    "float32": "uint8: v / 255; uint16: v / 65535; float32 and float64: as stored, in [0, 1]",
+}
+
+
+def is_bands(channels: int) -> bool:
+    """Data of a channel count images do not hold (not 1 or 3: multispectral, depth): served as H x W x C arrays,
+    taken as stored, with no colour conversion (`color: bands`)."""
+    return channels not in (1, 3)
+
+
+def array_decode(form: str) -> dict[str, Any]:
+    """How a file becomes the H x W x C array a model of bands takes (zoo.runtime.decoding.read_array)."""
+    dtypes = ["uint8"] if form == "uint8" else ["uint8", "uint16", "float32", "float64"]
+    return {"output": "array", "file": ARRAY_FILE, "layout": "HWC", "dtypes": dtypes, "scaling": ARRAY_SCALING[form]}
+
 
 @functools.cache
 def schema() -> dict:
@@ -58,7 +76,7 @@ def postprocessing(info, head_semantics: dict[str, Any]) -> dict[str, Any]:
 def preprocessing(info, form: str, dynamic_size: bool) -> dict[str, Any]:
     """From a file to the graph's input: decoding, colour, resize, scale; `where` says who does each step."""
     where = "graph" if form == "uint8" else "client"
-    grey = info.channels == 1
+    grey, bands, c = info.channels == 1, is_bands(info.channels), info.channels
     h, w = (int(s) for s in info.size)
     resize = None
     if not dynamic_size:
@@ -75,21 +93,26 @@ def preprocessing(info, form: str, dynamic_size: bool) -> dict[str, Any]:
             if form == "uint8"
             else "Pillow Image.resize(BILINEAR) of each channel as a float32 ('F') image",
         }
-    steps = ["decode to RGB uint8 (see decode)"]
+    steps = [f"read an H x W x {c} array (see decode)" if bands else "decode to RGB uint8 (see decode)"]
     if form == "uint8":
-        steps += ["add a batch axis: N x H x W x 3 uint8 (images of one size per batch)", "run"]
+        what = f"N x H x W x {c} uint8 (arrays" if bands else "N x H x W x 3 uint8 (images"
+        steps += [f"add a batch axis: {what} of one size per batch)", "run"]
     else:
         steps += [
-            "convert to grayscale by the formula, in float" if grey else "keep RGB",
+            "scale to [0, 1] by its dtype (see decode)"
+            if bands
+            else "convert to grayscale by the formula, in float"
+            if grey
+            else "keep RGB",
             "keep the image's size" if dynamic_size else f"resize to height {h}, width {w} (see resize)",
-            "divide by 255",
+            *([] if bands else ["divide by 255"]),
             "HWC -> CHW, add a batch axis: N x C x H x W float32",
             "run",
         ]
     return {
-        "decode": dict(DECODE),
+        "decode": array_decode(form) if bands else dict(DECODE),
         "color_conversion": {
-            "to": "grayscale" if grey else "rgb",
+            "to": "bands" if bands else "grayscale" if grey else "rgb",
             "formula": LUMA_FORMULA if grey else None,
             "where": where,
         },
@@ -113,8 +136,8 @@ def input_entry(info, form: str, dynamic_size: bool, min_size: int | None) -> di
             "form": "uint8",
             "layout": "NHWC",
             "dtype": "uint8",
-            "channels": 3,
-            "color": "rgb",
+            "channels": info.channels if is_bands(info.channels) else 3,
+            "color": "bands" if is_bands(info.channels) else "rgb",
             "range": [0, 255],
             "size": list(info.size),
             "dynamic": dynamic,
@@ -127,7 +150,7 @@ def input_entry(info, form: str, dynamic_size: bool, min_size: int | None) -> di
         "layout": "NCHW",
         "dtype": "float32",
         "channels": info.channels,
-        "color": "grayscale" if info.channels == 1 else "rgb",
+        "color": "grayscale" if info.channels == 1 else "bands" if is_bands(info.channels) else "rgb",
         "range": [0.0, 1.0],
         "size": list(info.size),
         "dynamic": ["batch", "height", "width"] if dynamic_size else ["batch"],

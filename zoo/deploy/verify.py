@@ -19,7 +19,7 @@ import numpy as np
 
 from zoo.deploy import schema
 from zoo.errors import ZooError
-from zoo.runtime import Model, decode
+from zoo.runtime import Model
 
 GOLDEN_FORMAT = "zoo.golden/1"
 SCORE_TOLERANCE = 1e-5  # float outputs: |diff|, relative to the value where it is above 1
@@ -61,9 +61,17 @@ def _pixels(batch) -> list[np.ndarray]:
     return [np.repeat(im, 3, axis=2) if im.shape[2] == 1 else im for im in a]
 
 
+def _arrays(batch) -> list[np.ndarray]:
+    """A parity batch of a model of bands as the H x W x C arrays its golden .npy files hold: uint8 NHWC as it
+    is, float NCHW as float32 (data that need not be 8-bit)."""
+    a = batch.numpy()
+    return list(a) if a.dtype == np.uint8 else list(np.ascontiguousarray(a.transpose(0, 2, 3, 1), dtype=np.float32))
+
+
 def _record(model, path: Path) -> dict[str, Any]:
-    """What the export gives for one file: decoded pixels, graph input, outputs, predict JSON."""
-    rgb = decode(path)
+    """What the export gives for one file: decoded pixels (a model of bands: the array), graph input, outputs,
+    predict JSON."""
+    rgb = model.input.load(path)
     item, original = model.prepare(path)
     batch = item[None]
     outputs = model.run(batch)
@@ -84,11 +92,14 @@ def write_golden(folder: Path, onnx_path: Path, batches: list, count: int = 6) -
     model = Model(onnx_path, providers="cpu")
     out = folder / "golden"
     out.mkdir()
-    images = [im for b in batches for im in _pixels(b)[: -(-count // len(batches))]]
+    bands = model.input.bands  # N-channel arrays: .npy samples instead of images
+    images = [im for b in batches for im in (_arrays(b) if bands else _pixels(b))[: -(-count // len(batches))]]
     samples = []
     for i, rgb in enumerate(images):
-        path = out / f"sample_{i}.png"
-        kind = _save(rgb, KINDS[i % len(KINDS)], path)
+        path = out / f"sample_{i}.{'npy' if bands else 'png'}"
+        if bands:
+            np.save(path, rgb, allow_pickle=False)
+        kind = "array" if bands else _save(rgb, KINDS[i % len(KINDS)], path)
         samples.append({"file": f"golden/{path.name}", "kind": kind, **_record(model, path)})
     (out / "golden.json").write_text(
         json.dumps({"format": GOLDEN_FORMAT, "tolerance": SCORE_TOLERANCE, "samples": samples}, indent=1)
@@ -131,7 +142,7 @@ def verify(export_dir: str | Path) -> tuple[list[str], int]:
     for s in golden["samples"]:
         where = s["file"]
         try:
-            rgb = decode(root / s["file"])
+            rgb = model.input.load(root / s["file"])
             batch = model.prepare(root / s["file"])[0][None]
         except ZooError as e:
             failures.append(f"{where}: {e}")

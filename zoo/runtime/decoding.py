@@ -1,6 +1,7 @@
 """Images in, by zoo.format's decode rules: a file opened within the pixel limit, decoded to RGB uint8 pixels,
 and the float32 input form's preprocessing (BT.601 grey, Pillow's resize, /255). Training, `zoo verify` and the
-plugins decode through these too, so every part of zoo sees the same pixels."""
+plugins decode through these too, so every part of zoo sees the same pixels. Data of any other channel count
+(multispectral bands, depth) comes as arrays, H x W x C in `.npy` files: `read_array` and `array_input`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import numpy as np
 from zoo.errors import ZooError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+ARRAY_EXTENSIONS = (".npy",)  # H x W x C arrays (numpy.save), for channel counts images do not hold
+ARRAY_SCALE = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0, "float64": 1.0}  # dtype -> divisor to [0, 1]
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as zoo.format states (and zoo.deploy.preprocess puts in the graph)
 
 
@@ -112,25 +115,76 @@ def as_rgb8(a: np.ndarray) -> np.ndarray:
 def float_input(rgb: np.ndarray, channels: int, size: Sequence[int] | None) -> np.ndarray:
     """The float32 form's preprocessing of HxWx3 RGB uint8: BT.601 grey in float (one channel), resize of each
     channel as a float ('F') image by Pillow's BILINEAR unless size is None, /255; CHW float32 in [0, 1]."""
-    from PIL import Image
-
     x = rgb.astype(np.float32)
     if channels == 1:
         x = (x @ np.asarray(LUMA, dtype=np.float32))[..., None]
-    if size is not None and tuple(x.shape[:2]) != (size[0], size[1]):
-        planes = [Image.fromarray(np.ascontiguousarray(x[..., c]), mode="F") for c in range(x.shape[2])]
-        x = np.stack([np.asarray(p.resize((size[1], size[0]), Image.BILINEAR)) for p in planes], axis=2)
-    return (x / 255.0).astype(np.float32).transpose(2, 0, 1)
+    return (resize_planes(x, size) / 255.0).astype(np.float32).transpose(2, 0, 1)
 
 
-def list_images(path: str | Path) -> list[Path]:
-    """One image file, or every image file under a folder (sorted)."""
+def resize_planes(x: np.ndarray, size: Sequence[int] | None) -> np.ndarray:
+    """HxWxC float32 resized channel by channel as float ('F') images by Pillow's BILINEAR to (height, width),
+    unless size is None or the array is that size already."""
+    from PIL import Image
+
+    if size is None or tuple(x.shape[:2]) == (size[0], size[1]):
+        return x
+    planes = [Image.fromarray(np.ascontiguousarray(x[..., c]), mode="F") for c in range(x.shape[2])]
+    return np.stack([np.asarray(p.resize((size[1], size[0]), Image.BILINEAR)) for p in planes], axis=2)
+
+
+def read_array(path: str | Path, what: str = "input array") -> np.ndarray:
+    """A `.npy` file's array (numpy.load, no pickles), its first two axes within `max_pixels()` (read from the
+    header first); a file that cannot be read is one ZooError naming it."""
+    try:
+        a = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise ZooError(f"{what} {str(path)!r} does not exist") from None
+    except (OSError, ValueError, EOFError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ZooError(f"cannot read {what} {str(path)!r} as a .npy array: {first}") from None
+    if not isinstance(a, np.ndarray):  # an .npz archive
+        raise ZooError(f"cannot read {what} {str(path)!r} as a .npy array: it holds several (an .npz archive)")
+    if a.ndim >= 2 and a.shape[0] * a.shape[1] > max_pixels():
+        raise ZooError(
+            f"{what} {str(path)!r} is {a.shape[1]}x{a.shape[0]} pixels, which is over zoo's limit of "
+            f"{max_pixels()} pixels per image (ZOO_MAX_PIXELS raises it)"
+        )
+    return np.array(a)
+
+
+def check_array(a: np.ndarray, channels: int, dtypes: Sequence[str], what: str) -> np.ndarray:
+    """An H x W x C array (H x W for one channel) of one of `dtypes`, C == channels, float values finite and in
+    [0, 1]; returned as H x W x C. Anything else is one line naming `what` and what is taken."""
+    takes = f"H x W x {channels} arrays of {' or '.join(dtypes)}"
+    if a.ndim == 2 and channels == 1:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] != channels:
+        raise ZooError(f"{what} has shape {list(a.shape)}; this model takes {takes}")
+    if str(a.dtype) not in dtypes:
+        raise ZooError(f"{what} is {a.dtype}; this model takes {takes}")
+    bad = a.dtype.kind == "f" and a.size and (not np.isfinite(a).all() or float(a.min()) < 0 or float(a.max()) > 1)
+    if bad:
+        raise ZooError(f"{what} holds values outside [0, 1] (or not finite); float arrays must be in [0, 1]")
+    return a
+
+
+def array_input(a: np.ndarray, size: Sequence[int] | None) -> np.ndarray:
+    """The float32 form's preprocessing of an H x W x C array (checked by `check_array`): scaled to [0, 1] by its
+    dtype (uint8 / 255, uint16 / 65535, float as stored), each channel resized as a float ('F') image by Pillow's
+    BILINEAR unless size is None; C x H x W float32. Training on arrays (the arrays dataset) uses it too."""
+    x = resize_planes(a.astype(np.float32), size) / ARRAY_SCALE[str(a.dtype)]  # float_input's order: the same bits
+    return np.ascontiguousarray(x.astype(np.float32).transpose(2, 0, 1))
+
+
+def list_images(path: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
+    """One image file, or every image file under a folder (sorted); `extensions`: the files a model takes (a
+    model of arrays takes ARRAY_EXTENSIONS)."""
     p = Path(path)
     if p.is_file():
         return [p]
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in extensions and f.is_file())
         if not files:
-            raise ZooError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(path)!r}")
+            raise ZooError(f"no images ({', '.join(extensions)}) under {str(path)!r}")
         return files
     raise ZooError(f"input={str(path)!r} does not exist (give an image file or a folder of images)")

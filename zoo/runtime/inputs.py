@@ -11,14 +11,26 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ZooError
-from zoo.runtime.decoding import as_rgb8, decode, float_input
+from zoo.runtime.decoding import (
+    ARRAY_EXTENSIONS,
+    ARRAY_SCALE,
+    IMAGE_EXTENSIONS,
+    array_input,
+    as_rgb8,
+    check_array,
+    decode,
+    float_input,
+    read_array,
+)
 
 
 @dataclass(frozen=True)
 class ModelInput:
     """The graph's input: its name and shape (onnxruntime's), its form (uint8: pixels in, preprocessing inside the
     graph; float32: preprocessed by the client), channels, the size the network works at, whether it takes any
-    size, the channels the network sees, and the smallest and largest images it accepts."""
+    size, the channels the network sees, and the smallest and largest images it accepts. `bands`: the input is
+    C-channel arrays (`color: bands`, any C but 1 and 3: multispectral, depth), read from `.npy` files as they are
+    stored, no colour conversion."""
 
     name: str
     shape: Sequence[Any]
@@ -29,6 +41,7 @@ class ModelInput:
     net_channels: int
     min_size: tuple
     max_size: tuple | None
+    bands: bool = False
 
     @classmethod
     def read(cls, metadata: dict[str, Any], graph_input: Any) -> ModelInput:
@@ -39,8 +52,9 @@ class ModelInput:
         # the network takes the image at its own size (no resize anywhere), as segmentation does
         resize = metadata.get("preprocessing", {}).get("resize", "absent")
         dynamic_size = resize is None if resize != "absent" else "height" in meta_in.get("dynamic", [])
-        net_channels = 1 if meta_in.get("color") == "grayscale" else 3
-        if form == "uint8":
+        bands = meta_in.get("color") == "bands"  # arrays of any channel count, taken as stored
+        net_channels = int(meta_in["channels"]) if bands else 1 if meta_in.get("color") == "grayscale" else 3
+        if form == "uint8" and not bands:
             to = metadata["preprocessing"]["color_conversion"]["to"]
             net_channels = 1 if to == "grayscale" else 3
         default_min = [32, 32] if dynamic_size else list(size)  # formats 1 and 2 said so in prose
@@ -54,11 +68,37 @@ class ModelInput:
             net_channels=net_channels,
             min_size=tuple(meta_in.get("min_size") or default_min),
             max_size=tuple(meta_in["max_size"]) if meta_in.get("max_size") else None,
+            bands=bands,
         )
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """The files this model takes: images, or `.npy` arrays for a model of bands."""
+        return ARRAY_EXTENSIONS if self.bands else IMAGE_EXTENSIONS
+
+    @property
+    def array_dtypes(self) -> tuple[str, ...]:
+        """The dtypes of the arrays a model of bands takes: uint8 for the uint8 form (the graph scales them), any
+        dtype zoo scales to [0, 1] for the float32 form (zoo.runtime.decoding.ARRAY_SCALE)."""
+        return ("uint8",) if self.form == "uint8" else tuple(ARRAY_SCALE)
+
+    def load(self, path: str | Path) -> np.ndarray:
+        """What a file gives before preprocessing: an image's RGB uint8 pixels, or for a model of bands the
+        array a `.npy` holds, checked against what the model takes."""
+        if not self.bands:
+            return decode(path)
+        if Path(path).suffix.lower() not in ARRAY_EXTENSIONS:
+            raise ZooError(
+                f"input {str(path)!r} is not a .npy file; this model takes {self.channels}-channel arrays as .npy "
+                f"files (H x W x {self.channels}, {' or '.join(self.array_dtypes)})"
+            )
+        return check_array(read_array(path), self.channels, self.array_dtypes, f"input array {str(path)!r}")
 
     def shape_text(self) -> str:
         """The input's form in words, for error messages."""
         if self.form == "uint8":
+            if self.bands:
+                return f"uint8 [N, H, W, {self.channels}] ({self.channels}-channel arrays, any height and width)"
             return "uint8 [N, H, W, 3] (RGB pixels, any height and width)"
         h, w = ("H", "W") if self.dynamic_size else self.size
         return f"float32 [N, {self.channels}, {h}, {w}] (pixels in [0, 1])"
@@ -100,7 +140,10 @@ class ModelInput:
 
     def prepare(self, image: str | Path | np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         """One image (a file, or HxW / HxWxC uint8 or uint16 pixels) as one item of the input form, with its
-        original (height, width); an image outside the metadata's sizes is refused in one line."""
+        original (height, width); an image outside the metadata's sizes is refused in one line. A model of bands
+        takes H x W x C arrays (or `.npy` files of them) instead."""
+        if self.bands:
+            return self._prepare_array(image)
         if isinstance(image, np.ndarray):
             rgb, what = as_rgb8(image), f"an image array of shape {list(image.shape)}"
         else:
@@ -113,9 +156,23 @@ class ModelInput:
             self.check_size(*original, what)
         return float_input(rgb, self.net_channels, None if self.dynamic_size else self.size), original
 
+    def _prepare_array(self, image: str | Path | np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """A model of bands: an H x W x C array (or a `.npy` file) as one item of the input form."""
+        if isinstance(image, np.ndarray):
+            what = f"an array of shape {list(image.shape)}"
+            a = check_array(image, self.channels, self.array_dtypes, what)
+        else:
+            a, what = self.load(image), f"input array {str(image)!r}"
+        original = (a.shape[0], a.shape[1])
+        if self.form == "uint8" or self.dynamic_size:
+            self.check_size(*original, what)
+        if self.form == "uint8":
+            return np.ascontiguousarray(a), original
+        return array_input(a, None if self.dynamic_size else self.size), original
+
     def as_input(self, images: np.ndarray) -> np.ndarray:
-        """Float32 N x C x H x W images in [0, 1] (1 or 3 channels) in the input form: the uint8 form takes them
-        rounded to 8 bits, N x H x W x 3 RGB (grey copied to R, G and B)."""
+        """Float32 N x C x H x W images in [0, 1] in the input form: the uint8 form takes them rounded to 8 bits,
+        N x H x W x C (1 channel: grey copied to R, G and B; a model of bands: its C channels as they are)."""
         if self.form != "uint8":
             return images
         pixels = np.clip(np.round(np.asarray(images, dtype=np.float32) * 255), 0, 255).astype(np.uint8)

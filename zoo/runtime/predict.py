@@ -44,7 +44,12 @@ def options() -> tuple[Option, ...]:
     """model=, input=, what to write, then the runtime's options."""
     return (
         Option("model", help="an exported model.onnx (zoo export)", metavar="PATH", required=True),
-        Option("input", help="an image, or a folder of images", metavar="FILE_OR_DIR", required=True),
+        Option(
+            "input",
+            help="an image, or a folder of images (a model of N-channel bands: .npy arrays, H x W x C)",
+            metavar="FILE_OR_DIR",
+            required=True,
+        ),
         Option("topk", Annotated[int, COUNT], "classification: the best classes per image", 5),
         Option("batch", Annotated[int, COUNT], "images per onnxruntime call", 32),
         Option("masks", help="segmentation: write each image's mask PNG here", metavar="DIR"),
@@ -77,7 +82,7 @@ def run(args: list[str]) -> int:
             raise ZooError(f"zoo predict needs {need}=PATH")
     model = Model(kv["model"], VERB.value(kv, "providers"), **options)
     model.check_extras(kv.get("outputs", []))  # embedding, cam: extra outputs the export added
-    files = list_images(kv["input"])
+    files = list_images(kv["input"], model.input.extensions)  # images, or .npy arrays for a model of bands
     # what the model gives is declared by its outputs' roles (zoo.tasks), whatever the head named them
     if "masks" in kv and "mask" not in model.roles:
         raise ZooError(f"masks=DIR writes segmentation masks, but this {model.task} model gives no mask output")
