@@ -18,7 +18,7 @@ from zoo import tasks
 from zoo.errors import ZooError
 
 SCHEMA_FILE = Path(__file__).parents[1] / "runtime" / "format.schema.json"  # shipped with the runtime
-FORMAT = "3.0"
+FORMAT = "3.1"  # 3.1: "bands" inputs (any channel count, .npy arrays)
 # ITU-R BT.601 luma weights (Pillow's convert("L") uses them too, rounding to integers; zoo's graph does not round)
 LUMA = (0.299, 0.587, 0.114)
 LUMA_FORMULA = "Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601 luma, in float, not rounded)"
