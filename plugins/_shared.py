@@ -282,8 +282,11 @@ def figure(width: float, height: float):
 
 
 def show_image(ax, image: np.ndarray, title: str = "") -> None:
-    """A CHW image in [0, 1] on `ax`: grey for one channel, colour for three; no axes."""
+    """A CHW image in [0, 1] on `ax`: grey for one channel, colour for three, the mean of the bands in grey for
+    any other count (multispectral data has no one true colour picture); no axes."""
     hwc = image.transpose(1, 2, 0)
+    if hwc.shape[-1] not in (1, 3):
+        hwc = hwc.mean(axis=-1, keepdims=True)
     ax.imshow(hwc[..., 0] if hwc.shape[-1] == 1 else hwc.clip(0, 1), cmap="gray", vmin=0, vmax=1)
     ax.set_title(title, fontsize=8)
     ax.axis("off")

@@ -1,7 +1,9 @@
 """Photometric augmentations: torchvision transforms.v2 that change pixel values, never geometry.
 
 Masks and boxes pass through them unchanged. Images are float CHW in [0, 1] and stay in [0, 1].
-Saturation and hue need colour: on 1-channel images they are no-ops (torchvision matches PIL there).
+Saturation and hue need colour: on 1-channel images they are no-ops (torchvision matches PIL there). On data of
+another channel count (bands), brightness and contrast work band by band (BandJitter); saturation, hue and the
+automatic policies, which need RGB, are refused in one line.
 RandAugment and TrivialAugment also shear, translate and rotate, but torchvision applies them to the
 image only and refuses masks and boxes, so they are offered for classification and regression only.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
+import torch
+from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from zoo import Range, register
@@ -30,10 +34,48 @@ def _needs_colour(info: DataInfo, name: str) -> None:
         log.warning("aug.ops.%s has no effect on 1-channel images (data has 1 channel)", name)
 
 
+def _is_bands(info: DataInfo) -> bool:
+    """Data of other than 1 or 3 channels (multispectral, depth): torchvision's colour kernels refuse it."""
+    return info.channels not in (1, 3)
+
+
+def _colour_only(info: DataInfo, name: str) -> None:
+    """One line for an operation that needs RGB (or grey) on data of another channel count."""
+    if _is_bands(info):
+        raise ZooError(
+            f"aug.ops.{name} works on 1- or 3-channel images, but the data has {info.channels} channels; "
+            "brightness, contrast, noise, blur and the geometric operations work on any channel count"
+        )
+
+
+class BandJitter(v2.Transform):
+    """Brightness or contrast of an image of any channel count, as ColorJitter does for RGB: brightness scales
+    every band by one factor; contrast blends each band with the mean of all bands (RGB's grey mean, taken over
+    the bands). Masks and boxes pass through."""
+
+    def __init__(self, name: str, amount: float):
+        super().__init__()
+        self.name, self.amount = name, amount
+
+    def make_params(self, flat_inputs) -> dict:
+        lo, hi = max(0.0, 1.0 - self.amount), 1.0 + self.amount
+        return {"factor": float(torch.empty(1).uniform_(lo, hi))}
+
+    def transform(self, inpt, params: dict):
+        if isinstance(inpt, (tv_tensors.Mask, tv_tensors.BoundingBoxes)) or not isinstance(inpt, torch.Tensor):
+            return inpt
+        f = params["factor"]
+        other = torch.zeros_like(inpt) if self.name == "brightness" else inpt.mean(dim=(-3, -2, -1), keepdim=True)
+        return (inpt * f + other * (1.0 - f)).clamp_(0.0, 1.0)
+
+
 def _jitter(info: DataInfo, name: str, amount: float, p: float, colour: bool = False) -> v2.Transform:
     """One ColorJitter property (`name`) by up to `amount`, with probability p."""
     if colour:
+        _colour_only(info, name)
         _needs_colour(info, name)
+    if _is_bands(info):
+        return v2.RandomApply([BandJitter(name, amount)], p=p)
     return v2.RandomApply([v2.ColorJitter(**{name: amount})], p=p)
 
 
@@ -112,10 +154,12 @@ def randaugment(
     p: Probability = 1.0,
 ) -> v2.Transform:
     """RandAugment: num_ops random operations at magnitude 0-30, with probability p."""
+    _colour_only(info, "randaugment")
     return v2.RandomApply([v2.RandAugment(num_ops=num_ops, magnitude=magnitude, num_magnitude_bins=31)], p=p)
 
 
 @register.augmentation("trivialaugment", tasks=IMAGE_LEVEL_TASKS)
 def trivialaugment(info: DataInfo, p: Probability = 1.0) -> v2.Transform:
     """TrivialAugment (wide): one random operation at a random magnitude, with probability p."""
+    _colour_only(info, "trivialaugment")
     return v2.RandomApply([v2.TrivialAugmentWide()], p=p)

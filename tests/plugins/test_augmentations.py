@@ -291,3 +291,38 @@ def test_presets_compose_and_train_one_epoch_on_digits(preset, tmp_path):
     results = train(cfg, tmp_path)
     assert (tmp_path / "metrics.json").exists()
     assert results["epochs"] == 1 and math.isfinite(results["history"][0]["train_loss"])
+
+
+INFO5 = DataInfo("classification", tuple("abcde"), 5, (32, 32), (0.5,) * 5, (0.25,) * 5)
+NEEDS_RGB = {"saturation", "hue", "randaugment", "trivialaugment"}  # torchvision's colour kernels: 1 or 3 channels
+
+
+@pytest.mark.parametrize("name", sorted(NAMES))
+def test_every_op_takes_five_bands_or_refuses_them_in_one_line(name):
+    """Multispectral data (5 bands): an op works band-agnostically, or says in one line that it needs RGB;
+    torchvision's own TypeError (a traceback) never reaches the user."""
+    if name in NEEDS_RGB:
+        with pytest.raises(ZooError, match=rf"aug.ops.{name} works on 1- or 3-channel images, but the data has 5"):
+            _build(name, INFO5)
+        return
+    op = _build(name, INFO5)
+    torch.manual_seed(0)
+    x = torch.rand(5, 32, 32)
+    if isinstance(op, BatchTransform):
+        out = op(x[None].repeat(2, 1, 1, 1), torch.tensor([0, 1]))[0]
+        assert out.shape == (2, 5, 32, 32)
+    else:
+        out = op(x)
+        assert out.shape == (5, 32, 32)
+        assert not torch.equal(out, x)  # it acted
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+def test_band_contrast_blends_toward_the_mean_of_all_bands():
+    from zoo_plugins.augmentations.photometric import BandJitter
+
+    x = torch.rand(5, 8, 8)
+    out = BandJitter("contrast", 0.5).transform(x, {"factor": 0.0})
+    assert torch.allclose(out, x.mean().expand_as(x))
+    mask = tv_tensors.Mask(torch.ones(8, 8, dtype=torch.int64))
+    assert BandJitter("brightness", 0.5).transform(mask, {"factor": 0.0}) is mask
