@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
+import torchvision
 from torch import fx, nn
 
 from zoo import register
@@ -35,9 +36,11 @@ PROBES = ((512, 512), (448, 448))  # two sizes: a level's channels stay, its hei
 
 def classification_models() -> list[str]:
     """The names torchvision's registry holds for its classification models."""
-    import torchvision
-
     return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+# the registry checks a name before the factory runs, and `zoo list architecture torchvision` shows them
+ModelName = Literal[tuple(classification_models())]
 
 
 def check_name(name: str) -> None:
@@ -56,8 +59,6 @@ def build_kwargs(name: str) -> dict:
     normalisation does it; see torchvision_weights.stats). Read from the model class's signature."""
     import inspect
 
-    import torchvision
-
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cls = type(torchvision.models.get_model(name))
@@ -72,8 +73,6 @@ def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
 
 def full_model(name: str, in_channels: int) -> nn.Module:
     """torchvision's model, untrained, with its first convolution built for `in_channels`."""
-    import torchvision
-
     model = torchvision.models.get_model(name, **build_kwargs(name))
     if in_channels != 3:
         path, conv = first_conv(model)
@@ -267,7 +266,7 @@ class TorchvisionBackbone(Backbone):
 
 
 @register.architecture("torchvision", max_params=1_000_000_000, weights_check=tvw.weights_check)
-def torchvision_backbone(in_channels: int, model_name: str = "resnet18", weights: str = "DEFAULT") -> Backbone:
+def torchvision_backbone(in_channels: int, model_name: ModelName = "resnet18", weights: str = "DEFAULT") -> Backbone:
     """Any classification model of torchvision (googlenet, squeezenet1_1, resnet50...): model.model_name=NAME.
 
     Feature maps per output stride through torchvision's feature extraction; stages are those levels. Weights:

@@ -136,12 +136,15 @@ def test_levels_are_one_per_stride_and_stages_cover_the_body():
     )]  # fmt: skip
 
 
-def test_the_classifier_as_it_is_gives_torchvisions_logits_and_categories(torch_home, offline, tmp_path):
+@pytest.mark.slow
+def test_the_classifier_as_it_is_gives_torchvisions_logits_and_categories(torch_home, offline, tmp_path, caplog):
     import torchvision
 
     state, member = cached_weights("squeezenet1_1")
     model = build_model(cfg("squeezenet1_1", "pretrained_classifier"), info(3, 64, ("goldfish", "tench")))
-    report = load_weights(model, "pretrained", include_head=True)
+    with caplog.at_level("WARNING", logger="zoo"):
+        report = load_weights(model, "pretrained", include_head=True)
+    assert "the weights were trained at 224x224 crops, this run's inputs are 64x64 (data.size=224" in caplog.text
     assert report["new"] == []  # the body, the statistics and the classifier all came from the file
     reference = torchvision.models.get_model("squeezenet1_1").eval()
     reference.load_state_dict(state)
@@ -195,6 +198,7 @@ def test_weights_check_reads_statistics_without_building(torch_home, offline):
     assert googlenet == {"mean": [0.5], "std": [0.5], "size": 224}  # transform_input's (x - 0.5) / 0.5, one channel
 
 
+@pytest.mark.slow
 def test_weights_from_a_file_and_bad_values_in_one_line(tmp_path, offline):
     import torchvision
 
@@ -220,6 +224,7 @@ def test_weights_from_a_file_and_bad_values_in_one_line(tmp_path, offline):
         load_weights(model, "pretrained")
 
 
+@pytest.mark.slow
 def test_any_channel_count_builds_and_adapts_the_first_convolution(torch_home, offline):
     from timm.models import adapt_input_conv
 
@@ -235,7 +240,7 @@ def test_any_channel_count_builds_and_adapts_the_first_convolution(torch_home, o
 
 
 def test_unknown_names_suggest_close_ones():
-    with pytest.raises(ZooError, match="unknown torchvision model 'resnet51'; did you mean 'resnet50'"):
+    with pytest.raises(ZooError, match="model.model_name='resnet51' is not one of: alexnet, .*did you mean 'resnet50'"):
         build_model(cfg("resnet51"), info())
     with pytest.raises(ZooError, match="torchvision's vit_b_16 takes no input but its own size"):
         build_model(cfg("vit_b_16"), info(3, 224))
