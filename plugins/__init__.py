@@ -1,6 +1,6 @@
 """zoo's standard plugins, registered through the `zoo.plugins` entry point like any third party's."""
 
-from zoo_plugins.architectures import classic, timm_backbones  # noqa: F401
+from zoo_plugins.architectures import classic, timm_backbones, torchvision_models  # noqa: F401
 from zoo_plugins.augmentations import geometric, mixing, photometric  # noqa: F401
 from zoo_plugins.datasets import (  # noqa: F401
     arrays,

@@ -107,7 +107,7 @@ def pretrained_stats(model: nn.Module, channels: int) -> Optional[dict]:
 
 def _timm_file(source: str) -> Optional[str]:
     """The weight file a `timm` / `timm:FILE` source names ("" for the hub), or None for other sources."""
-    if source == "timm":
+    if source in ("timm", "pretrained"):  # pretrained: the architecture's own published weights, timm's here
         return ""
     if source.startswith("timm:"):
         if not source[len("timm:") :]:
@@ -129,7 +129,7 @@ class _Params(nn.Module):
             self.register_parameter(name.replace(".", "_"), p)
 
 
-def _stage_module(body: nn.Module, paths: tuple[str, ...]) -> nn.Module:
+def stage_module(body: nn.Module, paths: tuple[str, ...]) -> nn.Module:
     """One stage: the body's modules named by `paths`; a path `name#param` names a single parameter."""
     modules, loose = [], {}
     for path in paths:
@@ -179,7 +179,7 @@ def _full_names(feature_names: list[str], full_names) -> dict[str, str]:
 
 
 def _stage_paths(body: nn.Module, model_name: str, in_channels: int, stage_groups: str) -> tuple:
-    """The stages as tuples of module paths in `body` (see `_stage_module`), shallow to deep."""
+    """The stages as tuples of module paths in `body` (see `stage_module`), shallow to deep."""
     no_groups = (
         f"model.model_name={model_name} has no block structure that timm groups (no group_matcher"
         f"{'' if stage_groups == 'blocks' else ' for stages; try model.stage_groups=blocks'}), so it has no "
@@ -207,8 +207,13 @@ def _stage_paths(body: nn.Module, model_name: str, in_channels: int, stage_group
             groups[-2:] = [groups[-2] + groups[-1]]  # so does a final norm or conv after the blocks (DenseNet's)
     if len(groups) < 2:
         raise ZooError(no_groups)
-    stage_of = {n: i for i, g in enumerate(groups) for n in g}
-    paths: list[list[str]] = [[] for _ in groups]
+    return paths_by_stage(body, {n: i for i, g in enumerate(groups) for n in g}, len(groups))
+
+
+def paths_by_stage(body: nn.Module, stage_of: dict[str, int], count: int) -> tuple[tuple[str, ...], ...]:
+    """The `count` stages as tuples of module paths in `body` (see `stage_module`), from each parameter's stage:
+    the largest modules whose parameters all fall in one stage, and single parameters where they do not."""
+    paths: list[list[str]] = [[] for _ in range(count)]
 
     def place(module: nn.Module, prefix: str) -> None:
         below = {stage_of[prefix + n] for n, _ in module.named_parameters()}
@@ -229,7 +234,7 @@ def _stage_paths(body: nn.Module, model_name: str, in_channels: int, stage_group
 class TimmBackbone(Backbone):
     """Wraps timm's feature net: its feature levels, and its blocks grouped into stages as timm groups them."""
 
-    weight_sources = ("timm", "timm:FILE")
+    weight_sources = ("timm", "timm:FILE", "pretrained")
 
     def __init__(
         self,
@@ -268,11 +273,11 @@ class TimmBackbone(Backbone):
         shallow to deep, the stem joined to the first."""
         if self._stage_paths is None:
             self._stage_paths = _stage_paths(self.body, self.model_name, self.in_channels, self.stage_groups)
-        return [_stage_module(self.body, paths) for paths in self._stage_paths]
+        return [stage_module(self.body, paths) for paths in self._stage_paths]
 
     def load_source(self, source: str) -> Optional[dict]:
-        """`timm`: timm's pretrained weights from the hub (once, then its cache); `timm:FILE`: from a local copy
-        of the hub's weight file. Returns the mean/std they expect; None for any other source."""
+        """`timm` (or `pretrained`): timm's pretrained weights from the hub (once, then its cache); `timm:FILE`: from
+        a local copy of the hub's weight file. Returns the mean/std they expect; None for any other source."""
         file = _timm_file(source)
         if file is None:
             return None
@@ -326,7 +331,50 @@ class TimmBackbone(Backbone):
         return True
 
 
-@register.architecture("timm", max_params=1_000_000_000)  # a named hub model, as large as the user chose
+def _in_cache(cfg) -> bool:
+    """Whether timm's weight file for a pretrained cfg is already on this machine (Hugging Face's or torch's cache)."""
+    import torch
+    from huggingface_hub import try_to_load_from_cache
+
+    if cfg.hf_hub_id:
+        names = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+        return any(isinstance(try_to_load_from_cache(cfg.hf_hub_id, n), str) for n in names)
+    return bool(cfg.url) and (Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name).is_file()
+
+
+def weights_check(values: dict, source: str) -> Optional[dict]:
+    """The pre-flight check (`register.architecture(..., weights_check=)`): None when `source` is not one of
+    model=timm's; else, without building the model or downloading, that the weights can be had (a `timm:FILE`
+    exists, the hub answers, or they are in the local cache; one line if not) and the {"mean", "std", "size"} they
+    expect. `values`: the model node's values (`model_name`; `in_channels` folds the statistics)."""
+    import timm
+
+    file = _timm_file(source)
+    if file is None:
+        return None
+    name = values.get("model_name", "resnet18")
+    _check_name(name)
+    cfg = timm.get_pretrained_cfg(name)
+    if cfg is None:
+        raise ZooError(f"timm has no pretrained weights for {name!r}; use transfer=scratch or another model")
+    if file and not Path(file).expanduser().is_file():
+        raise ZooError(f"transfer.weights=timm:{file}: no such file (a copy of timm's weight file for {name!r})")
+    if not file and not _in_cache(cfg):
+        from huggingface_hub import constants
+
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else (None if hub_reachable() else "")
+        if why is not None:
+            raise ZooError(
+                f"cannot load timm's pretrained weights for {name!r}: {why or HUB_HOST + ' cannot be reached'} and "
+                f"they are not in the local cache; copy the weight file to this machine and give transfer.weights="
+                f"timm:FILE"
+            )
+    channels = int(values.get("in_channels", 3))
+    stats = pretrained_stats(type("Cfg", (), {"pretrained_cfg": cfg.to_dict()})(), channels) or {}
+    return {**stats, "size": int(cfg.input_size[-1])}
+
+
+@register.architecture("timm", max_params=1_000_000_000, weights_check=weights_check)  # a named hub model
 def timm_backbone(
     in_channels: int,
     model_name: str = "resnet18",

@@ -1,5 +1,5 @@
 """Image classification: pool the deepest features, optional hidden layers, a linear classifier; or the
-backbone's own pretrained classifier (timm's ImageNet head) with its own labels."""
+backbone's own pretrained classifier (timm's or torchvision's ImageNet head) with its own labels."""
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ class _OnColumns(nn.Module):
 
 
 class PretrainedClassifierHead(ClassificationHead):
-    """The backbone's own classifier and labels (e.g. timm's 1000 ImageNet classes). The deployed model
+    """The backbone's own classifier and labels (e.g. timm's or torchvision's 1000 ImageNet classes). The deployed model
     gives probabilities over all its labels; loss and metrics use the columns of the dataset's classes
     (the convention of ImageNet subsets such as ImageNet-R), so class folders name labels it knows."""
 
@@ -142,7 +142,8 @@ class PretrainedClassifierHead(ClassificationHead):
         Head.__init__(self)
         if not hasattr(backbone, "classifier"):
             raise ZooError(
-                f"head=pretrained_classifier needs a backbone with a classifier of its own (model=timm); "
+                "head=pretrained_classifier needs a backbone with a classifier of its own (model=timm, "
+                f"model=torchvision); "
                 f"{type(backbone).__name__} has none: use head=classification"
             )
         self.tail, labels, synsets = backbone.classifier()
@@ -174,5 +175,5 @@ def pretrained_classifier(
     label_smoothing: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.0,
     topk: int = 5,
 ) -> Head:
-    """The backbone's own classifier with its own labels (timm's ImageNet classes); data classes name labels it has."""
+    """The backbone's own classifier with its own labels (timm's, torchvision's); data classes name labels it has."""
     return PretrainedClassifierHead(backbone, info, label_smoothing, topk)

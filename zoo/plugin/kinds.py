@@ -40,8 +40,9 @@ RETURNS = {
     "interpretation": "Explainer",
 }
 
-# what a kind may declare besides tasks=: an architecture's smallest input and budgets above zoo's (zoo.model)
-EXTRA = {"architecture": ("min_size", "max_params", "max_activations")}
+# what a kind may declare besides tasks=: an architecture's smallest input and budgets above zoo's (zoo.model), and
+# weights_check(values, source) -> {"mean", "std", "size"} | None, the pre-flight check of its own weight sources
+EXTRA = {"architecture": ("min_size", "max_params", "max_activations", "weights_check")}
 
 
 def check_extra(plugin: Any) -> None:
@@ -53,6 +54,8 @@ def check_extra(plugin: Any) -> None:
         if key not in allowed:
             also = f"; {article(plugin.kind)} declares only tasks=" + "".join(f", {a}=" for a in allowed)
             raise PluginDefinitionError(f"{where}: register.{plugin.kind}() takes no {key}={also}")
+    if "weights_check" in plugin.extra and not callable(plugin.extra["weights_check"]):
+        raise PluginDefinitionError(f"{where}: weights_check= must be a function (values, source) -> dict or None")
     for key in ("max_params", "max_activations"):
         value = plugin.extra.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
