@@ -40,8 +40,9 @@ RETURNS = {
     "interpretation": "Explainer",
 }
 
-# what a kind may declare besides tasks=: an architecture's smallest input and budgets above zoo's (zoo.model)
-EXTRA = {"architecture": ("min_size", "max_params", "max_activations")}
+# what a kind may declare besides tasks=: an architecture's smallest input and budgets above zoo's (zoo.model),
+# and the pre-flight of its own weights (zoo.train.experiment.check_weights)
+EXTRA = {"architecture": ("min_size", "max_params", "max_activations", "weights_check")}
 
 
 def check_extra(plugin: Any) -> None:
