@@ -7,6 +7,7 @@ from zoo_plugins.datasets import (  # noqa: F401
     coco,
     csv_table,
     digits,
+    dogs_vs_cats,
     folder,
     glyphs,
     masks,

@@ -1,4 +1,5 @@
-"""Image files on disk: a subfolder per class (split or pre-split), or named <class>.<n>.jpg (Dogs vs. Cats)."""
+"""Image files on disk: a subfolder per class (split or pre-split); Dogs vs. Cats reads its layouts through this code
+(zoo_plugins.datasets.dogs_vs_cats)."""
 
 from __future__ import annotations
 
@@ -133,44 +134,3 @@ def folder(
     mean, std = sampled_stats(splits["train"], stats_samples)
     info = DataInfo("classification", tuple(classes), channels, hw, mean, std)
     return DataBundle(info, splits["train"], splits["val"], splits["test"])
-
-
-def scan_named(folder: Path) -> tuple[list[str], list[Path], list[int]]:
-    """Class names (sorted) and every image file in `folder` named <class>.<anything> (cat.123.jpg)."""
-    files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise ZooError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
-    unnamed = next((f.name for f in files if "." not in f.stem), None)
-    if unnamed is not None:
-        raise ZooError(f"{folder / unnamed} has no class in its name; expected <class>.<n>.jpg, e.g. cat.123.jpg")
-    names = [f.stem.split(".")[0] for f in files]
-    classes = sorted(set(names))
-    if len(classes) < 2:
-        raise ZooError(f"{folder} needs images of at least two classes (<class>.<n>.jpg); found {classes}")
-    index = {c: i for i, c in enumerate(classes)}
-    return classes, files, [index[n] for n in names]
-
-
-@register.dataset("dogs_vs_cats")
-def dogs_vs_cats(
-    seed: int,
-    root: str,
-    size: Annotated[int, Range(8)] = 64,
-    channels: Literal[1, 3] = 3,
-    val_fraction: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.15,
-    test_fraction: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.15,
-    split_seed: int = 0,
-    stats_samples: int = 256,
-) -> DataBundle:
-    """Images named <class>.<n>.jpg in ROOT/train/ or ROOT (Kaggle's Dogs vs. Cats), split by fraction, stratified.
-
-    Kaggle's test1/ has no labels, so val and test are carved out of train/.
-    """
-    base = existing_folder(root, "root", "expected ROOT/train/cat.0.jpg, ROOT/train/dog.0.jpg, ...")
-    folder = base / "train" if (base / "train").is_dir() else base
-    classes, files, labels = scan_named(folder)
-    tr, va, te = split_indices(len(labels), val_fraction, test_fraction, split_seed, labels=labels)
-    hw = (size, size)
-    splits = [ImageFiles([files[i] for i in idx], [labels[i] for i in idx], channels, hw) for idx in (tr, va, te)]
-    mean, std = sampled_stats(splits[0], stats_samples)
-    return DataBundle(DataInfo("classification", tuple(classes), channels, hw, mean, std), *splits)

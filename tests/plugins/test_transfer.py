@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -282,3 +283,55 @@ def test_augment_writes_a_png(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).size[1] > 3 * 32
     assert_one_line_error(zoo_in_process("augment", f"output={out}", "aug=hevy"), "unknown aug 'hevy'")
+
+
+# ---- two steps across runs: the head on the frozen base, then fine-tuning with that head ------------------------
+
+
+@pytest.mark.slow
+def test_two_step_transfer_keeps_the_step_one_head_bit_for_bit(source, tmp_path):
+    over = {**FAST, "trainer.max_epochs": 1, "data.classes": "[5,6,7,8,9]", "data.shots": 10}
+    step1 = tmp_path / "step1"  # step 1: a new head on the source run's frozen base
+    train(small_config(**over, transfer="feature_extraction", **{"transfer.weights": str(source)}), step1)
+    trained = torch.load(step1 / "checkpoints" / "best.pt", weights_only=True)["model"]
+    # step 2 as it starts: trainer.max_epochs=0 saves the model as set up, before any optimizer step
+    start = {**over, "trainer.max_epochs": 0, "transfer": "finetune", "transfer.weights": str(step1)}
+    kept, fresh = tmp_path / "kept", tmp_path / "fresh"
+    results = train(small_config(**start, **{"transfer.keep_head": "true"}), kept)
+    train(small_config(**start), fresh)
+    heads = {run: torch.load(run / "checkpoints" / "best.pt", weights_only=True)["model"] for run in (kept, fresh)}
+    head_keys = [k for k in trained if k.startswith("head.")]
+    assert head_keys and all(torch.equal(heads[kept][k], trained[k]) for k in trained)  # head and base, bit for bit
+    assert results["transfer"]["weights"]["new"] == []
+    changed = [k for k in head_keys if trained[k].is_floating_point() and not torch.equal(heads[fresh][k], trained[k])]
+    assert any(k.endswith("weight") for k in changed)  # without keep_head the head starts afresh
+
+
+def test_keep_head_refuses_a_head_that_does_not_fit_in_one_line(source):
+    cfg = small_config(**FAST, **{"data.classes": "[5,6,7]", "data.shots": 10})
+    model = build_model(cfg, build_data(cfg, 0).info)
+    with pytest.raises(ZooError, match=r"^transfer.keep_head=true but the head in transfer.weights=.* does not fit"):
+        strategy("finetune", weights=str(source), keep_head=True).setup(model)
+    with pytest.raises(ZooError) as refused:
+        strategy("frozen", weights=str(source), keep_head=True).setup(model)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert re.search(r"2 head tensor\(s\) not loaded, first head\.\S+bias, head\.\S+weight;", message)
+
+
+@pytest.mark.parametrize("name", ["frozen", "feature_extraction", "finetune"])
+def test_keep_head_loads_the_source_head_into_every_strategy_that_freezes(source, name):
+    cfg = small_config(**FAST, **{"data.classes": "[0,1,2,3,4]", "data.shots": 10})
+    model = build_model(cfg, build_data(cfg, 0).info)
+    strategy(name, weights=str(source), keep_head=True).setup(model)
+    src = torch.load(source / "checkpoints" / "best.pt", weights_only=True)["model"]
+    assert all(torch.equal(v, src[f"head.{k}"]) for k, v in model.head.state_dict().items())
+    assert not any(p.requires_grad for p in model.backbone.parameters())  # the head's phase comes first
+
+
+def test_the_default_source_is_the_architectures_own_weights():
+    for name in ("pretrained", "feature_extraction", "frozen", "finetune"):
+        assert registry.get("transfer", name).defaults()["weights"] == "pretrained"
+    model, _, _ = target_model()  # model=cnn publishes no weights: one line saying what to give instead
+    with pytest.raises(ZooError, match=r"^transfer.weights=pretrained: .* has no published weights of its own"):
+        strategy("finetune").setup(model)

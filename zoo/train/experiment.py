@@ -6,6 +6,7 @@ Training (zoo.train.engine), the benchmarks (zoo.bench) and the pre-flight check
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from zoo.data import BatchTransform, DataBundle, DataInfo, build_augmentations, 
 from zoo.errors import ZooError
 from zoo.model import Transfer, ZooModel, build_model, check_architecture
 from zoo.plugin import registry
+
+log = logging.getLogger("zoo")
 
 
 def seed_everything(seed: int) -> None:
@@ -72,6 +75,42 @@ def metric_mode(model: ZooModel, name: str) -> str:
     return "max" if better else "min"
 
 
+def _height_width(size) -> tuple[int, int] | None:
+    """(h, w) of a size given as an int, [s], [h, w] or [c, h, w]; None for anything else."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        return size, size
+    if isinstance(size, (list, tuple)) and 1 <= len(size) <= 3 and all(isinstance(v, int) for v in size):
+        return (size[0], size[0]) if len(size) == 1 else (size[-2], size[-1])
+    return None
+
+
+def check_weights(cfg: dict) -> dict | None:
+    """The pre-flight of the transfer's weights, before any data is read or downloaded: the architecture's
+    `weights_check` (declared when it registers) says in one line when its own weights cannot be had here
+    (offline, not in the cache), and returns the input {"mean", "std", "size"} they expect; None when the
+    architecture declares no check or the source is not its own (a run directory, a checkpoint). A data.size
+    that differs from the weights' size is worth one warning, not a refusal."""
+    source = cfg["transfer"].get("weights")
+    if source in (None, "", "none"):
+        return None
+    mcfg = dict(cfg["model"])
+    arch = registry.get("architecture", mcfg.pop("name")).resolve()  # a cached record holds no functions
+    check = arch.extra.get("weights_check")
+    if check is None:
+        return None
+    values = arch.check_values(mcfg, "model")
+    with arch.blame("in its weights_check"):
+        expected = check(values, str(source))
+    wanted, given = _height_width((expected or {}).get("size")), _height_width(cfg["data"].get("size"))
+    if wanted and given and wanted != given:
+        log.warning(
+            "transfer.weights=%s: model=%s's weights were trained at %dx%d but data.size gives %dx%d; they may do "
+            "better at their own size (data.size=%d)",
+            source, arch.name, *wanted, *given, wanted[0],
+        )  # fmt: skip
+    return expected
+
+
 @dataclass
 class Experiment:
     """What one run trains: its plain config, data, model (on its device), transfer strategy with the weights
@@ -121,6 +160,7 @@ def build_experiment(cfg: dict, data: DataBundle | None = None) -> Experiment:
     pair = isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)
     fits = isinstance(size, int) or pair
     check_architecture(cfg, None, size if fits else None)  # before the data is built: it may take long
+    check_weights(cfg)  # so are the weights: an offline run without them stops before any download
     data = data or build_data(cfg, seed)
     if len(data.train) == 0 or len(data.val) == 0:
         raise ZooError(f"data={cfg['data']['name']} has an empty train or val split")
