@@ -325,3 +325,44 @@ def test_the_digits_runs_embeddings_come_from_a_middle_layer(digits_run, tmp_pat
     record = explain("embeddings", params, str(digits_run), None, 2, str(tmp_path / "out"))
     assert record["layer"] == "backbone.blocks.1" and record["points"] == 60
     assert record["dimensions"] == model.backbone.blocks[1][0][0].out_channels  # that stage's channels, pooled
+
+
+# ---- zoo list layers: the names layer= takes ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_zoo_list_layers_names_every_module_with_its_type_and_output_shape(tiny_run, capsys):
+    from zoo.cli import main
+    from zoo.report.explain import layers
+    from zoo.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    rows = layers(str(tiny_run))
+    model, _ = model_from_checkpoint(load_checkpoint(tiny_run))
+    assert [r[0] for r in rows] == [n for n, _ in model.named_modules() if n]
+    found = {name: (kind, shape) for name, kind, shape in rows}
+    width = model.backbone.blocks[0][0][0].out_channels
+    assert found["backbone.blocks.0.0.0"] == ("Conv2d", f"{width}x32x32")  # digits at 32x32, size kept
+    assert found["backbone.blocks.0"][1] == f"{width}x16x16"  # after the pool
+    assert found["head.classifier.1"] == ("Linear", "3")  # three classes
+    assert found["backbone"][1].startswith(f"[{width}x16x16, ")  # the feature maps, one per stage
+    assert main(["list", "layers", f"run={tiny_run}"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["layer", "type", "output", "(one", "image)"] and len(out) == len(rows) + 1
+    assert out[1 + [r[0] for r in rows].index("head.classifier.1")].split() == ["head.classifier.1", "Linear", "3"]
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["layers"], "zoo list layers needs one of run=DIR or checkpoint=FILE"),
+        (["layers", "run=/nonexistent/run"], "/nonexistent/run"),
+        (["layers", "rn=x"], "unknown argument for zoo list 'rn'; did you mean 'run'?"),
+        (["model", "run=x"], "zoo list model: key=value arguments go with layers only"),
+    ],
+)
+def test_zoo_list_layers_refuses_bad_input_in_one_line(capsys, args, fragment):
+    from zoo.cli import main
+
+    assert main(["list", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0], err
