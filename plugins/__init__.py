@@ -16,5 +16,5 @@ from zoo_plugins.datasets import (  # noqa: F401
     torchvision_sets,
 )
 from zoo_plugins.heads import classification, detection, fpn, regression, unet  # noqa: F401
-from zoo_plugins.interpretation import attribution, embeddings, inspection  # noqa: F401
+from zoo_plugins.interpretation import adversarial, attribution, embeddings, inspection  # noqa: F401
 from zoo_plugins.transfer import strategies  # noqa: F401

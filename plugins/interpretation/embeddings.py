@@ -1,6 +1,6 @@
-"""Embeddings: the penultimate features of a split, projected to 2-D (PCA and t-SNE, scikit-learn) and
-coloured by label, with k-nearest-neighbour accuracy in each space; and retrieval: the split's images
-nearest to each image explained.
+"""Embeddings: the penultimate features of a split (or any layer's output, `layer=NAME`, pooled to a vector),
+projected to 2-D (PCA and t-SNE, scikit-learn) and coloured by label, with k-nearest-neighbour accuracy in
+each space; and retrieval: the split's images nearest to each image explained.
 
 An image's label is its class (classification), the class of its largest box (detection; "no object"
 without one), or the class covering most of its pixels apart from the split's background, the class
@@ -9,7 +9,7 @@ covering most pixels over the whole split (segmentation)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import torch
@@ -18,16 +18,51 @@ from torch import nn
 from zoo import Range, ZooError, register
 from zoo.data import loader
 from zoo.deploy.graph import explained_forward
+from zoo.errors import unknown
 from zoo.model import Explainer
 from zoo_plugins._shared import figure, label_of, show_image
 
 
 @torch.no_grad()
-def embed(model: nn.Module, images: torch.Tensor) -> np.ndarray:
-    """The penultimate features of a batch: what enters the head's last linear layer, or (a head with
-    none) the deepest feature map averaged over its pixels; the vectors `export.outputs=[embedding]` gives."""
+def embed(model: nn.Module, images: torch.Tensor, layer: Optional[str] = None) -> np.ndarray:
+    """The features of a batch: by default the penultimate ones, what enters the head's last linear layer, or
+    (a head with none) the deepest feature map averaged over its pixels, the vectors `export.outputs=[embedding]`
+    gives; or the output of the module `layer` names (its dotted path in the model), pooled to a vector."""
     model.eval()
-    return explained_forward(model, images, embedding=True)[2].float().cpu().numpy()
+    if layer is None:
+        return explained_forward(model, images, embedding=True)[2].float().cpu().numpy()
+    module = find_layer(model, layer, "explain.embeddings.layer")
+    seen: list = []
+    handle = module.register_forward_hook(lambda m, args, out: seen.append(out))
+    try:
+        model(images)
+    finally:
+        handle.remove()
+    return pooled(seen[0] if seen else None, layer).float().cpu().numpy()
+
+
+def find_layer(model: nn.Module, name: str, key: str) -> nn.Module:
+    """The module at dotted path `name` in the model (`zoo list layers run=DIR` lists them); one line with close
+    matches if there is none."""
+    modules = {n: m for n, m in model.named_modules() if n}
+    if name not in modules:
+        raise unknown(f"layer for {key}", str(name), modules, see="zoo list layers run=DIR")
+    return modules[name]
+
+
+def pooled(out, name: str) -> torch.Tensor:
+    """A layer's output as one vector per image: a feature map (N, C, H, W) averaged over its pixels, tokens
+    (N, L, D) averaged over the tokens, a vector (N, D) as it is."""
+    if out is None:
+        raise ZooError(f"explain.embeddings.layer={name} is not run by the model's forward; pick another layer")
+    if not isinstance(out, torch.Tensor) or out.ndim < 2:
+        raise ZooError(
+            f"explain.embeddings.layer={name} gives a {type(out).__name__}, not a batch of features; pick a layer "
+            "that gives a tensor (see: zoo list layers run=DIR)"
+        )
+    if out.ndim == 4:
+        return out.mean((2, 3))
+    return out.mean(1) if out.ndim == 3 else out.flatten(1)
 
 
 def knn_accuracy(points: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
@@ -68,15 +103,16 @@ def _name(classes, label: int) -> str:
 class Embeddings(Explainer):
     """PCA and t-SNE of a split's embeddings, and nearest-neighbour retrieval."""
 
-    def __init__(self, split: str, max_images: int, neighbours: int, perplexity: float):
+    def __init__(self, split: str, max_images: int, neighbours: int, perplexity: float, layer: Optional[str] = None):
         self.split, self.max_images, self.neighbours, self.perplexity = split, max_images, neighbours, perplexity
+        self.layer = layer
 
     def points(self, subject) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """The split's embeddings (N, D), labels (N,; -1 for none) and images, up to max_images."""
         ds = getattr(subject.data(), self.split)
         feats, votes, images = [], [], []
         for x, y in loader(ds, 256, False, 0, 0):
-            feats.append(embed(subject.model, x))
+            feats.append(embed(subject.model, x, self.layer))
             votes.append(class_votes(y, subject.info.num_classes))
             images.append(x)
             if sum(len(f) for f in feats) >= self.max_images:
@@ -121,13 +157,14 @@ class Embeddings(Explainer):
             title_fontsize=8,
         )
         fig.suptitle(
-            f"penultimate features of {len(feats)} {self.split} images ({feats.shape[1]} dimensions; "
+            f"{self.layer or 'penultimate'} features of {len(feats)} {self.split} images ({feats.shape[1]} dimensions; "
             f"5-NN accuracy there {scores['full']:.3f})"
         )
         fig.savefig(output / "embeddings.png")
         self.retrieval(subject, feats, labels, images, output / "retrieval.png")
         return {
             "split": self.split,
+            "layer": self.layer or "penultimate",
             "points": len(feats),
             "dimensions": int(feats.shape[1]),
             "knn_accuracy": {k: round(v, 4) for k, v in scores.items()},
@@ -135,7 +172,7 @@ class Embeddings(Explainer):
 
     def retrieval(self, subject, feats: np.ndarray, labels: np.ndarray, images: torch.Tensor, path: Path) -> None:
         """Each explained image and its nearest split images by cosine similarity of the embeddings."""
-        queries = embed(subject.model, subject.images)
+        queries = embed(subject.model, subject.images, self.layer)
         unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
         q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
         nearest = np.argsort(-(q @ unit.T), axis=1)[:, : self.neighbours]
@@ -156,6 +193,7 @@ def embeddings(
     max_images: Annotated[int, Range(10, 20000)] = 2000,
     neighbours: Annotated[int, Range(1, 20)] = 5,
     perplexity: Annotated[float, Range(2, 100)] = 30.0,
+    layer: Optional[str] = None,
 ) -> Explainer:
-    """A split's penultimate features in 2-D (PCA, t-SNE) coloured by label, k-NN accuracy, and retrieval."""
-    return Embeddings(split, max_images, neighbours, perplexity)
+    """A split's features (penultimate, or layer=NAME pooled) in 2-D (PCA, t-SNE) by label, k-NN accuracy, retrieval."""
+    return Embeddings(split, max_images, neighbours, perplexity, layer)

@@ -35,7 +35,7 @@ class Filters(Explainer):
             raise ZooError("explain.filters: the model has no convolution")
         name = self.layer or next(iter(convs))
         if name not in convs:
-            raise unknown("convolution for explain.filters.layer", name, convs)
+            raise unknown("convolution for explain.filters.layer", name, convs, see="zoo list layers run=DIR")
         w = convs[name].weight.detach().float().cpu().numpy()  # (out, in / groups, k, k)
         if w.shape[1] == 3:
             tiles = [_normalised(k).transpose(1, 2, 0) for k in w[: self.limit]]

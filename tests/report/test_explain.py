@@ -263,3 +263,106 @@ def test_embeddings_of_the_trained_digits_model_separate_classes(tmp_path):
     train(small_config(**{"trainer.max_epochs": 8, "trainer.progress": "false"}), run)
     record = explain("embeddings", {"split": "test"}, str(run), None, 4, str(tmp_path / "out"))
     assert record["knn_accuracy"]["tsne"] >= 0.9 and record["knn_accuracy"]["pca"] > 0.3
+
+
+# ---- embeddings from any layer ------------------------------------------------------------------------------
+
+
+def _digits_cnn():
+    info = DataInfo("classification", tuple("0123456789"), 1, (32, 32), (0.5,), (0.25,))
+    cfg = {
+        "data": {"name": "digits"},
+        "model": {"name": "cnn", "width": 8, "depth": 3},
+        "head": {"name": "classification"},
+    }
+    torch.manual_seed(0)
+    return build_model(cfg, info).eval(), info, cfg
+
+
+def test_embeddings_from_a_named_layer_are_its_output_pooled():
+    from zoo_plugins.interpretation.embeddings import embed
+
+    model, _, _ = _digits_cnn()
+    x = torch.rand(5, 1, 32, 32)
+    seen = []
+    model.backbone.blocks[1].register_forward_hook(lambda m, a, out: seen.append(out))
+    with torch.no_grad():
+        logits = model(x)
+    expected = seen[0].mean((2, 3)).numpy()  # (5, 16, 8, 8) averaged over its pixels
+    assert np.allclose(embed(model, x, "backbone.blocks.1"), expected, atol=1e-6)
+    assert np.allclose(embed(model, x, "head.classifier.1"), logits.numpy(), atol=1e-5)  # a vector as it is
+    default = embed(model, x)  # penultimate, as before: what enters the last linear layer
+    assert default.shape == (5, model.head.classifier[1].in_features)
+
+
+@pytest.mark.parametrize(
+    "layer,fragment",
+    [
+        (
+            "backbone.block.1",
+            "unknown layer for explain.embeddings.layer 'backbone.block.1'; did you mean 'backbone.blocks.1'",
+        ),
+        ("backbone", "explain.embeddings.layer=backbone gives a list, not a batch of features"),
+        ("", "unknown layer for explain.embeddings.layer ''"),
+    ],
+)
+def test_a_bad_embedding_layer_is_one_line(layer, fragment):
+    from zoo.errors import ZooError
+    from zoo_plugins.interpretation.embeddings import embed
+
+    model, _, _ = _digits_cnn()
+    with pytest.raises(ZooError) as e:
+        embed(model, torch.rand(2, 1, 32, 32), layer)
+    assert str(e.value).startswith(fragment) and "\n" not in str(e.value), str(e.value)
+
+
+@pytest.mark.slow
+def test_the_digits_runs_embeddings_come_from_a_middle_layer(digits_run, tmp_path):
+    from zoo.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    model, _ = model_from_checkpoint(load_checkpoint(digits_run))
+    params = {"layer": "backbone.blocks.1", "max_images": 60}
+    record = explain("embeddings", params, str(digits_run), None, 2, str(tmp_path / "out"))
+    assert record["layer"] == "backbone.blocks.1" and record["points"] == 60
+    assert record["dimensions"] == model.backbone.blocks[1][0][0].out_channels  # that stage's channels, pooled
+
+
+# ---- zoo list layers: the names layer= takes ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_zoo_list_layers_names_every_module_with_its_type_and_output_shape(tiny_run, capsys):
+    from zoo.cli import main
+    from zoo.report.explain import layers
+    from zoo.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    rows = layers(str(tiny_run))
+    model, _ = model_from_checkpoint(load_checkpoint(tiny_run))
+    assert [r[0] for r in rows] == [n for n, _ in model.named_modules() if n]
+    found = {name: (kind, shape) for name, kind, shape in rows}
+    width = model.backbone.blocks[0][0][0].out_channels
+    assert found["backbone.blocks.0.0.0"] == ("Conv2d", f"{width}x32x32")  # digits at 32x32, size kept
+    assert found["backbone.blocks.0"][1] == f"{width}x16x16"  # after the pool
+    assert found["head.classifier.1"] == ("Linear", "3")  # three classes
+    assert found["backbone"][1].startswith(f"[{width}x16x16, ")  # the feature maps, one per stage
+    assert main(["list", "layers", f"run={tiny_run}"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["layer", "type", "output", "(one", "image)"] and len(out) == len(rows) + 1
+    assert out[1 + [r[0] for r in rows].index("head.classifier.1")].split() == ["head.classifier.1", "Linear", "3"]
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["layers"], "zoo list layers needs one of run=DIR or checkpoint=FILE"),
+        (["layers", "run=/nonexistent/run"], "/nonexistent/run"),
+        (["layers", "rn=x"], "unknown argument for zoo list 'rn'; did you mean 'run'?"),
+        (["model", "run=x"], "zoo list model: key=value arguments go with layers only"),
+    ],
+)
+def test_zoo_list_layers_refuses_bad_input_in_one_line(capsys, args, fragment):
+    from zoo.cli import main
+
+    assert main(["list", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0], err

@@ -1,15 +1,16 @@
-"""`zoo list [KIND [NAME]]`: a table of plugins (kind, name, summary, package), or one plugin's parameters.
+"""`zoo list [KIND [NAME]]`: a table of plugins (kind, name, summary, package), or one plugin's parameters;
+`zoo list layers run=DIR`: a trained model's layers, the names `layer=` of zoo explain takes.
 
-Read from the plugin cache (zoo.plugin.catalog): no plugin module and no torch is imported.
+Read from the plugin cache (zoo.plugin.catalog): no plugin module and no torch is imported (but for layers).
 """
 
 from __future__ import annotations
 
 import json
 
-from zoo.errors import unknown
+from zoo.errors import ZooError, unknown
 from zoo.plugin import catalog, discovery, registry
-from zoo.verbs import Verb
+from zoo.verbs import Option, Verb
 
 KIND_ALIASES = {
     "interpretations": "interpretation",
@@ -28,12 +29,22 @@ KIND_ALIASES = {
 VERB = Verb(
     "list",
     f"list plugins (kinds: {', '.join(registry.KINDS)}); --refresh rebuilds the plugin cache",
-    positionals=(("[KIND [NAME]]", "a kind of plugin, then one plugin of it: its parameters, types and defaults"),),
+    positionals=(
+        (
+            "[KIND [NAME] | layers]",
+            "a kind of plugin, then one plugin of it: its parameters, types and defaults; or layers, with run= or "
+            "checkpoint=: a trained model's layers (name, type, output shape), the names layer=NAME takes",
+        ),
+    ),
+    options=(
+        Option("run", help="zoo list layers: a run directory (its best checkpoint)", metavar="DIR"),
+        Option("checkpoint", help="zoo list layers: a checkpoint file, instead of run=", metavar="FILE"),
+    ),
     flags=(
         ("--errors", "the plugin packages that failed to load, with their tracebacks"),
         ("--refresh", "rebuild the plugin cache first"),
     ),
-    examples=("zoo list architecture", "zoo list head classification"),
+    examples=("zoo list architecture", "zoo list head classification", "zoo list layers run=runs/demo"),
 )
 
 
@@ -41,6 +52,8 @@ def run(args: list[str]) -> int:
     """Print the table, or one plugin's parameters."""
     show_errors, refresh = "--errors" in args, "--refresh" in args
     args = [a for a in args if a not in ("--errors", "--refresh")]
+    if (args and args[0] == "layers") or any("=" in a for a in args):
+        return show_layers(args)
     kinds = list(registry.KINDS)
     if args:
         kind = KIND_ALIASES.get(args[0], args[0])
@@ -79,3 +92,21 @@ def show_plugin(p) -> None:
     for prm in p.params:
         default = "required" if prm.default is registry.REQUIRED else json.dumps(prm.default)
         print(f"  {prm.name:<18} {prm.describe():<34} default {default}")
+
+
+def show_layers(args: list[str]) -> int:
+    """`zoo list layers run=DIR|checkpoint=FILE`: a trained model's modules, one line each."""
+    if not args or args[0] != "layers":
+        raise ZooError(f"zoo list {args[0]}: key=value arguments go with layers only: zoo list layers run=DIR")
+    kv = VERB.parse(args[1:])
+    source = kv.get("run") or kv.get("checkpoint")
+    if not source or len(kv) != 1:
+        raise ZooError("zoo list layers needs one of run=DIR or checkpoint=FILE, e.g. zoo list layers run=runs/demo")
+    from zoo.report.explain import layers  # lazy: torch, only for a model's layers
+
+    rows = layers(source)
+    widths = [max(len(r[i]) for r in rows + [("layer", "type", "")]) for i in range(2)]
+    print(f"{'layer':<{widths[0]}}  {'type':<{widths[1]}}  output (one image)")
+    for name, kind, shape in rows:
+        print(f"{name:<{widths[0]}}  {kind:<{widths[1]}}  {shape}")
+    return 0

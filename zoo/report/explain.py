@@ -99,3 +99,39 @@ def explain(method: str, params: dict[str, Any], source: str, inputs: str | None
         return {**record, "files": written}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def layers(source: str) -> list[tuple[str, str, str]]:
+    """The model of a run or checkpoint, module by module: dotted name (what `layer=` takes), type, and the
+    output shape for one image at the run's input size (`-` for a module the forward does not run)."""
+    model, info = model_from_checkpoint(load_checkpoint(source))
+    model.eval()
+    named = [(n, m) for n, m in model.named_modules() if n]
+    shapes: dict[str, str] = {}
+
+    def hook(name: str):
+        def record(module, args, out) -> None:
+            if name not in shapes:  # a module run twice keeps its first output
+                shapes[name] = _shape(out)
+
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in named]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, info.channels, *info.size))
+    finally:
+        for h in handles:
+            h.remove()
+    return [(n, type(m).__name__, shapes.get(n, "-")) for n, m in named]
+
+
+def _shape(out: Any) -> str:
+    """An output's shape without the batch: `16x8x8`, a list of them in brackets, or its type."""
+    if isinstance(out, torch.Tensor):
+        return "x".join(str(d) for d in out.shape[1:]) or "scalar"
+    if isinstance(out, (list, tuple)):
+        return "[" + ", ".join(_shape(o) for o in out) + "]"
+    if isinstance(out, dict):
+        return "{" + ", ".join(f"{k}: {_shape(v)}" for k, v in out.items()) + "}"
+    return type(out).__name__
