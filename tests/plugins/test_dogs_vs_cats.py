@@ -114,7 +114,8 @@ def test_the_lab_presets_compose(preset, model, size):
         pytest.skip(TORCHVISION)
     cfg = small_config(experiment=preset)
     assert cfg["data"]["name"] == "dogs_vs_cats" and cfg["data"]["size"] == size
-    assert cfg["model"].get("name" if model else "model_name") == (model or "legacy_xception")
+    assert cfg["model"]["name"] == ("torchvision" if model else "timm")
+    assert cfg["model"]["model_name"] == (model or "legacy_xception")
     t = cfg["transfer"]
     assert (t["name"], t["weights"], t["head_epochs"], cfg["trainer"]["max_epochs"]) == (
         "finetune",

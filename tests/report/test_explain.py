@@ -357,7 +357,7 @@ def test_zoo_list_layers_names_every_module_with_its_type_and_output_shape(tiny_
         (["layers"], "zoo list layers needs one of run=DIR or checkpoint=FILE"),
         (["layers", "run=/nonexistent/run"], "/nonexistent/run"),
         (["layers", "rn=x"], "unknown argument for zoo list 'rn'; did you mean 'run'?"),
-        (["model", "run=x"], "zoo list model: key=value arguments go with layers only"),
+        (["model", "run=x"], "zoo list model run=x: run= and checkpoint= go with layers only"),
     ],
 )
 def test_zoo_list_layers_refuses_bad_input_in_one_line(capsys, args, fragment):

@@ -97,7 +97,8 @@ def show_plugin(p) -> None:
 def show_layers(args: list[str]) -> int:
     """`zoo list layers run=DIR|checkpoint=FILE`: a trained model's modules, one line each."""
     if not args or args[0] != "layers":
-        raise ZooError(f"zoo list {args[0]}: key=value arguments go with layers only: zoo list layers run=DIR")
+        VERB.parse([a for a in args if "=" in a])  # a stranger is an unknown argument, with close matches
+        raise ZooError(f"zoo list {' '.join(args)}: run= and checkpoint= go with layers only: zoo list layers run=DIR")
     kv = VERB.parse(args[1:])
     source = kv.get("run") or kv.get("checkpoint")
     if not source or len(kv) != 1:
