@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import assert_one_line_error, small_config, zoo_in_process
 
 
@@ -53,3 +55,44 @@ def test_summary_of_a_run(digits_run):
     proc = zoo_in_process("summary", f"run={digits_run}", "fields=false", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["params"] > 0
+
+
+# torchvision's published figures (parameters; multiply-accumulates at 224x224, its GFLOPS column)
+PUBLISHED = {
+    "alexnet": (61_100_840, 0.71e9),
+    "vgg16": (138_357_544, 15.47e9),
+    "resnet50": (25_557_032, 4.09e9),
+    "googlenet": (6_624_904, 1.50e9),
+    "squeezenet1_1": (1_235_496, 0.35e9),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_zoo_summary_of_torchvision_models_gives_the_published_figures(name, tmp_path):
+    """The acceptance line through the CLI: model=torchvision with its own classifier (head=pretrained_classifier)
+    at 224x224 counts what torchvision publishes. The data is two class folders named as ImageNet labels, which
+    that head asks of a data set; nothing is downloaded (the weights are not loaded: only counted)."""
+    from PIL import Image
+
+    for label in ("tabby", "goldfish"):
+        (tmp_path / label).mkdir()
+        for i in range(6):
+            Image.new("RGB", (8, 8), (40 * i, 80, 120)).save(tmp_path / label / f"{i}.png")
+    proc = zoo_in_process(
+        "summary",
+        "model=torchvision",
+        f"model.model_name={name}",
+        "head=pretrained_classifier",
+        "data=folder",
+        f"data.root={tmp_path}",
+        "data.size=224",
+        "transfer=scratch",
+        "fields=false",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    params, macs = PUBLISHED[name]
+    assert got["params"] == params
+    assert abs(got["macs"] - macs) / macs < 0.02, got["macs"]
