@@ -15,6 +15,8 @@ asks for the architecture's own weights (`transfer.weights=pretrained` or `torch
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import re
 import warnings
@@ -30,7 +32,9 @@ from zoo.model import Backbone, FeatureInfo
 from zoo_plugins.architectures import torchvision_weights as tvw
 from zoo_plugins.architectures.timm_backbones import paths_by_stage, stage_module
 
-HEAD = re.compile(r"^(avgpool|adaptive_avg_pool2d(_\d+)?|classifier|fc|head|heads)(\.|$)")
+# where the classifier starts: a global pool (a module, F.adaptive_avg_pool2d, or x.mean([2, 3]) in the root
+# forward, as ShuffleNet and MNASNet do) or the classifier itself
+HEAD = re.compile(r"^(avgpool|adaptive_avg_pool2d(_\d+)?|mean(_\d+)?|classifier|fc|head|heads)(\.|$)")
 PROBES = ((512, 512), (448, 448))  # two sizes: a level's channels stay, its height and width follow the input
 
 
@@ -59,11 +63,21 @@ def build_kwargs(name: str) -> dict:
     normalisation does it; see torchvision_weights.stats). Read from the model class's signature."""
     import inspect
 
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cls = type(torchvision.models.get_model(name))
+    cls = type(on_meta(lambda: torchvision.models.get_model(name)))
     wanted = {"aux_logits": False, "init_weights": True, "transform_input": False}
     return {k: v for k, v in wanted.items() if k in inspect.signature(cls.__init__).parameters}
+
+
+def on_meta(build) -> nn.Module:
+    """`build()`'s model on the meta device (its structure, no memory); built on the CPU and moved there when its
+    constructor computes with tensor values, which the meta device does not hold (RegNet's stage widths)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with torch.device("meta"):
+                return build()
+        except (NotImplementedError, RuntimeError):
+            return build().to("meta")
 
 
 def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
@@ -124,16 +138,15 @@ def _shapes(gm: fx.GraphModule, names: dict, in_channels: int) -> list[dict]:
 
     out = []
     for size in PROBES:
-        ShapeProp(gm).propagate(torch.zeros(1, in_channels, *size, device="meta"))
+        with contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints the traceback of a failing node itself
+            ShapeProp(gm).propagate(torch.zeros(1, in_channels, *size, device="meta"))
         out.append({names[n]: getattr(n.meta.get("tensor_meta"), "shape", None) for n in gm.graph.nodes if n in names})
     return out
 
 
 def find_levels(name: str, in_channels: int) -> tuple[list[str], list[FeatureInfo], str]:
     """The return nodes of the feature levels (shallow to deep), their FeatureInfo, and the first head node."""
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        gm, names = _trace(full_model(name, in_channels))
+    gm, names = _trace(on_meta(lambda: full_model(name, in_channels)))
     order = [n for n in gm.graph.nodes if n.op != "output"]
     end = next((i for i, n in enumerate(order) if HEAD.match(names.get(n, ""))), None)
     if end is None:
@@ -142,7 +155,8 @@ def find_levels(name: str, in_channels: int) -> tuple[list[str], list[FeatureInf
     try:
         big, small = _shapes(gm, names, in_channels)
     except Exception as e:  # e.g. a vision transformer asserts its one input size
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        cause = e.__cause__ or e  # ShapeProp wraps the node's own error in one naming the fx node
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         raise ZooError(
             f"torchvision's {name} takes no input but its own size ({first}); zoo's backbones take any"
         ) from None
