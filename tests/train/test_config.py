@@ -30,8 +30,8 @@ def test_every_preset_composes(group, name):
 def test_every_plugin_is_a_config_option_with_no_yaml(group, kind):
     for plugin in registry.registries[kind]:
         assert plugin.name in group_options(group)
-        required = [p.name for p in plugin.params if p.default is registry.REQUIRED]
-        extra = [f"{group}.{r}=/tmp" for r in required]
+        required = [p for p in plugin.params if p.default is registry.REQUIRED]
+        extra = [f"{group}.{p.name}={'3' if p.base is int else '/tmp'}" for p in required]  # a folder, a count
         cfg = to_plain(compose([f"{group}={plugin.name}", *extra]))
         assert cfg[group]["name"] == plugin.name
         assert set(cfg[group]) == {"name", *(p.name for p in plugin.params)}
