@@ -26,6 +26,10 @@ class DataInfo:
     std: tuple[float, ...]
     units: tuple[str | None, ...] = ()  # regression: each value's unit, e.g. ("degrees",); () where unknown
     background: int | None = None  # segmentation: the mask value that means no object; None when every label is one
+    ignore_index: int | None = None  # segmentation: the mask value that labels nothing (Cityscapes' 255 "void");
+    # the loss and the metrics skip its pixels. None: every mask value is a class
+    crop_pct: float | None = None  # the centre crop the weights were evaluated with (size / shorter side before
+    # it, as torchvision's and timm's eval transforms: 224 / 256 = 0.875); None: the image is resized to size whole
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -54,6 +58,8 @@ class DataInfo:
             tuple(d["std"]),
             tuple(d.get("units") or ()),
             d.get("background"),
+            d.get("ignore_index"),
+            d.get("crop_pct"),
         )
 
 
