@@ -270,3 +270,15 @@ def pytest_terminal_summary(terminalreporter):
     total = sum(v for r in reports for k, v in getattr(r, "user_properties", ()) if k == "fuzz_cases")
     if total:
         terminalreporter.write_line(f"fuzz: {total} generated cases held to the CLI's contract, 0 failed")
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No connection can be opened: whatever tries to download fails at once (tests of offline code paths)."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("sockets are blocked in this test")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)

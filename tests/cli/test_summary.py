@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tests.conftest import assert_one_line_error, small_config, zoo_in_process
+from tests.report.test_summary import PUBLISHED
 
 
 def test_summary_of_a_config_matches_a_direct_count():
@@ -55,16 +56,6 @@ def test_summary_of_a_run(digits_run):
     proc = zoo_in_process("summary", f"run={digits_run}", "fields=false", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["params"] > 0
-
-
-# torchvision's published figures (parameters; multiply-accumulates at 224x224, its GFLOPS column)
-PUBLISHED = {
-    "alexnet": (61_100_840, 0.71e9),
-    "vgg16": (138_357_544, 15.47e9),
-    "resnet50": (25_557_032, 4.09e9),
-    "googlenet": (6_624_904, 1.50e9),
-    "squeezenet1_1": (1_235_496, 0.35e9),
-}
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ compose, and stop in one line before any data is read when their weights cannot 
 
 from __future__ import annotations
 
-import socket
 import zipfile
 from io import BytesIO
 
@@ -29,17 +28,6 @@ def write_archive(path, rng) -> None:
                     buf = BytesIO()
                     Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)).save(buf, "JPEG")
                     z.writestr(f"cats_and_dogs_filtered/{split}/{animal}/{animal[:-1]}.{i}.jpg", buf.getvalue())
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """No connection can be opened: whatever tries to download fails at once."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("sockets are blocked in this test")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 def build(**params):

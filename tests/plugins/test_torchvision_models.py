@@ -5,7 +5,6 @@ preprocessing and categories carried into the export; N input channels; the offl
 from __future__ import annotations
 
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -42,17 +41,6 @@ def cfg(name: str, head: str = "classification", **model) -> dict:
         "model": {"name": "torchvision", "model_name": name, **model},
         "head": {"name": head},
     }
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """No connection can be opened: anything that tries to download fails at once."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("the network is off in this test")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 @pytest.fixture
