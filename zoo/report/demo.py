@@ -18,8 +18,8 @@ RUN = Path("runs/demo")
 EXPORT = Path("exports/demo")
 
 
-def zoo(*args: str, capture: bool = False) -> str:
-    """Run the zoo CLI; stop the demo if it fails."""
+def zoo(*args: str, capture: bool = False, show: bool = True) -> str:
+    """Run the zoo CLI; stop the demo if it fails. `capture`: return its stdout (printed too, unless not `show`)."""
     cmd = [sys.executable, "-m", "zoo.cli", *args]
     print(f"\n$ zoo {' '.join(args)}", flush=True)
     done = subprocess.run(cmd, text=True, capture_output=capture)
@@ -27,7 +27,7 @@ def zoo(*args: str, capture: bool = False) -> str:
         if capture:
             sys.stderr.write(done.stdout + done.stderr)
         raise SystemExit(f"demo: `zoo {' '.join(args)}` failed with exit code {done.returncode}")
-    if capture:
+    if capture and show:
         print(done.stdout, end="")
     return done.stdout if capture else ""
 
@@ -84,6 +84,9 @@ def main() -> int:
     samples = write_samples(RUN)
     zoo("predict", f"model={EXPORT}/model.onnx", f"input={samples}", "topk=3", capture=True)
     zoo("bench", "inference", f"model={EXPORT}/model.onnx", "batch=64", capture=True)
+    counted = json.loads(zoo("summary", f"run={RUN}", "fields=false", "--json", capture=True, show=False))
+    attack = ("explain", "adversarial", f"run={RUN}", f"output={RUN}/adversarial", "method=fgsm")
+    attacked = json.loads(Path(json.loads(zoo(*attack, capture=True, show=False))["summary"]).read_text())
 
     acc_torch = metrics["test"]["accuracy"]
     cfg, parity, size = card["config"], card["parity"], card["onnx"]["bytes"] / 1024
@@ -94,6 +97,10 @@ def main() -> int:
     print(f"  training        {epochs} epochs in {seconds:.1f} s (best epoch {best})")
     print(f"  test accuracy   PyTorch {acc_torch:.4f}   ONNX ({provider}) {acc_onnx:.4f}")
     print(f"  parity          max |ONNX - PyTorch| = {max(parity['max_abs_diff'].values()):.2e} on {parity['inputs']}")
+    macs = counted["macs"] / 1e6
+    print(f"  model           {counted['params']:,} parameters, {macs:.2f} M multiply-accumulates an image")
+    fgsm = "  ".join(f"{e:g}: {a:.3f}" for e, a in zip(attacked["epsilons"], attacked["accuracy"]["fgsm"]))
+    print(f"  FGSM accuracy   by epsilon {fgsm}   ({RUN}/adversarial/adversarial_accuracy.png)")
     print(f"  exported        {EXPORT}/model.onnx ({size:.0f} KiB, opset {card['onnx']['opset']}) + model.json")
     print(f"  total           {time.perf_counter() - t0:.1f} s")
     if abs(acc_onnx - acc_torch) > 0.5 / n:
