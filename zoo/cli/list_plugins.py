@@ -7,6 +7,7 @@ Read from the plugin cache (zoo.plugin.catalog): no plugin module and no torch i
 from __future__ import annotations
 
 import json
+import textwrap
 
 from zoo.errors import ZooError, unknown
 from zoo.plugin import catalog, discovery, registry
@@ -91,7 +92,14 @@ def show_plugin(p) -> None:
         print(f"  min input size: {p.min_size()}x{p.min_size()} (with the defaults)")
     for prm in p.params:
         default = "required" if prm.default is registry.REQUIRED else json.dumps(prm.default)
-        print(f"  {prm.name:<18} {prm.describe():<34} default {default}")
+        described = prm.describe()
+        if len(described) <= 60:
+            print(f"  {prm.name:<18} {described:<34} default {default}")
+            continue
+        # a long choice (torchvision's 80 model names): the default first, then the choices wrapped under it
+        print(f"  {prm.name:<18} {'one of:':<34} default {default}")
+        for line in textwrap.wrap(described.replace("|", " "), 96):
+            print(f"      {line}")
 
 
 def show_layers(args: list[str]) -> int:
