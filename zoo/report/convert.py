@@ -12,12 +12,11 @@ import tempfile
 from pathlib import Path
 
 from zoo.errors import ZooError, make_folder
+from zoo.plugin import registry
 
 
 def writer_for(to: str):
     """The writer the dataset plugin `to` registers, or one line naming those that have one."""
-    from zoo.plugin import registry
-
     plugin = registry.get("dataset", to).resolve()
     writer = plugin.extra.get("writer")
     if writer is None:
