@@ -14,6 +14,8 @@ from zoo_plugins.datasets import (  # noqa: F401
     multiband,
     shapes,
     torchvision_sets,
+    voc,
+    yolo,
 )
 from zoo_plugins.heads import classification, detection, fpn, regression, unet  # noqa: F401
 from zoo_plugins.interpretation import adversarial, attribution, embeddings, inspection  # noqa: F401

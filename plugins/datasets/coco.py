@@ -1,19 +1,24 @@
-"""COCO detection json: images with boxes and labels, the boxes resized with the images.
+"""COCO detection json: images with boxes and labels, the boxes resized with the images; and its writer.
 
 The json is read and checked when the dataset is built, so a bad file stops the run before any training
-with one line naming it; images are decoded when a sample is read.
+with one line naming it; images are decoded when a sample is read. Every box reader (coco, yolo, voc) holds
+its boxes in the images' original pixels (`CocoImages.items`), so a writer (`zoo data convert`) writes them
+unscaled, and copies the image files as they are.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from zoo import Range, register
 from zoo.data import DataBundle, DataInfo
@@ -164,10 +169,121 @@ class CocoImages(Dataset):
         }
 
 
+# ---- writing box layouts (zoo data convert) ---------------------------------------------------
+
+
+@dataclass
+class BoxRecord:
+    """One image of a split as a writer takes it: boxes XYXY in the image's own pixels, labels as class indices;
+    the original file to copy, or (a dataset that holds no files) its pixels, CHW in [0, 1]."""
+
+    name: str
+    hw: tuple[int, int]
+    boxes: np.ndarray
+    labels: np.ndarray
+    file: Path | None = None
+    image: torch.Tensor | None = None
+
+
+def box_records(split: Dataset) -> Iterator[BoxRecord]:
+    """Every image of a split with its boxes in original pixels: read from a box reader's items (through torch
+    Subsets, as subsets take them), else decoded from the split's items at their size, written as PNG."""
+    base, index = split, list(range(len(split)))
+    while isinstance(base, Subset):
+        index = [base.indices[i] for i in index]
+        base = base.dataset
+    if isinstance(base, CocoImages):
+        for i in index:
+            file, hw, boxes, labels = base.items[i]
+            yield BoxRecord(file.name, hw, boxes, labels, file=file)
+        return
+    for i in range(len(split)):
+        image, target = split[i]
+        boxes = target["boxes"].as_subclass(torch.Tensor).numpy().astype(np.float64)
+        hw = (int(image.shape[-2]), int(image.shape[-1]))
+        yield BoxRecord(f"{i:06d}.png", hw, boxes, target["labels"].numpy(), image=image)
+
+
+def boxes_only(bundle: DataBundle, to: str) -> None:
+    """Refuse a dataset without boxes, in one line."""
+    if bundle.info.task != "detection":
+        raise ZooError(f"to={to} writes boxes; this data set is for {bundle.info.task}, not detection")
+
+
+def unique_name(name: str, used: set[str]) -> str:
+    """`name`, or `stem_N.ext` when a file of that stem is already written (labels are named by stem)."""
+    stem, ext, n = Path(name).stem, Path(name).suffix, 1
+    candidate = stem
+    while candidate in used:
+        candidate, n = f"{stem}_{n}", n + 1
+    used.add(candidate)
+    return candidate + ext
+
+
+def put_image(record: BoxRecord, dest: Path) -> None:
+    """The image file copied as it is, or the decoded pixels written as PNG."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if record.file is not None:
+        shutil.copyfile(record.file, dest)
+        return
+    from PIL import Image
+
+    pixels = (record.image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(dest)
+
+
+def split_items(bundle: DataBundle) -> Iterator[tuple[str, Dataset]]:
+    """The bundle's non-empty splits by name."""
+    for name in ("train", "val", "test"):
+        split = getattr(bundle, name)
+        if len(split):
+            yield name, split
+
+
+def count(counts: dict, split: str, classes: tuple[str, ...], labels: np.ndarray) -> None:
+    """Add one image and its boxes to a writer's summary: per split, images and boxes per class."""
+    entry = counts.setdefault(split, {"images": 0, "boxes": dict.fromkeys(classes, 0)})
+    entry["images"] += 1
+    for label in labels.tolist():
+        entry["boxes"][classes[int(label)]] += 1
+
+
+def write_coco(bundle: DataBundle, output: Path) -> dict:
+    """COCO json per split: OUTPUT/images/SPLIT/*, OUTPUT/annotations/SPLIT.json; category ids 1.. in class
+    order. Read back with data=coco images=OUTPUT/images/train annotations=OUTPUT/annotations/train.json (and
+    val_/test_ pairs)."""
+    boxes_only(bundle, "coco")
+    classes, counts = bundle.info.classes, {}
+    categories = [{"id": i + 1, "name": c, "supercategory": "none"} for i, c in enumerate(classes)]
+    for split, ds in split_items(bundle):
+        images, annotations, used = [], [], set()
+        for k, r in enumerate(box_records(ds), 1):
+            name = unique_name(r.name, used)
+            put_image(r, output / "images" / split / name)
+            images.append({"id": k, "file_name": name, "height": r.hw[0], "width": r.hw[1]})
+            for (x1, y1, x2, y2), label in zip(r.boxes.tolist(), r.labels.tolist()):
+                w, h = x2 - x1, y2 - y1
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": k,
+                        "category_id": int(label) + 1,
+                        "bbox": [x1, y1, w, h],
+                        "area": w * h,
+                        "iscrowd": 0,
+                    }
+                )
+            count(counts, split, classes, r.labels)
+        doc = {"images": images, "annotations": annotations, "categories": categories}
+        (output / "annotations").mkdir(parents=True, exist_ok=True)
+        (output / "annotations" / f"{split}.json").write_text(json.dumps(doc), encoding="utf-8")
+    return counts
+
+
 # ---- the registered dataset -------------------------------------------------------------------
 
 
-@register.dataset("coco")
+@register.dataset("coco", writer=write_coco)
 def coco_json(
     seed: int,
     images: str,

@@ -2,13 +2,17 @@
 
 Every pair is matched and checked (size, class values) when the dataset is built, so a bad file stops the
 run before any training with one line naming it; images and masks are decoded when a sample is read.
+`ignore_index` names a mask value that labels nothing (Cityscapes' and Pascal VOC's 255 "void"): the loss and
+the metrics skip its pixels. `label_map` maps the values stored in the files to classes (Cityscapes' 34 label
+ids to its 19 train ids: `data=cityscapes`); a value it maps past the classes is `ignore_index`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -31,38 +35,79 @@ from zoo_plugins._shared import (
 # ---- building blocks -------------------------------------------------------------------------
 
 
-def pair_masks(image_dir: Path, mask_dir: Path, num_classes: int) -> list[tuple[Path, Path]]:
-    """Match images to masks by relative path without extension, and check each mask's size and values."""
+class MaskValues:
+    """How the values stored in mask files become class indices: a lookup table (`label_map`, value -> class,
+    values past its end and entries past the classes -> `ignore_index`) and the ignored value."""
+
+    def __init__(self, num_classes: int, ignore_index: int | None = None, label_map: list[int] | None = None):
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.table = None
+        if label_map is not None:
+            table = np.full(max(256, len(label_map)), -1 if ignore_index is None else ignore_index, dtype=np.int64)
+            table[: len(label_map)] = label_map
+            self.table = table
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        return values if self.table is None else self.table[values]
+
+    def check(self, values: np.ndarray, mask: Path) -> None:
+        """Refuse a mask holding a value that is neither a class nor the ignored value, in one line naming it."""
+        bad = (values < 0) | (values >= self.num_classes)
+        if self.ignore_index is not None:
+            bad &= values != self.ignore_index
+        if bad.any():
+            value = int(values[bad].max()) if self.table is None else "mapped past the classes"
+            void = "" if self.ignore_index is not None else "; if it marks pixels to ignore, set data.ignore_index"
+            raise ZooError(
+                f"mask {mask} has pixel value {value}, but data.classes names {self.num_classes} classes "
+                f"(values 0 to {self.num_classes - 1}){void}"
+            )
+
+
+def check_pair(image: Path, mask: Path, values: MaskValues) -> None:
+    """One image and its mask: the same size, and only class values (or the ignored one) in the mask."""
+    stored = read_mask(mask)
+    ih, iw = image_size(image)
+    if stored.shape != (ih, iw):
+        raise ZooError(f"mask {mask} is {stored.shape[1]}x{stored.shape[0]} but its image {image} is {iw}x{ih}")
+    if values.table is not None and stored.max() >= len(values.table):
+        raise ZooError(f"mask {mask} has pixel value {int(stored.max())}, past data.label_map's table")
+    values.check(values(stored), mask)
+
+
+def pair_masks(
+    image_dir: Path, mask_dir: Path, values: MaskValues, image_suffix: str = "", mask_suffix: str = ""
+) -> list[tuple[Path, Path]]:
+    """Match images to masks by relative path without extension (and without `image_suffix`/`mask_suffix`, as
+    Cityscapes' x_leftImg8bit.png and x_gtFine_labelIds.png), and check each mask's size and values."""
+
+    def key(path: Path, root: Path, suffix: str) -> str | None:
+        k = str(path.relative_to(root).with_suffix(""))
+        return k.removesuffix(suffix) if k.endswith(suffix) else None
+
     masks: dict[str, Path] = {}
     for m in image_files(mask_dir):
-        key = str(m.relative_to(mask_dir).with_suffix(""))
-        if key in masks:
-            raise ZooError(f"two masks for one image: {masks[key]} and {m}")
-        masks[key] = m
-    pairs = []
+        k = key(m, mask_dir, mask_suffix)
+        if k is None:
+            continue
+        if k in masks:
+            raise ZooError(f"two masks for one image: {masks[k]} and {m}")
+        masks[k] = m
+    pairs, seen = [], {}
     for f in image_files(image_dir):
-        key = str(f.relative_to(image_dir).with_suffix(""))
-        if key not in masks:
-            raise ZooError(f"image {f} has no mask: expected {mask_dir / key}.png")
-        pairs.append((f, masks[key]))
+        k = key(f, image_dir, image_suffix)
+        if k is None:
+            continue
+        if k not in masks:
+            raise ZooError(f"image {f} has no mask: expected {mask_dir / k}{mask_suffix}.png")
+        if k in seen:
+            raise ZooError(f"two images for one mask {masks[k]}: {seen[k]} and {f}")
+        seen[k] = f
+        pairs.append((f, masks[k]))
     if not pairs:
-        raise ZooError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {image_dir}")
-    seen: dict[str, Path] = {}
+        raise ZooError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) named *{image_suffix}.* under {image_dir}")
     for f, m in pairs:
-        key = str(f.relative_to(image_dir).with_suffix(""))
-        if key in seen:
-            raise ZooError(f"two images for one mask {m}: {seen[key]} and {f}")
-        seen[key] = f
-        values = read_mask(m)
-        ih, iw = image_size(f)
-        if values.shape != (ih, iw):
-            raise ZooError(f"mask {m} is {values.shape[1]}x{values.shape[0]} but its image {f} is {iw}x{ih}")
-        top = int(values.max())
-        if top >= num_classes:
-            raise ZooError(
-                f"mask {m} has pixel value {top}, but data.classes names {num_classes} classes "
-                f"(values 0 to {num_classes - 1})"
-            )
+        check_pair(f, m, values)
     return pairs
 
 
@@ -71,8 +116,10 @@ class MaskPairs(Dataset):
 
     cacheable = True  # the same item each time: zoo decodes the split once into memory where it fits
 
-    def __init__(self, pairs: list[tuple[Path, Path]], channels: int, size: tuple[int, int]):
-        self.pairs, self.channels, self.size = pairs, channels, size
+    def __init__(
+        self, pairs: list[tuple[Path, Path]], channels: int, size: tuple[int, int], values: MaskValues | None = None
+    ):
+        self.pairs, self.channels, self.size, self.values = pairs, channels, size, values
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -82,7 +129,24 @@ class MaskPairs(Dataset):
 
         image_file, mask_file = self.pairs[i]
         image, _ = read_image(image_file, self.channels, self.size)
-        return image, tv_tensors.Mask(torch.from_numpy(read_mask(mask_file, self.size)))
+        mask = read_mask(mask_file, self.size)
+        if self.values is not None:
+            mask = self.values(mask)
+        return image, tv_tensors.Mask(torch.from_numpy(mask))
+
+
+def check_classes(classes: list[str], background: bool) -> None:
+    """Class names for masks: distinct, and with `background`, 'background' first (pixel value 0)."""
+    if background and (len(classes) < 2 or classes[0] != "background"):
+        raise ZooError(
+            f"data.classes={classes}: pixel value 0 is the background, so the list must start with 'background' "
+            f"and name at least one class, e.g. data.classes=[background,{','.join(classes) or 'object'}] "
+            "(data.background=false when every value is an object class, as Cityscapes' train ids)"
+        )
+    if len(classes) < 2:
+        raise ZooError(f"data.classes={classes}: segmentation needs at least two classes")
+    if len(set(classes)) != len(classes):
+        raise ZooError(f"data.classes={classes} names a class twice")
 
 
 # ---- the registered dataset -------------------------------------------------------------------
@@ -94,6 +158,14 @@ def mask_folders(
     images: str,
     masks: str,
     classes: list[str] = ("background", "foreground"),
+    root: Optional[str] = None,
+    val_images: Optional[str] = None,
+    val_masks: Optional[str] = None,
+    image_suffix: str = "",
+    mask_suffix: str = "",
+    background: bool = True,
+    ignore_index: Optional[Annotated[int, Range(0, 65535)]] = None,
+    label_map: Optional[list[Annotated[int, Range(0, 65535)]]] = None,
     size: Annotated[int, Range(8)] = 128,
     channels: Literal[1, 3] = 3,
     val_fraction: Fraction = 0.15,
@@ -101,22 +173,49 @@ def mask_folders(
     split_seed: int = 0,
     stats_samples: int = 256,
 ) -> DataBundle:
-    """Semantic segmentation from IMAGES/x.jpg + MASKS/x.png (pixel value = index into classes, 0 = background)."""
+    """Semantic segmentation from IMAGES/x.jpg + MASKS/x.png (pixel value = index into classes, 0 = background).
+
+    root: the folder images, masks, val_images and val_masks are relative to. ignore_index: the mask value that
+    labels nothing (255 for Cityscapes and VOC). label_map: value stored in a file -> class (the rest: ignored)."""
     check_fractions(val_fraction, test_fraction)
     classes = list(classes)
-    if len(classes) < 2 or classes[0] != "background":
+    check_classes(classes, background)
+    if ignore_index is not None and ignore_index < len(classes):
         raise ZooError(
-            f"data.classes={classes}: pixel value 0 is the background, so the list must start with 'background' "
-            f"and name at least one class, e.g. data.classes=[background,{','.join(classes) or 'object'}]"
+            f"data.ignore_index={ignore_index} is a class ({classes[ignore_index]!r}); use a value >= "
+            f"{len(classes)}, e.g. 255"
         )
-    if len(set(classes)) != len(classes):
-        raise ZooError(f"data.classes={classes} names a class twice")
-    image_dir = existing_folder(images, "images", "expected a folder of images")
-    mask_dir = existing_folder(masks, "masks", "expected a folder of single-channel PNG masks named like the images")
-    pairs = pair_masks(image_dir, mask_dir, len(classes))
-    tr, va, te = split_indices(len(pairs), val_fraction, test_fraction, split_seed)
+    base = Path(root).expanduser() if root else Path()
+    if root and not base.is_dir():
+        raise ZooError(f"data.root={root!r}: folder does not exist (expected the folder the data's paths are in)")
+    values = MaskValues(len(classes), ignore_index, None if label_map is None else list(label_map))
+
+    def folders(split: str, im: str, ms: str) -> list[tuple[Path, Path]]:
+        image_dir = existing_folder(str(base / im), f"{split}images", "expected a folder of images")
+        note = "expected a folder of single-channel PNG masks named like the images"
+        mask_dir = existing_folder(str(base / ms), f"{split}masks", note)
+        return pair_masks(image_dir, mask_dir, values, image_suffix, mask_suffix)
+
+    pairs = folders("", images, masks)
+    if (val_images is None) != (val_masks is None):
+        raise ZooError("data.val_images and data.val_masks go together: give both, or neither to carve val from train")
     hw = (size, size)
-    train, val, test = (MaskPairs([pairs[i] for i in idx], channels, hw) for idx in (tr, va, te))
+    if val_images is not None:
+        tr, _, te = split_indices(len(pairs), 0.0, test_fraction, split_seed)
+        val = MaskPairs(folders("val_", val_images, val_masks), channels, hw, values)
+        train, test = (MaskPairs([pairs[i] for i in idx], channels, hw, values) for idx in (tr, te))
+    else:
+        tr, va, te = split_indices(len(pairs), val_fraction, test_fraction, split_seed)
+        train, val, test = (MaskPairs([pairs[i] for i in idx], channels, hw, values) for idx in (tr, va, te))
     mean, std = sampled_stats(train, stats_samples)
-    info = DataInfo("segmentation", tuple(classes), channels, hw, mean, std, background=0)  # pixel value 0
+    info = DataInfo(
+        "segmentation",
+        tuple(classes),
+        channels,
+        hw,
+        mean,
+        std,
+        background=0 if background else None,
+        ignore_index=ignore_index,
+    )
     return DataBundle(info, train, val, test)

@@ -6,7 +6,8 @@ whatever the backbone's strides, and the exported model takes any height and wid
 
 Metrics, over all pixels of the split (not averaged per image): `miou` is the mean over every class,
 background included (the PASCAL VOC convention), of intersection / union; `dice` the mean per-class Dice
-(F1) score, background included; `pixel_accuracy` the fraction of pixels labelled right.
+(F1) score, background included; `pixel_accuracy` the fraction of pixels labelled right. Pixels labelled the
+data's `ignore_index` (255 "void" in Cityscapes and VOC) are left out of the loss and of every metric.
 """
 
 from __future__ import annotations
@@ -39,10 +40,19 @@ def _scale(n, ratio: float):
     return int(round(n * ratio))
 
 
-def soft_dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_classes: int, eps: float = 1.0) -> torch.Tensor:
-    """1 - the mean over classes of the soft Dice score of the softmax against the one-hot mask (over the batch)."""
+def soft_dice_loss(
+    logits: torch.Tensor, targets: torch.Tensor, num_classes: int, eps: float = 1.0, ignore_index: int | None = None
+) -> torch.Tensor:
+    """1 - the mean over classes of the soft Dice score of the softmax against the one-hot mask (over the batch);
+    pixels labelled `ignore_index` count for nothing."""
     probs = logits.float().softmax(dim=1)
+    if ignore_index is not None:
+        valid = targets != ignore_index
+        targets = targets.where(valid, 0)
+        probs = probs * valid.unsqueeze(1)
     onehot = F.one_hot(targets, num_classes).permute(0, 3, 1, 2).to(probs.dtype)
+    if ignore_index is not None:
+        onehot = onehot * valid.unsqueeze(1)
     inter = (probs * onehot).sum(dim=(0, 2, 3))
     total = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
     return 1.0 - ((2 * inter + eps) / (total + eps)).mean()
@@ -74,6 +84,7 @@ class SegmentationHead(Head):
         if ce_weight + dice_weight == 0:
             raise ZooError(f"head.ce_weight={ce_weight} and head.dice_weight={dice_weight} must not both be 0")
         self.num_classes = info.num_classes
+        self.ignore_index = info.ignore_index  # a mask value that labels nothing: no loss, not in the metrics
         if class_weights is not None:
             if len(class_weights) != self.num_classes:
                 raise ZooError(
@@ -103,22 +114,32 @@ class SegmentationHead(Head):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         targets = targets.as_subclass(torch.Tensor).long()
         loss = outputs.new_zeros(())
+        ignore = self.ignore_index
+        if ignore is not None and not targets.ne(ignore).any():
+            return outputs.sum() * 0.0  # every pixel ignored: nothing to learn (cross-entropy's mean would be NaN)
         if self.ce_weight > 0:
-            loss = loss + self.ce_weight * F.cross_entropy(outputs.float(), targets, weight=self.class_weights)
+            ce = F.cross_entropy(
+                outputs.float(), targets, weight=self.class_weights, ignore_index=-100 if ignore is None else ignore
+            )
+            loss = loss + self.ce_weight * ce
         if self.dice_weight > 0:
-            loss = loss + self.dice_weight * soft_dice_loss(outputs, targets, self.num_classes)
+            loss = loss + self.dice_weight * soft_dice_loss(outputs, targets, self.num_classes, ignore_index=ignore)
         return loss
 
     def metrics(self):
         from torchmetrics import MetricCollection
         from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
 
-        c = self.num_classes
+        c, ignore = self.num_classes, self.ignore_index  # torchmetrics leaves the ignored pixels out
         return MetricCollection(
             {
-                "miou": MulticlassJaccardIndex(num_classes=c, average="macro"),
-                "dice": MulticlassF1Score(num_classes=c, average="macro", multidim_average="global"),
-                "pixel_accuracy": MulticlassAccuracy(num_classes=c, average="micro", multidim_average="global"),
+                "miou": MulticlassJaccardIndex(num_classes=c, average="macro", ignore_index=ignore),
+                "dice": MulticlassF1Score(
+                    num_classes=c, average="macro", multidim_average="global", ignore_index=ignore
+                ),
+                "pixel_accuracy": MulticlassAccuracy(
+                    num_classes=c, average="micro", multidim_average="global", ignore_index=ignore
+                ),
             },
             compute_groups=False,
         )

@@ -42,8 +42,12 @@ RETURNS = {
 
 # what a kind may declare besides tasks=: an architecture's smallest input and budgets above zoo's (zoo.model), and
 # weights_check(values, source) -> {"mean", "std", "size"} | None, the pre-flight of its own weights
-# (zoo.train.experiment.check_weights)
-EXTRA = {"architecture": ("min_size", "max_params", "max_activations", "weights_check")}
+# (zoo.train.experiment.check_weights); a dataset's writer(bundle, output: Path) -> dict, which writes a DataBundle in
+# that dataset's layout into the empty folder `output` and returns counts per split and class (zoo.report.convert)
+EXTRA = {
+    "architecture": ("min_size", "max_params", "max_activations", "weights_check"),
+    "dataset": ("writer",),
+}
 
 
 def check_extra(plugin: Any) -> None:
@@ -57,6 +61,8 @@ def check_extra(plugin: Any) -> None:
             raise PluginDefinitionError(f"{where}: register.{plugin.kind}() takes no {key}={also}")
     if "weights_check" in plugin.extra and not callable(plugin.extra["weights_check"]):
         raise PluginDefinitionError(f"{where}: weights_check= must be a function (values, source) -> dict or None")
+    if "writer" in plugin.extra and not callable(plugin.extra["writer"]):
+        raise PluginDefinitionError(f"{where}: writer= must be a function (bundle, output: Path) -> dict")
     for key in ("max_params", "max_activations"):
         value = plugin.extra.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
