@@ -103,20 +103,34 @@ def affine_theta(angle: torch.Tensor, translate: torch.Tensor, scale: torch.Tens
     return torch.cat([theta, (shift / half).unsqueeze(-1)], -1).float()
 
 
-def warp(images: torch.Tensor, targets, theta: torch.Tensor):
-    """Images (nearest, zero fill, as torchvision's affine) and segmentation masks through affine matrices."""
+def mask_fill(info: DataInfo) -> int:
+    """What a mask holds where a warp brings in pixels from outside the image: the ignore index when the data has
+    one (those pixels label nothing), else 0 (background), as torchvision fills."""
+    return 0 if info.ignore_index is None else int(info.ignore_index)
+
+
+def fills(info: DataInfo) -> dict:
+    """torchvision's `fill` for an affine transform: zeros for the image, mask_fill for a segmentation mask."""
+    return {tv_tensors.Mask: mask_fill(info), "others": 0}
+
+
+def warp(images: torch.Tensor, targets, theta: torch.Tensor, fill: int = 0):
+    """Images (nearest, zero fill, as torchvision's affine) and segmentation masks (`fill` outside) through affine
+    matrices."""
     import torch.nn.functional as nnf
 
     theta = theta.to(images.device, non_blocking=True)
     grid = nnf.affine_grid(theta, list(images.shape), align_corners=False).to(images.dtype)
     images = nnf.grid_sample(images, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    if isinstance(targets, torch.Tensor) and targets.ndim == 3:  # masks: nearest, background (0) outside
-        masks = nnf.grid_sample(targets[:, None].to(grid.dtype), grid, mode="nearest", align_corners=False)
-        targets = masks[:, 0].round().to(targets.dtype)
+    if isinstance(targets, torch.Tensor) and targets.ndim == 3:  # masks: nearest, `fill` outside
+        masks = nnf.grid_sample(targets[:, None].to(grid.dtype) - fill, grid, mode="nearest", align_corners=False)
+        targets = (masks[:, 0] + fill).round().to(targets.dtype)  # shifted so the zeros brought in become `fill`
     return images, targets
 
 
-def _affine_batch(p: float, degrees: float = 0.0, translate: float = 0.0, scale: tuple[float, float] = (1.0, 1.0)):
+def _affine_batch(
+    p: float, degrees: float = 0.0, translate: float = 0.0, scale: tuple[float, float] = (1.0, 1.0), fill: int = 0
+):
     def affine(images: torch.Tensor, targets):
         n, h, w = len(images), images.shape[-2], images.shape[-1]
         on = torch.rand(n) < p
@@ -127,7 +141,7 @@ def _affine_batch(p: float, degrees: float = 0.0, translate: float = 0.0, scale:
         factor = torch.empty(n).uniform_(*scale) if scale != (1.0, 1.0) else torch.ones(n)
         angle, factor = torch.where(on, angle, 0.0), torch.where(on, factor, 1.0)
         shift = torch.where(on[:, None], shift, 0.0)
-        return warp(images, targets, affine_theta(angle, shift, factor, h, w))
+        return warp(images, targets, affine_theta(angle, shift, factor, h, w), fill)
 
     return affine
 
@@ -154,22 +168,23 @@ def shift(
     info: DataInfo, fraction: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.1, p: Probability = 1.0
 ) -> v2.Transform:
     """Translate by up to `fraction` of the width and height, with probability p."""
-    sample = v2.RandomApply([v2.RandomAffine(degrees=0.0, translate=(fraction, fraction))], p=p)
-    return _per_sample(info, sample, _affine_batch(p, translate=fraction))
+    sample = v2.RandomApply([v2.RandomAffine(degrees=0.0, translate=(fraction, fraction), fill=fills(info))], p=p)
+    return _per_sample(info, sample, _affine_batch(p, translate=fraction, fill=mask_fill(info)))
 
 
 @register.augmentation("rotation", tasks=ALL_TASKS)
 def rotation(info: DataInfo, degrees: Annotated[float, Range(0)] = 15.0, p: Probability = 1.0) -> v2.Transform:
     """Rotate by a random angle in [-degrees, degrees], with probability p."""
-    return _per_sample(info, v2.RandomApply([v2.RandomRotation(degrees)], p=p), _affine_batch(p, degrees=degrees))
+    sample = v2.RandomApply([v2.RandomRotation(degrees, fill=fills(info))], p=p)
+    return _per_sample(info, sample, _affine_batch(p, degrees=degrees, fill=mask_fill(info)))
 
 
 @register.augmentation("zoom", tasks=ALL_TASKS)
 def zoom(info: DataInfo, min_scale: Scale = 0.9, max_scale: Scale = 1.1, p: Probability = 1.0) -> v2.Transform:
     """Zoom about the centre by a random factor in [min_scale, max_scale], with probability p."""
     _scale_order("zoom", min_scale, max_scale)
-    sample = v2.RandomApply([v2.RandomAffine(degrees=0.0, scale=(min_scale, max_scale))], p=p)
-    return _per_sample(info, sample, _affine_batch(p, scale=(min_scale, max_scale)))
+    sample = v2.RandomApply([v2.RandomAffine(degrees=0.0, scale=(min_scale, max_scale), fill=fills(info))], p=p)
+    return _per_sample(info, sample, _affine_batch(p, scale=(min_scale, max_scale), fill=mask_fill(info)))
 
 
 @register.augmentation("shear", tasks=ALL_TASKS)
@@ -177,7 +192,8 @@ def shear(
     info: DataInfo, degrees: Annotated[float, Range(0, 90, max_exclusive=True)] = 10.0, p: Probability = 1.0
 ) -> v2.Transform:
     """Shear along x and y by random angles in [-degrees, degrees], with probability p."""
-    return v2.RandomApply([v2.RandomAffine(degrees=0.0, shear=(-degrees, degrees, -degrees, degrees))], p=p)
+    shear = (-degrees, degrees, -degrees, degrees)
+    return v2.RandomApply([v2.RandomAffine(degrees=0.0, shear=shear, fill=fills(info))], p=p)
 
 
 @register.augmentation("resized_crop", tasks=ALL_TASKS)

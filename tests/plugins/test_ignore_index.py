@@ -121,3 +121,22 @@ def test_a_run_with_void_pixels_trains_and_scores_finite(tmp_path):
     results = train(small_config(**over, **{"trainer.progress": "false"}), tmp_path / "run")
     row = results["history"][0]
     assert np.isfinite(row["train_loss"]) and 0 <= row["val_miou"] <= 1
+
+
+@pytest.mark.parametrize("name,params", [("rotation", {"degrees": 45.0}), ("shift", {"fraction": 0.4}),
+                                         ("zoom", {"min_scale": 0.5, "max_scale": 0.6}),
+                                         ("shear", {"degrees": 40.0})])  # fmt: skip
+def test_a_warp_fills_a_mask_with_the_ignore_index_where_it_brings_in_nothing(name, params):
+    """Pixels a rotation, shift, zoom or shear brings in from outside the image label nothing: they take the
+    data's ignore index (255), not class 0, on the per-sample path and on the batched one."""
+    from torchvision import tv_tensors
+
+    info = DataInfo("segmentation", ("bg", "a"), 3, (32, 32), (0.5,) * 3, (0.25,) * 3, ignore_index=255)
+    op = registry.get("augmentation", name).build({"info": info}, {**params, "p": 1.0}, where=f"aug.ops.{name}")
+    torch.manual_seed(0)
+    image, mask = torch.rand(3, 32, 32), tv_tensors.Mask(torch.ones(32, 32, dtype=torch.int64))
+    _, out = op(image, mask)
+    assert set(out.unique().tolist()) == {1, 255}
+    if hasattr(op, "batched"):
+        _, batch = op.batched(torch.rand(2, 3, 32, 32), torch.ones(2, 32, 32, dtype=torch.int64))
+        assert set(batch.unique().tolist()) == {1, 255}
