@@ -13,6 +13,7 @@ from zoo_plugins.datasets import (  # noqa: F401
     masks,
     multiband,
     shapes,
+    shards,
     torchvision_sets,
 )
 from zoo_plugins.heads import classification, detection, fpn, regression, unet  # noqa: F401
