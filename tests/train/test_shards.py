@@ -166,3 +166,44 @@ def test_training_reads_shards(tmp_path):
     result = train(small_config(**over, **{"trainer.progress": "false"}), tmp_path / "run")
     assert result["epochs"] == 2 and result["test"]["accuracy"] > 0.3  # chance is 0.1
     assert sum(map(sum, result["test"]["confusion_matrix"])) == len(digits.test)
+
+
+STREAM = """
+import json, sys
+from zoo.data import Transformed, build_data, loader
+from zoo.train.accel import cache_splits
+
+def mib(key):
+    return next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith(key))
+
+data = build_data({"data": {"name": "folder", "root": sys.argv[1], "size": 192, "stats_samples": 4}}, seed=0)
+before = mib("VmRSS:")
+streamed = cache_splits(data, budget=2**20)  # a budget the splits do not fit: they stay files, decoded per batch
+for split in (data.train, data.val, data.test):
+    for _ in loader(Transformed(split, None), 16, True, 0, 0):
+        pass
+streaming = mib("VmHWM:") - before
+cached = cache_splits(data, budget=2**40)
+print(json.dumps({"streamed": streamed, "streaming": streaming, "cached": cached, "cache": mib("VmRSS:") - before}))
+"""
+
+
+@pytest.mark.slow
+def test_a_folder_over_the_cache_budget_is_streamed_in_bounded_memory(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(400):  # decoded at 192 x 192: 177 MiB as float32, 44 MiB as uint8
+        folder = tmp_path / "pets" / ("cat" if i % 2 else "dog")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", STREAM, str(tmp_path / "pets")], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.splitlines()[-1])
+    assert seen["streamed"] == [] and seen["cached"] == ["train", "val", "test"]
+    # streamed: a few batches in memory at a time, well under the decoded set, which the cache does hold
+    assert seen["streaming"] < 40 and seen["cache"] > seen["streaming"] + 15, seen
