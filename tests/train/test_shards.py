@@ -207,3 +207,20 @@ def test_a_folder_over_the_cache_budget_is_streamed_in_bounded_memory(tmp_path):
     assert seen["streamed"] == [] and seen["cached"] == ["train", "val", "test"]
     # streamed: a few batches in memory at a time, well under the decoded set, which the cache does hold
     assert seen["streaming"] < 40 and seen["cache"] > seen["streaming"] + 15, seen
+
+
+@pytest.mark.slow
+def test_zoo_train_under_torchrun_reads_shards_and_tests_every_sample_once(tmp_path):
+    from zoo_plugins.datasets.shards import write_shards
+
+    shards = write_shards(build_data(small_config(), 0), tmp_path / "shards", shard_size=100)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    args = ["data=webdataset", f"data.urls={shards}", "model.width=8", "trainer.max_epochs=1", "trainer.num_workers=2"]
+    proc = subprocess.run(
+        [*torchrun, "-m", "zoo.cli", "train", *args, "trainer.progress=false", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert sum(map(sum, metrics["test"]["confusion_matrix"])) == 360  # each rank its own test shards, all of them
