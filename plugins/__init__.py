@@ -13,6 +13,7 @@ from zoo_plugins.datasets import (  # noqa: F401
     masks,
     multiband,
     shapes,
+    shards,
     torchvision_sets,
     voc,
     yolo,

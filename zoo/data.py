@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from zoo.errors import ZooError
 from zoo.plugin import registry
@@ -124,7 +124,13 @@ class InMemory(Dataset):
 
 
 class Transformed(Dataset):
-    """A split with a sample transform applied to (image, target)."""
+    """A split with a sample transform applied to (image, target); of a stream (an IterableDataset), a
+    `TransformedStream`."""
+
+    def __new__(cls, base: Dataset, transform: Callable | None):
+        if cls is Transformed and isinstance(base, IterableDataset):
+            return TransformedStream(base, transform)
+        return super().__new__(cls)
 
     def __init__(self, base: Dataset, transform: Callable | None):
         self.base, self.transform = base, transform
@@ -133,13 +139,51 @@ class Transformed(Dataset):
         return len(self.base)
 
     def __getitem__(self, i: int):
-        image, target = self.base[i]
-        if self.transform is None:
-            return image, target
-        from torchvision import tv_tensors
+        return _transform(self.transform, *self.base[i])
 
-        image, target = self.transform(tv_tensors.Image(image), target)
-        return image.as_subclass(torch.Tensor), target
+
+def _transform(transform: Callable | None, image: torch.Tensor, target: Any):
+    if transform is None:
+        return image, target
+    from torchvision import tv_tensors
+
+    image, target = transform(tv_tensors.Image(image), target)
+    return image.as_subclass(torch.Tensor), target
+
+
+class Stream(IterableDataset):
+    """A split read as a stream (tar shards, say): it orders and splits itself among ranks and loader workers.
+
+    `__len__` is the samples this rank yields in an epoch; `set_epoch(epoch, seed)` fixes the epoch's order (the
+    same on every rank); `plan(batch_size, workers, drop_last)` is called by `loader` before it iterates, so a
+    training stream can yield the same number of whole batches on every rank (DDP steps together)."""
+
+    def set_epoch(self, epoch: int, seed: int = 0) -> None:
+        """The order of `epoch`, from `seed` (a no-op for a stream in a fixed order)."""
+
+    def plan(self, batch_size: int, workers: int, drop_last: bool) -> None:
+        """How the loader reads it: its batch, its worker processes, whether partial batches are dropped."""
+
+
+class TransformedStream(Stream):
+    """A stream with a sample transform applied to each (image, target)."""
+
+    def __init__(self, base: IterableDataset, transform: Callable | None):
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __iter__(self):
+        return (_transform(self.transform, image, target) for image, target in self.base)
+
+    def set_epoch(self, epoch: int, seed: int = 0) -> None:
+        if isinstance(self.base, Stream):
+            self.base.set_epoch(epoch, seed)
+
+    def plan(self, batch_size: int, workers: int, drop_last: bool) -> None:
+        if isinstance(self.base, Stream):
+            self.base.plan(batch_size, workers, drop_last)
 
 
 class BatchTransform:
@@ -262,6 +306,14 @@ def loader(
     `pin_memory` for non-blocking copies to a GPU."""
     g = torch.Generator()
     g.manual_seed(seed)
+    # a shuffled loader's workers start afresh each epoch, seeded from its generator: the epoch's random draws in
+    # them then follow from the generator's seed alone, and a resumed run repeats them (a stream's workers take
+    # the epoch's order, set_epoch, with them)
+    persistent = workers > 0 and not shuffle
+    if isinstance(ds, IterableDataset):  # a stream orders and splits itself (zoo.data.Stream): no sampler
+        if isinstance(ds, Stream):
+            ds.plan(batch_size, workers, drop_last)
+        shuffle, sampler = False, None
     return DataLoader(
         ds,
         batch_size=batch_size,
@@ -272,7 +324,5 @@ def loader(
         generator=g,
         pin_memory=pin_memory,
         drop_last=drop_last and len(sampler if sampler is not None else ds) > batch_size,
-        # a shuffled loader's workers start afresh each epoch, seeded from its generator: the epoch's random
-        # draws in them then follow from the generator's seed alone, and a resumed run repeats them
-        persistent_workers=workers > 0 and not shuffle,
+        persistent_workers=persistent,
     )

@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Dataset, DistributedSampler, Sampler
+from torch.utils.data import Dataset, DistributedSampler, IterableDataset, Sampler
 
+from zoo.data import Stream
 from zoo.errors import ZooError
 
 T = TypeVar("T")
@@ -131,10 +132,28 @@ def local_batch(batch_size: int) -> int:
     return batch_size // world
 
 
-def train_sampler(ds: Dataset, seed: int) -> DistributedSampler:
+def train_sampler(ds: Dataset, seed: int) -> DistributedSampler | StreamEpochs:
     """The training order: a permutation drawn from `seed + epoch` (set_epoch), dealt out rank by rank, so
-    the images of global batch b are the same in any world size and a resumed run draws the same batches."""
+    the images of global batch b are the same in any world size and a resumed run draws the same batches. A
+    stream (an IterableDataset) deals itself out: its set_epoch gets the epoch (`StreamEpochs`)."""
+    if isinstance(ds, IterableDataset):
+        return StreamEpochs(ds, seed)
     return DistributedSampler(ds, num_replicas=world_size(), rank=rank(), shuffle=True, seed=seed)
+
+
+class StreamEpochs:
+    """What the engine holds as a stream's sampler: `set_epoch(e)` hands the epoch and the run's seed to the
+    stream (zoo.data.Stream), which orders its shards the same way on every rank and reads this rank's own."""
+
+    def __init__(self, ds: IterableDataset, seed: int):
+        self.ds, self.seed = ds, seed
+
+    def set_epoch(self, epoch: int) -> None:
+        if isinstance(self.ds, Stream):
+            self.ds.set_epoch(epoch, self.seed)
+
+    def __len__(self) -> int:
+        return len(self.ds)
 
 
 class Shard(Sampler[int]):
@@ -151,8 +170,9 @@ class Shard(Sampler[int]):
 
 
 def eval_sampler(ds: Dataset) -> Shard | None:
-    """This rank's share of an evaluation split, None in one process (the plain loader)."""
-    return Shard(len(ds), rank(), world_size()) if active() else None
+    """This rank's share of an evaluation split, None in one process (the plain loader) and for a stream, which
+    reads this rank's own shards."""
+    return Shard(len(ds), rank(), world_size()) if active() and not isinstance(ds, IterableDataset) else None
 
 
 class _DDP(torch.nn.parallel.DistributedDataParallel):
