@@ -2,10 +2,10 @@
 
 Each verb is a module with `VERB` (its zoo.verbs.Verb: options, help, usage line) and `run(args) -> int`:
 train, export, predict (zoo.runtime.predict, also the runtime-only wheel's `zoo-predict`), verify, list, bench,
-report, augment, explain, summary, new-plugin, doctor. `zoo --help` is generated from their specs and `zoo VERB --help` is the
-verb's own. A verb's module is imported when the verb runs, and heavy libraries (torch, hydra, onnxruntime)
-only inside a verb's work, so `zoo list` and `zoo --help` answer fast. A failure is one line on stderr (exit
-2 for bad input, 3 for a bug): zoo.verbs.answer.
+report, augment, explain, summary, new-plugin, doctor. `zoo --help` is generated from their specs and
+`zoo VERB --help` is the verb's own. A verb's module is imported when the verb runs, and heavy libraries
+(torch, hydra, onnxruntime) only inside a verb's work, so `zoo list` and `zoo --help` answer fast. A failure is
+one line on stderr (exit 2 for bad input, 3 for a bug): zoo.verbs.answer.
 """
 
 from __future__ import annotations
