@@ -85,8 +85,6 @@ def main() -> int:
     zoo("predict", f"model={EXPORT}/model.onnx", f"input={samples}", "topk=3", capture=True)
     zoo("bench", "inference", f"model={EXPORT}/model.onnx", "batch=64", capture=True)
     counted = json.loads(zoo("summary", f"run={RUN}", "fields=false", "--json", capture=True, show=False))
-    attack = ("explain", "adversarial", f"run={RUN}", f"output={RUN}/adversarial", "method=fgsm")
-    attacked = json.loads(Path(json.loads(zoo(*attack, capture=True, show=False))["summary"]).read_text())
 
     acc_torch = metrics["test"]["accuracy"]
     cfg, parity, size = card["config"], card["parity"], card["onnx"]["bytes"] / 1024
@@ -99,8 +97,6 @@ def main() -> int:
     print(f"  parity          max |ONNX - PyTorch| = {max(parity['max_abs_diff'].values()):.2e} on {parity['inputs']}")
     macs = counted["macs"] / 1e6
     print(f"  model           {counted['params']:,} parameters, {macs:.2f} M multiply-accumulates an image")
-    fgsm = "  ".join(f"{e:g}: {a:.3f}" for e, a in zip(attacked["epsilons"], attacked["accuracy"]["fgsm"]))
-    print(f"  FGSM accuracy   by epsilon {fgsm}   ({RUN}/adversarial/adversarial_accuracy.png)")
     print(f"  exported        {EXPORT}/model.onnx ({size:.0f} KiB, opset {card['onnx']['opset']}) + model.json")
     print(f"  total           {time.perf_counter() - t0:.1f} s")
     if abs(acc_onnx - acc_torch) > 0.5 / n:
