@@ -98,6 +98,23 @@ def existing_folder(value: str, key: str, note: str) -> Path:
     return path
 
 
+def pair_files(
+    image_dir: Path, label_dir: Path, label_suffixes: tuple[str, ...] = IMAGE_EXTENSIONS
+) -> tuple[list[tuple[Path, Path]], list[Path], list[Path]]:
+    """Images and their label files (a mask, a .txt, an .xml) matched by relative path without extension:
+    (pairs, images with no label file, label files with no image), each sorted; nothing is opened."""
+    labels = {
+        str(f.relative_to(label_dir).with_suffix("")): f
+        for f in sorted(label_dir.rglob("*"))
+        if f.suffix.lower() in label_suffixes and f.is_file()
+    }
+    pairs, lone = [], []
+    for f in image_files(image_dir):
+        key = str(f.relative_to(image_dir).with_suffix(""))
+        (pairs.append((f, labels.pop(key))) if key in labels else lone.append(f))
+    return pairs, lone, sorted(labels.values())
+
+
 # ---- splits ----------------------------------------------------------------------------------
 
 

@@ -43,7 +43,10 @@ RETURNS = {
 # what a kind may declare besides tasks=: an architecture's smallest input and budgets above zoo's (zoo.model), and
 # weights_check(values, source) -> {"mean", "std", "size"} | None, the pre-flight of its own weights
 # (zoo.train.experiment.check_weights)
-EXTRA = {"architecture": ("min_size", "max_params", "max_activations", "weights_check")}
+EXTRA = {
+    "architecture": ("min_size", "max_params", "max_activations", "weights_check"),
+    "dataset": ("inventory", "writer"),  # zoo data check's list of files and labels; zoo data convert's writer
+}
 
 
 def check_extra(plugin: Any) -> None:
