@@ -129,8 +129,12 @@ def inventory(values: dict) -> dict:
     """zoo data check's list of every image and its class (zoo.train.datacheck.Item's keys), nothing decoded."""
     base = existing_folder(values["root"], "root", "expected ROOT/<class>/<images> or ROOT/train/<class>/...")
     subset = (values["classes"], values["max_per_class"], values["fraction"])
-    names, parts = find_splits(base, values["val_fraction"], values["test_fraction"], values["split_seed"], subset=subset)
-    items = [{"split": s, "image": f, "label": y} for s, (files, labels) in parts.items() for f, y in zip(files, labels)]
+    names, parts = find_splits(
+        base, values["val_fraction"], values["test_fraction"], values["split_seed"], subset=subset
+    )
+    items = [
+        {"split": s, "image": f, "label": y} for s, (files, labels) in parts.items() for f, y in zip(files, labels)
+    ]
     return {"task": "classification", "classes": names, "items": items}
 
 

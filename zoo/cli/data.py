@@ -18,9 +18,10 @@ CHECK = Verb(
     "data check",
     "read a data set whole: one line per finding (file, what is wrong); exit 2 when a run would fail",
     options=(
-        Option("imbalance", Annotated[float, Range(1)], "largest/smallest class count worth a warning", 10.0),
-        Option("output", help="a folder for the summary table (summary.md) and picture (data_check.png)",
-               metavar="DIR"),
+        Option("imbalance", Annotated[float, Range(0, 1)], "smallest/largest class count below which to warn", 0.1),
+        Option(
+            "output", help="a folder for the summary table (summary.md) and picture (data_check.png)", metavar="DIR"
+        ),
     ),  # fmt: skip
     overrides=OVERRIDES,
     examples=("zoo data check data=folder data.root=~/data/pets output=checks/pets",),
@@ -29,8 +30,9 @@ CONVERT = Verb(
     "data convert",
     "write a data set in another layout, keeping class names and order",
     options=(
-        Option("to", help="the layout to write: a dataset whose plugin declares a writer", metavar="NAME",
-               required=True),
+        Option(
+            "to", help="the layout to write: a dataset whose plugin declares a writer", metavar="NAME", required=True
+        ),
         Option("output", help="the folder to write it into", metavar="DIR", required=True),
     ),  # fmt: skip
     overrides=OVERRIDES,
@@ -91,7 +93,8 @@ def convert(overrides: list[str], kv: dict) -> int:
     try:
         from zoo.report.convert import convert as write_set  # lazy: written by the convert part; torch, heavy
     except ImportError:
-        raise ZooError("zoo data convert is not available in this installation (zoo.report.convert is missing)")
+        missing = "zoo data convert is not available in this installation (zoo.report.convert is missing)"
+        raise ZooError(missing) from None
     for line in write_set(overrides, to, output) or ():
         print(line)
     return 0

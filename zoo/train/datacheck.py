@@ -29,7 +29,7 @@ from zoo.tasks import TABLE
 log = logging.getLogger("zoo")
 
 ERROR, WARNING = "error", "warning"  # an error: a run would fail or learn the wrong thing (exit 2)
-IMBALANCE = 10.0  # the default largest/smallest class count ratio worth a warning
+IMBALANCE = 0.1  # the default smallest/largest class count (training split) below which a warning is given
 CHEAP_SAMPLE = 32  # labels (masks) per split zoo train reads before its first epoch
 SPLITS = ("train", "val", "test")
 
@@ -126,8 +126,8 @@ def mask_values_findings(where: str, values: np.ndarray, k: int, ignore: int | N
         return [Finding(where, f"palette PNG whose palette indices {bad} are not class ids (0 to {k - 1}); save the "
                                "mask as class indices (mode L) or map its palette to the classes")]  # fmt: skip
     if 255 in bad and ignore is None:
-        return [Finding(where, f"mask holds 255 (a 'void' label?) but the data has no ignore index; set data's "
-                               f"ignore index to 255 or map it to a class (values {bad} past 0 to {k - 1})")]  # fmt: skip
+        why = f"set data's ignore index to 255 or map it to a class (values {bad} past 0 to {k - 1})"
+        return [Finding(where, f"mask holds 255 (a 'void' label?) but the data has no ignore index; {why}")]
     return class_findings(where, bad, k, "mask value")
 
 
@@ -211,7 +211,7 @@ def duplicate_findings(hashes: dict[str, list[tuple[str, str]]]) -> list[Finding
 
 
 def imbalance_findings(counts: dict[str, Counter], classes: tuple[str, ...], ratio: float) -> list[Finding]:
-    """A class the training split lacks (an error), or largest/smallest count over `ratio` (a warning)."""
+    """A class the training split lacks (an error), or smallest/largest count below `ratio` (a warning)."""
     train = counts.get("train") or Counter()
     if not classes or not train:
         return []
@@ -219,11 +219,11 @@ def imbalance_findings(counts: dict[str, Counter], classes: tuple[str, ...], rat
     if missing:
         return [Finding("train", f"class(es) {', '.join(missing)} have no training samples")]
     most, least = max(train.values()), min(train[i] for i in range(len(classes)))
-    if most / least > ratio:
+    if least / most < ratio:
         top = max(train, key=train.get)
         low = min(range(len(classes)), key=lambda i: train[i])
         return [Finding("train", f"class imbalance: {classes[top]!r} has {most}, {classes[low]!r} {least} "
-                                 f"(x{most / least:.1f}, over x{ratio:g})", WARNING)]  # fmt: skip
+                                 f"({least / most:.2f} of it, below {ratio:g})", WARNING)]  # fmt: skip
     return []
 
 

@@ -15,9 +15,9 @@ import torch
 
 from zoo.data import BatchTransform, DataBundle, DataInfo, build_augmentations, build_data
 from zoo.errors import ZooError
-from zoo.train.datacheck import check_before_training
 from zoo.model import Transfer, ZooModel, build_model, check_architecture
 from zoo.plugin import registry
+from zoo.train.datacheck import check_before_training
 
 log = logging.getLogger("zoo")
 
