@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from torchvision.ops import Conv2dNormActivation
 
-from zoo import Range
+from zoo import Length, Range
 from zoo.data import channel_stats
 from zoo.errors import ZooError
 from zoo.model import FeatureInfo
@@ -98,6 +98,23 @@ def existing_folder(value: str, key: str, note: str) -> Path:
     return path
 
 
+def pair_files(
+    image_dir: Path, label_dir: Path, label_suffixes: tuple[str, ...] = IMAGE_EXTENSIONS
+) -> tuple[list[tuple[Path, Path]], list[Path], list[Path]]:
+    """Images and their label files (a mask, a .txt, an .xml) matched by relative path without extension:
+    (pairs, images with no label file, label files with no image), each sorted; nothing is opened."""
+    labels = {
+        str(f.relative_to(label_dir).with_suffix("")): f
+        for f in sorted(label_dir.rglob("*"))
+        if f.suffix.lower() in label_suffixes and f.is_file()
+    }
+    pairs, lone = [], []
+    for f in image_files(image_dir):
+        key = str(f.relative_to(image_dir).with_suffix(""))
+        (pairs.append((f, labels.pop(key))) if key in labels else lone.append(f))
+    return pairs, lone, sorted(labels.values())
+
+
 # ---- splits ----------------------------------------------------------------------------------
 
 
@@ -157,6 +174,61 @@ def split_indices(
     except ValueError as e:  # too few images in a class to stratify
         raise ZooError(f"cannot split {count} images into train/val/test: {e}") from None
     return sorted(train), sorted(val), sorted(test)
+
+
+# ---- subsets (data.classes, data.max_per_class, data.fraction) ------------------------------------
+
+# A reader's subset parameters, declared alike by every reader that takes them
+SubsetClasses = Optional[Annotated[list[str], Length(min=2)]]  # names or indices; OmegaConf gives both as text
+PerClass = Optional[Annotated[int, Range(1)]]
+ClassFraction = Optional[Annotated[float, Range(0, 1, min_exclusive=True)]]
+
+
+def chosen_classes(names: Sequence[str], wanted: Sequence[str | int] | None) -> list[int]:
+    """Indices into `names` of `data.classes` (names, or indices as numbers or text), in the order given; every
+    class when None. A class named twice or not at all is one line naming what is valid."""
+    if wanted is None:
+        return list(range(len(names)))
+    index = {str(n): i for i, n in enumerate(names)}
+    picked = []
+    for w in wanted:
+        w = str(w)
+        i = index.get(w, int(w) if w.isdigit() and int(w) < len(names) else None)
+        if i is None:
+            shown = ", ".join(str(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
+            raise ZooError(f"data.classes: {w!r} is neither a class name nor an index below {len(names)}; "
+                           f"the classes are {shown}")  # fmt: skip
+        if i in picked:
+            raise ZooError(f"data.classes={list(wanted)} names class {names[i]!r} twice")
+        picked.append(i)
+    return picked
+
+
+def take_subset(
+    items: Sequence,
+    labels: Sequence[int],
+    chosen: Sequence[int],
+    max_per_class: int | None = None,
+    fraction: float | None = None,
+    seed: int = 0,
+) -> tuple[list, list[int]]:
+    """The items of the `chosen` classes (old indices, in their new order), their labels renumbered 0..k-1; of
+    each class a seeded random `fraction` (at least one item) and then at most `max_per_class`. The draw of a
+    class depends only on `seed`, the class and its items, so the same seed keeps the same files whatever else
+    is chosen; the items keep their order."""
+    new = {old: i for i, old in enumerate(chosen)}
+    if max_per_class is None and fraction is None:
+        keep = [i for i, y in enumerate(labels) if int(y) in new]
+    else:
+        keep = []
+        for old in chosen:
+            members = [i for i, y in enumerate(labels) if int(y) == old]
+            take = len(members) if fraction is None else max(1, round(len(members) * fraction))
+            take = take if max_per_class is None else min(take, max_per_class)
+            g = torch.Generator().manual_seed(seed * 1_000_003 + old)
+            keep += [members[j] for j in torch.randperm(len(members), generator=g)[:take].tolist()]
+        keep.sort()
+    return [items[i] for i in keep], [new[int(labels[i])] for i in keep]
 
 
 # ---- statistics ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from zoo import Length, Range, register
 from zoo.data import DataBundle, DataInfo, TensorImages, channel_stats
 from zoo.errors import ZooError
-from zoo_plugins._shared import Fraction, check_fractions, split_indices
+from zoo_plugins._shared import ClassFraction, Fraction, PerClass, check_fractions, split_indices, take_subset
 
 
 def load_digits_images(size: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,8 +44,13 @@ def digits(
     split_seed: int = 0,
     classes: Optional[Annotated[list[Annotated[int, Range(0, 9)]], Length(min=2)]] = None,  # one class: nothing to tell
     shots: Optional[Annotated[int, Range(1)]] = None,
+    max_per_class: PerClass = None,
+    fraction: ClassFraction = None,
 ) -> DataBundle:
-    """Handwritten digits (scikit-learn, 1,797 images), stratified split, upsampled; some classes, N shots per class."""
+    """Handwritten digits (scikit-learn, 1,797 images), stratified split, upsampled; some classes, N shots per class.
+
+    max_per_class and fraction (of each class, seeded by split_seed) cut the images before they are split.
+    """
     check_fractions(val_fraction, test_fraction)
     x, y = load_digits_images(size, channels)
     keep = list(range(10)) if classes is None else list(classes)
@@ -56,6 +61,9 @@ def digits(
         remap = torch.full((10,), -1, dtype=torch.long)
         remap[torch.tensor(keep)] = torch.arange(len(keep))
         x, y = x[chosen], remap[y[chosen]]
+    if max_per_class is not None or fraction is not None:
+        kept, labels = take_subset(range(len(y)), y.tolist(), range(len(keep)), max_per_class, fraction, split_seed)
+        x, y = x[kept], torch.tensor(labels, dtype=torch.long)
     train, val, test = split_indices(len(y), val_fraction, test_fraction, split_seed, labels=y.tolist())
     if shots is not None:  # a few labelled images per class; val and test stay whole
         train_t = torch.tensor(train)

@@ -16,7 +16,16 @@ from urllib.parse import urlparse
 from zoo import Range, register
 from zoo.data import DataBundle, DataInfo
 from zoo.errors import ZooError, make_folder
-from zoo_plugins._shared import IMAGE_EXTENSIONS, sampled_stats, split_indices
+from zoo_plugins._shared import (
+    IMAGE_EXTENSIONS,
+    ClassFraction,
+    PerClass,
+    SubsetClasses,
+    chosen_classes,
+    sampled_stats,
+    split_indices,
+    take_subset,
+)
 from zoo_plugins.datasets.folder import ImageFiles, scan
 
 URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
@@ -101,6 +110,9 @@ def dogs_vs_cats(
     test_fraction: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.15,
     split_seed: int = 0,
     stats_samples: int = 256,
+    classes: SubsetClasses = None,
+    max_per_class: PerClass = None,
+    fraction: ClassFraction = None,
 ) -> DataBundle:
     """Dogs vs. Cats: the labs' 2000/1000 split (downloaded into ROOT), or Kaggle's ROOT/train/cat.0.jpg, ...
 
@@ -108,6 +120,8 @@ def dogs_vs_cats(
     test_fraction of validation/ (stratified, split_seed) is held out as the test split; the rest validates.
     Kaggle's images (its test1/ has no labels): val and test carved out of train/ by their fractions.
     Neither in ROOT: Google's cats_and_dogs_filtered.zip is downloaded there (download=false: refused).
+    classes, max_per_class and fraction (of each class, seeded by split_seed) cut each folder before it is split:
+    data=dogs_vs_cats_lab takes Kaggle's 25,000 down to the labs' 2,000/1,000/1,000.
     """
     base = Path(root).expanduser()
     hw = (size, size)
@@ -115,15 +129,24 @@ def dogs_vs_cats(
     named = kaggle_folder(base) if lab is None and base.is_dir() else None
     if lab is None and named is None:
         lab = fetch(base, root, download)
+
+    def cut(files, labels):
+        return take_subset(files, labels, chosen, max_per_class, fraction, split_seed)
+
     if lab is not None:
-        classes, files, labels = scan(lab / "train")
-        _, held_files, held = scan(lab / "validation", classes)
+        every, files, labels = scan(lab / "train")
+        _, held_files, held = scan(lab / "validation", every)
+        chosen = chosen_classes(every, classes)
+        (files, labels), (held_files, held) = cut(files, labels), cut(held_files, held)
         val, _, test = split_indices(len(held), 0.0, test_fraction, split_seed, labels=held)
         parts = [(files, labels), *(([held_files[i] for i in idx], [held[i] for i in idx]) for idx in (val, test))]
     else:
-        classes, files, labels = scan_named(named)
+        every, files, labels = scan_named(named)
+        chosen = chosen_classes(every, classes)
+        files, labels = cut(files, labels)
         tr, va, te = split_indices(len(labels), val_fraction, test_fraction, split_seed, labels=labels)
         parts = [([files[i] for i in idx], [labels[i] for i in idx]) for idx in (tr, va, te)]
     splits = [ImageFiles(f, lab_, channels, hw) for f, lab_ in parts]
     mean, std = sampled_stats(splits[0], stats_samples)
-    return DataBundle(DataInfo("classification", tuple(classes), channels, hw, mean, std), *splits)
+    names = tuple(every[i] for i in chosen)
+    return DataBundle(DataInfo("classification", names, channels, hw, mean, std), *splits)

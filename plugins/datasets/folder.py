@@ -14,10 +14,15 @@ from zoo.data import DataBundle, DataInfo
 from zoo.errors import ZooError
 from zoo_plugins._shared import (
     IMAGE_EXTENSIONS,
+    ClassFraction,
+    PerClass,
+    SubsetClasses,
+    chosen_classes,
     existing_folder,
     read_image,
     sampled_stats,
     split_indices,
+    take_subset,
 )
 
 VAL_NAMES, TEST_NAMES = ("val", "valid", "validation"), ("test",)
@@ -79,18 +84,24 @@ def find_splits(
     test_fraction: float,
     split_seed: int,
     extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
+    subset: tuple = (None, None, None),
 ) -> tuple[list[str], dict[str, tuple[list[Path], list[int]]]]:
     """Class names and {split: (files, labels)} of BASE/<class>/ (split by fraction, stratified) or
-    BASE/train|val|test/<class>/ (given splits; a missing one carved out of train)."""
+    BASE/train|val|test/<class>/ (given splits; a missing one carved out of train).
+
+    `subset`: (data.classes, data.max_per_class, data.fraction), taken from each split the layout gives and from
+    the images before the missing splits are carved out of them (so the carved splits keep their fractions)."""
+    wanted, max_per_class, fraction = subset
     train_dir = base / "train"
     if train_dir.is_dir():
-        classes, files, labels = scan(train_dir, extensions=extensions)
-        parts = {"train": (files, labels)}
+        every, files, labels = scan(train_dir, extensions=extensions)
+        chosen = chosen_classes(every, wanted)
+        parts = {"train": take_subset(files, labels, chosen, max_per_class, fraction, split_seed)}
         for which, names in (("val", VAL_NAMES), ("test", TEST_NAMES)):
             d = _find(base, names)
             if d is not None:
-                _, f, lab = scan(d, classes, extensions)
-                parts[which] = (f, lab)
+                _, f, lab = scan(d, every, extensions)
+                parts[which] = take_subset(f, lab, chosen, max_per_class, fraction, split_seed)
         missing = [s for s in ("val", "test") if s not in parts]
         if missing:  # carve the missing splits out of train, stratified
             f, lab = parts["train"]
@@ -103,16 +114,31 @@ def find_splits(
             if "test" in missing:
                 parts["test"] = ([f[i] for i in idx_test], [lab[i] for i in idx_test])
     else:
-        classes, files, labels = scan(base, extensions=extensions)
+        every, files, labels = scan(base, extensions=extensions)
+        chosen = chosen_classes(every, wanted)
+        files, labels = take_subset(files, labels, chosen, max_per_class, fraction, split_seed)
         tr, va, te = split_indices(len(labels), val_fraction, test_fraction, split_seed, labels=labels)
         parts = {
             s: ([files[i] for i in idx], [labels[i] for i in idx])
             for s, idx in (("train", tr), ("val", va), ("test", te))
         }
-    return classes, parts
+    return [every[i] for i in chosen], parts
 
 
-@register.dataset("folder")
+def inventory(values: dict) -> dict:
+    """zoo data check's list of every image and its class (zoo.train.datacheck.Item's keys), nothing decoded."""
+    base = existing_folder(values["root"], "root", "expected ROOT/<class>/<images> or ROOT/train/<class>/...")
+    subset = (values["classes"], values["max_per_class"], values["fraction"])
+    names, parts = find_splits(
+        base, values["val_fraction"], values["test_fraction"], values["split_seed"], subset=subset
+    )
+    items = [
+        {"split": s, "image": f, "label": y} for s, (files, labels) in parts.items() for f, y in zip(files, labels)
+    ]
+    return {"task": "classification", "classes": names, "items": items}
+
+
+@register.dataset("folder", inventory=inventory)
 def folder(
     seed: int,
     root: str,
@@ -122,15 +148,19 @@ def folder(
     test_fraction: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.15,
     split_seed: int = 0,
     stats_samples: int = 256,
+    classes: SubsetClasses = None,
+    max_per_class: PerClass = None,
+    fraction: ClassFraction = None,
 ) -> DataBundle:
     """Images in ROOT/<class>/*.jpg (split by fraction), or ROOT/train|val|test/<class>/ (given splits).
 
-    A split neither given as a folder nor carved out of the images (its fraction 0) is empty.
+    A split neither given as a folder nor carved out of the images (its fraction 0) is empty. classes (names or
+    indices, in the order wanted), max_per_class and fraction (of each class) take a subset, seeded by split_seed.
     """
     base = existing_folder(root, "root", "expected ROOT/<class>/<images> or ROOT/train/<class>/...")
     hw = (size, size)
-    classes, parts = find_splits(base, val_fraction, test_fraction, split_seed)
+    names, parts = find_splits(base, val_fraction, test_fraction, split_seed, subset=(classes, max_per_class, fraction))
     splits = {s: ImageFiles(f, lab, channels, hw) for s, (f, lab) in parts.items()}
     mean, std = sampled_stats(splits["train"], stats_samples)
-    info = DataInfo("classification", tuple(classes), channels, hw, mean, std)
+    info = DataInfo("classification", tuple(names), channels, hw, mean, std)
     return DataBundle(info, splits["train"], splits["val"], splits["test"])

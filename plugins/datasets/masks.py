@@ -26,6 +26,7 @@ from zoo_plugins._shared import (
     existing_folder,
     image_files,
     image_size,
+    pair_files,
     read_image,
     read_mask,
     sampled_stats,
@@ -152,7 +153,20 @@ def check_classes(classes: list[str], background: bool) -> None:
 # ---- the registered dataset -------------------------------------------------------------------
 
 
-@register.dataset("masks")
+def _inventory(values: dict) -> dict:
+    """zoo data check's list of image/mask pairs and of the files that pair with nothing, nothing decoded."""
+    image_dir = existing_folder(values["images"], "images", "expected a folder of images")
+    mask_dir = existing_folder(values["masks"], "masks", "expected a folder of single-channel PNG masks")
+    pairs, lone_images, lone_masks = pair_files(image_dir, mask_dir)
+    cut = split_indices(len(pairs), values["val_fraction"], values["test_fraction"], values["split_seed"])
+    items = [{"split": s, "image": pairs[i][0], "mask": pairs[i][1]} for s, idx in zip(("train", "val", "test"), cut)
+             for i in idx]  # fmt: skip
+    items += [{"split": "train", "image": f} for f in lone_images] + [{"split": "train", "mask": m} for m in lone_masks]
+    return {"task": "segmentation", "classes": list(values["classes"]), "items": items,
+            "ignore_index": values.get("ignore_index")}  # fmt: skip
+
+
+@register.dataset("masks", inventory=_inventory)
 def mask_folders(
     seed: int,
     images: str,

@@ -19,7 +19,18 @@ from torch.utils.data import Dataset
 from zoo import Range, register
 from zoo.data import DataBundle, DataInfo
 from zoo.errors import ZooError
-from zoo_plugins._shared import Fraction, image_tensor, read_image, sampled_stats, split_indices
+from zoo_plugins._shared import (
+    ClassFraction,
+    Fraction,
+    PerClass,
+    SubsetClasses,
+    chosen_classes,
+    image_tensor,
+    read_image,
+    sampled_stats,
+    split_indices,
+    take_subset,
+)
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,8 @@ class Images(Dataset):
 
     cacheable = True  # the same item each time: zoo decodes the split once into memory where it fits
 
-    def __init__(self, source: Dataset, indices: list[int], labels: list[int], channels: int, size: tuple[int, int]):
+    def __init__(self, source: Dataset, indices: list[int], labels, channels: int, size: tuple[int, int]):
+        """`labels`: each source index's class (a list over the source, or a dict of the chosen indices)."""
         self.source, self.indices, self.labels, self.channels, self.size = source, indices, labels, channels, size
 
     def __len__(self) -> int:
@@ -124,12 +136,17 @@ def torchvision_dataset(
     val_fraction: Fraction = 0.1,
     split_seed: int = 0,
     stats_samples: Annotated[int, Range(1)] = 256,
+    classes: SubsetClasses = None,
+    max_per_class: PerClass = None,
+    fraction: ClassFraction = None,
 ) -> DataBundle:
     """A standard set on torchvision's classes (MNIST, FashionMNIST, CIFAR10/100, Flowers102, OxfordIIITPet).
 
     size: the side images are resized to (default: 28 for the MNISTs, 32 for CIFAR, 224 for Flowers and Pets);
     channels: 1 or 3 (default: the set's own). The set's own test split; val carved from train by val_fraction
-    (stratified, split_seed) unless the set has its own (Flowers-102).
+    (stratified, split_seed) unless the set has its own (Flowers-102). classes (names or indices, in the order
+    wanted), max_per_class and fraction (of each class, seeded by split_seed) cut each split the set gives, and
+    the training images before val is carved out of them.
     """
     spec = STANDARD[dataset]
     base = Path(root).expanduser()
@@ -143,21 +160,32 @@ def torchvision_dataset(
     train_name, test_name, val_name = spec.splits
     train_ds = _open(dataset, base, train_name, download, spec.layout)
     test_ds = _open(dataset, base, test_name, False, spec.layout)
-    classes = [str(c) for c in train_ds.classes]
+    every = [str(c) for c in train_ds.classes]
+    chosen = chosen_classes(every, classes)
     train_labels, test_labels = _labels(train_ds), _labels(test_ds)
+    beyond = max(test_labels, default=-1)
+    if beyond >= len(every):
+        raise ZooError(f"data.root={root}: {dataset}'s test split has class {beyond}, which train does not name")
+
+    def images(ds: Dataset, labels: list[int], indices: list[int] | None = None) -> Images:
+        """The chosen items of one split, relabelled 0..k-1 (Images reads labels by the source's index)."""
+        indices = list(range(len(labels))) if indices is None else indices
+        kept, new = take_subset(indices, [labels[i] for i in indices], chosen, max_per_class, fraction, split_seed)
+        return Images(ds, kept, dict(zip(kept, new)), channels, hw)
+
     if val_name is not None:
         val_ds = _open(dataset, base, val_name, False, spec.layout)
         val_labels = _labels(val_ds)
-        train = Images(train_ds, list(range(len(train_labels))), train_labels, channels, hw)
-        val = Images(val_ds, list(range(len(val_labels))), val_labels, channels, hw)
+        if max(val_labels, default=-1) >= len(every):
+            raise ZooError(f"data.root={root}: {dataset}'s val split has a class that train does not name")
+        train, val = images(train_ds, train_labels), images(val_ds, val_labels)
     else:
-        idx_train, idx_val, _ = split_indices(len(train_labels), val_fraction, 0.0, split_seed, labels=train_labels)
-        train = Images(train_ds, idx_train, train_labels, channels, hw)
-        val = Images(train_ds, idx_val, train_labels, channels, hw)
-    test = Images(test_ds, list(range(len(test_labels))), test_labels, channels, hw)
-    beyond = max(test_labels + val.labels, default=-1)
-    if beyond >= len(classes):
-        raise ZooError(f"data.root={root}: {dataset}'s test or val split has class {beyond}, which train does not name")
+        pool = images(train_ds, train_labels)
+        labels = [pool.labels[i] for i in pool.indices]
+        idx_train, idx_val, _ = split_indices(len(labels), val_fraction, 0.0, split_seed, labels=labels)
+        train = Images(train_ds, [pool.indices[i] for i in idx_train], pool.labels, channels, hw)
+        val = Images(train_ds, [pool.indices[i] for i in idx_val], pool.labels, channels, hw)
+    test = images(test_ds, test_labels)
     mean, std = sampled_stats(train, stats_samples)
-    info = DataInfo("classification", tuple(classes), channels, hw, mean, std)
+    info = DataInfo("classification", tuple(every[i] for i in chosen), channels, hw, mean, std)
     return DataBundle(info, train, val, test)

@@ -32,6 +32,7 @@ VERBS = {
     "new-plugin": "zoo.cli.new_plugin",
     "doctor": "zoo.cli.doctor",
     "summary": "zoo.cli.summary",
+    "data": "zoo.cli.data",
 }
 EXAMPLE = "zoo train data=digits model=lenet5 head.dropout=0.2 trainer.max_epochs=10 hydra.run.dir=runs/lenet"
 

@@ -17,6 +17,7 @@ from zoo.data import BatchTransform, DataBundle, DataInfo, build_augmentations, 
 from zoo.errors import ZooError
 from zoo.model import Transfer, ZooModel, build_model, check_architecture
 from zoo.plugin import registry
+from zoo.train.datacheck import check_before_training
 
 log = logging.getLogger("zoo")
 
@@ -161,7 +162,9 @@ def build_experiment(cfg: dict, data: DataBundle | None = None) -> Experiment:
     fits = isinstance(size, int) or pair
     check_architecture(cfg, None, size if fits else None)  # before the data is built: it may take long
     check_weights(cfg)  # so are the weights: an offline run without them stops before any download
-    data = data or build_data(cfg, seed)
+    if data is None:
+        data = build_data(cfg, seed)
+        check_before_training(cfg, data)  # the cheap data checks: a bad label stops here, not in an epoch
     if len(data.train) == 0 or len(data.val) == 0:
         raise ZooError(f"data={cfg['data']['name']} has an empty train or val split")
     model = build_model(cfg, data.info)
