@@ -288,9 +288,10 @@ def write_shards(
     output: Path,
     shard_size: Annotated[int, Range(1)] = 1000,
     image_format: Literal["png", "jpg", "npy"] = "png",
-) -> Path:
+) -> dict:
     """Every split of `bundle` into OUTPUT/{split}-NNNNNN.tar, `shard_size` samples a shard, images as PNG by default
-    (lossless: the uint8 pixels the reader decoded), with OUTPUT/meta.json (the DataInfo, each shard's count)."""
+    (lossless: the uint8 pixels the reader decoded), with OUTPUT/meta.json (the DataInfo, each shard's count).
+    Returns, per split, its images and shards (a writer's counts, zoo.report.convert)."""
     import webdataset as wds
 
     if int(shard_size) < 1:
@@ -318,7 +319,7 @@ def write_shards(
         splits[split] = shards
     meta = {"format": FORMAT, "info": bundle.info.to_dict(), "image": image_format, "splits": splits}
     (output / META).write_text(json.dumps(meta, indent=1))
-    return output
+    return {split: {"images": sum(n for _, n in shards), "shards": len(shards)} for split, shards in splits.items()}
 
 
 register.dataset("webdataset", writer=write_shards)(webdataset)  # after the writer it declares

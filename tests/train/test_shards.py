@@ -40,7 +40,9 @@ def write(folder: Path, train: int, val: int = 20, test: int = 10, shard_size: i
     info = DataInfo("classification", ("a", "b", "c"), 3, (SIZE, SIZE), (0.5,) * 3, (0.25,) * 3)
     bundle = DataBundle(info, numbered(train), numbered(val, start=1000), numbered(test, start=2000))
     writer = registry.get("dataset", "webdataset").extra["writer"]
-    return writer(bundle, folder, shard_size=shard_size, image_format=fmt)
+    counts = writer(bundle, folder, shard_size=shard_size, image_format=fmt)
+    assert counts["train"]["images"] == train and counts["val"]["images"] == val  # a writer's counts
+    return folder
 
 
 def test_shards_written_from_a_bundle_read_back_exactly_with_their_data_info(tmp_path):
@@ -161,7 +163,7 @@ def test_training_reads_shards(tmp_path):
     from zoo_plugins.datasets.shards import write_shards
 
     digits = build_data(small_config(), 0)
-    shards = write_shards(digits, tmp_path / "shards", shard_size=200)
+    write_shards(digits, shards := tmp_path / "shards", shard_size=200)
     over = {"data": "webdataset", "data.urls": str(shards), "model.width": 8, "trainer.max_epochs": 2}
     result = train(small_config(**over, **{"trainer.progress": "false"}), tmp_path / "run")
     assert result["epochs"] == 2 and result["test"]["accuracy"] > 0.3  # chance is 0.1
@@ -213,7 +215,7 @@ def test_a_folder_over_the_cache_budget_is_streamed_in_bounded_memory(tmp_path):
 def test_zoo_train_under_torchrun_reads_shards_and_tests_every_sample_once(tmp_path):
     from zoo_plugins.datasets.shards import write_shards
 
-    shards = write_shards(build_data(small_config(), 0), tmp_path / "shards", shard_size=100)
+    write_shards(build_data(small_config(), 0), shards := tmp_path / "shards", shard_size=100)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     args = ["data=webdataset", f"data.urls={shards}", "model.width=8", "trainer.max_epochs=1", "trainer.num_workers=2"]

@@ -95,6 +95,9 @@ def convert(overrides: list[str], kv: dict) -> int:
     except ImportError:
         missing = "zoo data convert is not available in this installation (zoo.report.convert is missing)"
         raise ZooError(missing) from None
-    for line in write_set(overrides, to, output) or ():
-        print(line)
+    done = write_set(overrides, to, output)
+    print(f"wrote {len(done['classes'])} classes in the {done['to']} layout to {done['output']}")
+    for split, counts in done["splits"].items():
+        detail = ", ".join(f"{k} {v if not isinstance(v, dict) else sum(v.values())}" for k, v in counts.items())
+        print(f"  {split}: {detail}")
     return 0

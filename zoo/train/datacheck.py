@@ -274,6 +274,24 @@ def keep_target(item: Item):
 # ---- the built bundle, where a plugin offers no inventory -------------------------------------------
 
 
+def _samples(data, most: int | None):
+    """The split's samples in order, up to `most`: by index, or by iterating a stream (webdataset's shards have no
+    index); a sample that fails to read is its ZooError, in its place."""
+    from torch.utils.data import IterableDataset
+
+    if isinstance(data, IterableDataset):
+        for i, sample in enumerate(data):
+            if most is not None and i >= most:
+                return
+            yield sample
+        return
+    for i in range(len(data) if most is None else min(len(data), most)):
+        try:
+            yield data[i]
+        except ZooError as e:
+            yield e
+
+
 def check_bundle(survey: Survey, bundle, cheap: bool) -> None:
     """Every sample of each split decoded (cheap: the first few), its target checked; content duplicates."""
     info, k = bundle.info, bundle.info.num_classes
@@ -282,13 +300,12 @@ def check_bundle(survey: Survey, bundle, cheap: bool) -> None:
     for split in SPLITS:
         data = getattr(bundle, split)
         counts = survey.counts.setdefault(split, Counter())
-        for i in range(min(len(data), CHEAP_SAMPLE) if cheap else len(data)):
+        for i, sample in enumerate(_samples(data, CHEAP_SAMPLE if cheap else None)):
             where = f"{split}[{i}]"
-            try:
-                image, y = data[i]
-            except ZooError as e:
-                survey.findings.append(Finding(where, str(e)))
+            if isinstance(sample, ZooError):
+                survey.findings.append(Finding(where, str(sample)))
                 continue
+            image, y = sample
             survey.images += 1
             if split == "train" and len(survey.samples) < 16:
                 survey.samples.append((image, y))
