@@ -261,5 +261,5 @@ def test_timm_takes_pretrained_as_its_own_weights_and_checks_them_first(tmp_path
         check({"model_name": "test_resnet"}, "timm:/no/such.pth")
     (tmp_path / "w.pth").write_bytes(b"")
     assert check({"model_name": "test_resnet", "in_channels": 1}, f"timm:{tmp_path / 'w.pth'}") == {
-        "mean": [0.5], "std": [0.5], "size": 160,
+        "mean": [0.5], "std": [0.5], "size": 160, "crop_pct": 0.95,
     }  # fmt: skip
