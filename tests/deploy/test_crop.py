@@ -6,6 +6,7 @@ one, and bad values are one line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 
@@ -108,7 +109,7 @@ def test_the_float32_forms_client_crops_as_the_graph(tmp_path):
     rgb = np.asarray(Image.effect_mandelbrot((71, 50), (-2, -1.2, 1, 1.2), 60).convert("RGB"))  # smooth, 50 x 71
     item, original = f32.input.prepare(rgb)
     assert item.shape == (3, 32, 32) and original == (50, 71)
-    reference = torchvision_crop(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255, 32, 37)[0].numpy()
+    reference = torchvision_crop(torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255, 32, 37)[0].numpy()
     assert np.abs(item - reference).max() < 0.02  # Pillow's BILINEAR on 'F' images against torch's antialias
     p_f32 = f32.run(item[None])["probabilities"]
     p_u8 = u8.run(rgb[None])["probabilities"]
@@ -127,8 +128,8 @@ def test_the_default_fit_is_crop_only_for_a_model_used_as_its_weights_are(tmp_pa
         model = type("Inner", (), {"head": Head()})()
 
     plain = type("Plain", (), {"dynamic_size": False, "model": type("Inner", (), {"head": object()})()})()
-    carried = task_info("classification").__class__(**{**task_info("classification").__dict__, "crop_pct": 0.9})
     bare = task_info("classification")
+    carried = dataclasses.replace(bare, crop_pct=0.9)
     assert crop_fraction(Deploy(), carried, {"fit": "auto"}) == 0.9  # its weights' classifier and crop: crop
     assert crop_fraction(plain, carried, {"fit": "auto"}) is None  # trained on zoo's (whole, resized) images
     assert crop_fraction(Deploy(), bare, {"fit": "auto"}) is None  # no crop with the weights
