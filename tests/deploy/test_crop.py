@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 
 import numpy as np
@@ -135,6 +136,7 @@ def test_the_default_fit_is_crop_only_for_a_model_used_as_its_weights_are(tmp_pa
     assert crop_fraction(Deploy(), bare, {"fit": "auto"}) is None  # no crop with the weights
     assert crop_fraction(plain, bare, {"fit": "auto", "crop_pct": 0.5}) == 0.5  # asked for
     assert crop_fraction(Deploy(), carried, {"fit": "resize"}) is None
+    assert crop_fraction(plain, carried, {"fit": "crop", "crop_pct": 0}) == 0.9  # 0: not given, the weights' own
     assert crop_fraction(plain, carried, {"fit": "crop", "crop_pct": 0.8}) == 0.8  # export.crop_pct wins
     card = export_task("classification", tmp_path / "plain")
     assert card["preprocessing"]["resize"]["fit"] == "stretch" and "crop" not in card["preprocessing"]["resize"]
@@ -145,13 +147,14 @@ def test_bad_values_are_one_line(tmp_path):
 
     for bad, fragment in (
         ({"fit": "letterbox"}, "export.fit"),
-        ({"crop_pct": 0}, "export.crop_pct"),
+        ({"crop_pct": -0.5}, "export.crop_pct"),
         ({"crop_pct": 1.5}, "export.crop_pct"),
     ):
         with pytest.raises(ZooError, match=fragment) as e:
             export_settings({}, bad)
         assert "\n" not in str(e.value)
-    assert export_settings({}, {"crop_pct": 1})["crop_pct"] == 1  # (0, 1]: 1 is the whole shorter side
+    assert export_settings({}, {"crop_pct": 1})["crop_pct"] == 1  # 1: the whole shorter side
+    assert export_settings({}, {})["crop_pct"] == 0  # 0: the weights' own, if they carry one
     for task, ecfg, fragment in (
         ("classification", {"fit": "crop"}, "export.fit=crop: this model's weights carry no centre crop"),
         ("segmentation", {"fit": "crop", "crop_pct": 0.875}, "use export.fit=resize"),
@@ -237,3 +240,22 @@ def test_zoo_predict_on_a_crop_export_agrees_with_torchvisions_own_transforms(of
                 assert next(iter(scores)) == next(iter(expected)), (name, scores, expected)
                 both = [k for k in expected if k in scores]  # a near-tie at the fifth place may differ
                 assert len(both) >= 4 and all(abs(scores[k] - expected[k]) <= probs for k in both), (name, scores)
+
+
+def test_zoo_export_takes_fit_and_crop_pct_and_refuses_bad_ones_in_one_line(tiny_run, tmp_path):
+    from tests.conftest import assert_one_line_error
+
+    best = f"checkpoint={tiny_run}"
+    assert_one_line_error(zoo_in_process("export", best, f"output={tmp_path / 'a'}", "fit=crop"), "export.crop_pct=")
+    assert_one_line_error(zoo_in_process("export", best, f"output={tmp_path / 'b'}", "fit=letterbox"), "export.fit")
+    assert_one_line_error(zoo_in_process("export", best, f"output={tmp_path / 'c'}", "crop_pct=2"), "export.crop_pct")
+    assert not any((tmp_path / f).exists() for f in "abc")
+    proc = zoo_in_process("export", best, f"output={tmp_path / 'd'}", "crop_pct=0.8")
+    assert proc.returncode == 0, proc.stderr
+    resize = json.loads((tmp_path / "d" / "model.json").read_text())["preprocessing"]["resize"]
+    assert resize["fit"] == "crop" and resize["crop"]["cover"] == [40, 40]  # 32 / 0.8
+    digits = [
+        tmp_path / "d" / "golden" / f for f in sorted(os.listdir(tmp_path / "d" / "golden")) if f.endswith(".png")
+    ]
+    proc = zoo_in_process("predict", f"model={tmp_path / 'd' / 'model.onnx'}", f"input={digits[0]}")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["label"], proc.stderr

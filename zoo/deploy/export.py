@@ -326,7 +326,7 @@ def crop_fraction(deploy, info, ecfg: dict) -> float | None:
     labels, so it sees what it was evaluated on; a model trained on zoo's data saw whole images resized, so it is
     served that way. `crop` needs a fraction (the model's or export.crop_pct's) and a fixed-size network whose
     outputs do not refer to the image's geometry; one line otherwise."""
-    fit, given, carried = ecfg.get("fit", "auto"), ecfg.get("crop_pct"), info.crop_pct
+    fit, given, carried = ecfg.get("fit", "auto"), ecfg.get("crop_pct") or None, info.crop_pct  # 0: not given
     own_labels = bool(getattr(_head_of(deploy), "labels", None))
     if fit == "resize" or (fit == "auto" and given is None and not (carried is not None and own_labels)):
         return None

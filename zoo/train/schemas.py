@@ -97,7 +97,8 @@ class ExportConfig:
     # of torchvision's and timm's weights); auto: crop for a model used as its weights are (their own classifier and
     # labels, and a crop_pct with them) or when export.crop_pct is given, else resize (zoo.deploy.export.crop_cover)
     fit: str = declared("auto", Literal["auto", "resize", "crop"])
-    crop_pct: Optional[float] = declared(None, Range(0, 1, min_exclusive=True))  # fit=crop: size / the side before it
+    # fit=crop: size / the side before the crop (224 / 256 = 0.875), in (0, 1]; 0: the weights' own (none given)
+    crop_pct: float = declared(0.0, _FRACTION)
 
 
 # config node -> its schema: check() refuses keys the schema does not define (`+trainer.lrr=0.5`)
