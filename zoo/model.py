@@ -297,10 +297,13 @@ def build_model(cfg: dict, info) -> ZooModel:
 
 def deployed_info(model: ZooModel, info):
     """The DataInfo a trained model carries into checkpoints and exports: its head's own labels when it
-    has them (a pretrained classifier), and the input statistics of the weights it holds."""
+    has them (a pretrained classifier), and the input statistics and centre crop (`crop_pct`, set by
+    zoo.train.checkpoint when it loads weights that state one) of the weights it holds."""
     labels = getattr(model.head, "labels", None)
     stats = [tuple(round(v, 6) for v in t.flatten().tolist()) for t in (model.normalize.mean, model.normalize.std)]
-    return replace(info, classes=tuple(labels) if labels else info.classes, mean=stats[0], std=stats[1])
+    crop = getattr(model, "crop_pct", None)
+    crop = info.crop_pct if crop is None else crop
+    return replace(info, classes=tuple(labels) if labels else info.classes, mean=stats[0], std=stats[1], crop_pct=crop)
 
 
 def freeze(module: nn.Module, frozen: bool = True) -> None:

@@ -3,6 +3,8 @@
 // read the metadata from model.onnx, decode each PNG by the format's decode rules, feed the uint8 pixels
 // (the graph resizes, converts colour and scales them itself) and print one JSON line per image, as
 // `zoo predict model=MODEL input=...` does. Usage: node predict.js MODEL.onnx IMAGE.png... [--topk=N] [--mask-hash]
+// The uint8 graph also fits the image itself (preprocessing.resize.fit: stretch, or crop: the weights' centre
+// crop, computed in the graph from the input's shape), so this client feeds the decoded pixels whatever the fit.
 "use strict";
 
 const crypto = require("node:crypto");

@@ -95,14 +95,16 @@ def create_pretrained(model_name: str, file: Optional[str] = None, **kwargs) -> 
 
 
 def pretrained_stats(model: nn.Module, channels: int) -> Optional[dict]:
-    """The mean and std the pretrained weights expect, for `channels` input channels."""
+    """The mean and std the pretrained weights expect, for `channels` input channels, and the centre crop they were
+    evaluated with (pretrained_cfg's crop_pct, e.g. 0.875: 224 of 256) when the config states one."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     if "mean" not in cfg or "std" not in cfg:
         return None
     mean, std = list(cfg["mean"]), list(cfg["std"])
     if len(mean) != channels:  # timm folds RGB first-layer weights into in_chans channels; so fold the stats
         mean, std = [sum(mean) / len(mean)] * channels, [sum(std) / len(std)] * channels
-    return {"mean": mean, "std": std}
+    crop = cfg.get("crop_pct")
+    return {"mean": mean, "std": std, **({"crop_pct": float(crop)} if crop else {})}
 
 
 def _timm_file(source: str) -> Optional[str]:
@@ -345,8 +347,8 @@ def _in_cache(cfg) -> bool:
 def weights_check(values: dict, source: str) -> Optional[dict]:
     """The pre-flight check (`register.architecture(..., weights_check=)`): None when `source` is not one of
     model=timm's; else, without building the model or downloading, that the weights can be had (a `timm:FILE`
-    exists, the hub answers, or they are in the local cache; one line if not) and the {"mean", "std", "size"} they
-    expect. `values`: the model node's values (`model_name`; `in_channels` folds the statistics)."""
+    exists, the hub answers, or they are in the local cache; one line if not) and the {"mean", "std", "size",
+    "crop_pct"} they expect. `values`: the model node's values (`model_name`; `in_channels` folds the statistics)."""
     import timm
 
     file = _timm_file(source)

@@ -6,9 +6,10 @@ and old key names right), so it lives where torchvision keeps it: `$TORCH_HOME/h
 part>`. Online, torchvision downloads it there once; offline, a file already there is used, and a missing one is
 one line naming the file and the folder. Whether the host answers is asked once, in a few seconds at most.
 
-Input statistics: the enum's `transforms()` (ImageClassification: mean, std, crop size). googlenet and inception_v3
-were trained with `transform_input`, which turns ImageNet-normalised input into (x - 0.5) / 0.5; zoo builds them
-without it and normalises with mean = std = 0.5 instead, the same function of the pixels. With N != 3 input
+Input statistics: the enum's `transforms()` (ImageClassification: mean, std, crop size, and the centre crop as
+crop_pct = crop_size / resize_size, e.g. 224 / 232, which the export's `fit=crop` puts in its graph). googlenet and
+inception_v3 were trained with `transform_input`, which turns ImageNet-normalised input into (x - 0.5) / 0.5; zoo
+builds them without it and normalises with mean = std = 0.5 instead, the same function of the pixels. With N != 3 input
 channels the first convolution's RGB weights are adapted by timm's `adapt_input_conv` rule (summed to one channel,
 or tiled and rescaled to N) and the statistics folded to their channel mean, as for `model=timm`.
 """
@@ -86,7 +87,8 @@ def _default_member(name: str, weights: str):
 
 
 def stats(name: str, weights: str, channels: int) -> dict:
-    """The mean, std and crop size the weights expect (a FILE: those of the DEFAULT weights), for `channels`."""
+    """The mean, std, crop size and centre crop (crop_pct = crop_size / resize_size) the weights expect (a FILE:
+    those of the DEFAULT weights), for `channels`."""
     from zoo_plugins.architectures.torchvision_models import build_kwargs
 
     t = _default_member(name, weights).transforms()
@@ -95,7 +97,8 @@ def stats(name: str, weights: str, channels: int) -> dict:
         mean, std = [0.5] * 3, [0.5] * 3
     if channels != 3:  # the first convolution's RGB weights are folded (adapt_input_conv): so are the statistics
         mean, std = [sum(mean) / 3] * channels, [sum(std) / 3] * channels
-    return {"mean": mean, "std": std, "size": int(t.crop_size[0])}
+    crop_pct = int(t.crop_size[0]) / int(t.resize_size[0])
+    return {"mean": mean, "std": std, "size": int(t.crop_size[0]), "crop_pct": crop_pct}
 
 
 def categories(name: str, weights: str) -> list[str]:
@@ -155,8 +158,8 @@ def check_keys(name: str, weights: str, state: dict, own: dict) -> None:
 def weights_check(values: dict, source: str) -> Optional[dict]:
     """The pre-flight check (`register.architecture(..., weights_check=)`): None when `source` is not one of
     model=torchvision's; else, without building the model or downloading, that the weights can be had (one line
-    if not), and the {"mean", "std", "size"} they expect. `values`: the model node's values (`model_name`, `weights`;
-    `in_channels` folds the statistics)."""
+    if not), and the {"mean", "std", "size", "crop_pct"} they expect. `values`: the model node's values
+    (`model_name`, `weights`; `in_channels` folds the statistics)."""
     if source not in SOURCES:
         return None
     from zoo_plugins.architectures.torchvision_models import check_name

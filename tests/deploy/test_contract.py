@@ -51,10 +51,10 @@ def test_a_misfit_is_one_line_naming_the_key():
     meta["input"]["layout"] = "HWC"
     with pytest.raises(ZooError) as e:
         schema.validate(meta, "x")
-    assert str(e.value).startswith("x: metadata key zoo.input.layout does not fit zoo.format 3.1: 'HWC' is not")
+    assert str(e.value).startswith("x: metadata key zoo.input.layout does not fit zoo.format 3.2: 'HWC' is not")
     meta = _metadata_of_a_dict()
     meta["quality"] = "high"  # a key the schema does not declare
-    with pytest.raises(ZooError, match=r"x: the metadata does not fit zoo.format 3.1: .*'quality' was unexpected"):
+    with pytest.raises(ZooError, match=r"x: the metadata does not fit zoo.format 3.2: .*'quality' was unexpected"):
         schema.validate(meta, "x")
 
 

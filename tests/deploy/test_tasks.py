@@ -238,7 +238,7 @@ def test_metadata_format_3_lists_roles(seg_export):
     import onnx
 
     meta = {p.key: json.loads(p.value) for p in onnx.load(str(seg_export / "model.onnx")).metadata_props}
-    assert meta["zoo.format"] == "3.1"
+    assert meta["zoo.format"] == "3.2"
     assert meta["zoo.outputs"] == [
         {
             "name": "mask",

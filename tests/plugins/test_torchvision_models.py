@@ -175,7 +175,7 @@ def test_weights_check_reads_statistics_without_building(torch_home, offline):
     assert check({"model_name": "squeezenet1_1"}, "runs/earlier") is None  # not one of its sources
     assert check is weights_check
     assert check({"model_name": "squeezenet1_1"}, "pretrained") == {
-        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "size": 224,
+        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "size": 224, "crop_pct": 0.875,
     }  # fmt: skip
     import torchvision
 
@@ -183,7 +183,12 @@ def test_weights_check_reads_statistics_without_building(torch_home, offline):
 
     cache_file(torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1).touch()  # present is all it asks, offline
     googlenet = weights_check({"model_name": "googlenet", "weights": "IMAGENET1K_V1", "in_channels": 1}, "pretrained")
-    assert googlenet == {"mean": [0.5], "std": [0.5], "size": 224}  # transform_input's (x - 0.5) / 0.5, one channel
+    assert googlenet == {
+        "mean": [0.5],
+        "std": [0.5],
+        "size": 224,
+        "crop_pct": 0.875,
+    }  # transform_input's (x - 0.5) / 0.5, one channel
 
 
 @pytest.mark.slow
@@ -244,5 +249,5 @@ def test_timm_takes_pretrained_as_its_own_weights_and_checks_them_first(tmp_path
         check({"model_name": "test_resnet"}, "timm:/no/such.pth")
     (tmp_path / "w.pth").write_bytes(b"")
     assert check({"model_name": "test_resnet", "in_channels": 1}, f"timm:{tmp_path / 'w.pth'}") == {
-        "mean": [0.5], "std": [0.5], "size": 160,
+        "mean": [0.5], "std": [0.5], "size": 160, "crop_pct": 0.95,
     }  # fmt: skip

@@ -108,8 +108,10 @@ def metadata(
     dynamic_size: bool = False,
     min_size: int | None = None,
     head_semantics: dict | None = None,
+    crop_pct: float | None = None,
 ) -> dict[str, Any]:
-    """What any onnxruntime client needs, as JSON values under `zoo.` keys: zoo.format (zoo/format.schema.json)."""
+    """What any onnxruntime client needs, as JSON values under `zoo.` keys: zoo.format (zoo/format.schema.json);
+    `crop_pct`: the export fits images by a centre crop (export.fit=crop, `crop_fraction`)."""
     form = ecfg.get("input", "float32")
     return {
         "format": schema.FORMAT,
@@ -117,7 +119,7 @@ def metadata(
         "task": info.task,
         "labels": list(info.classes),
         "input": schema.input_entry(info, form, dynamic_size, min_size),
-        "preprocessing": schema.preprocessing(info, form, dynamic_size),
+        "preprocessing": schema.preprocessing(info, form, dynamic_size, crop_pct),
         "outputs": outputs,
         "postprocessing": schema.postprocessing(info, head_semantics or {}),
         "opset": ecfg["opset"],
@@ -256,7 +258,8 @@ def export_model(
     if not isinstance(model, ZooModel) and ecfg["outputs"]:
         raise ZooError(f"export.outputs={ecfg['outputs']}: extra outputs are exported for one model, not an ensemble")
     deploy = (DeployModel(model, info.task, ecfg["outputs"]) if isinstance(model, ZooModel) else model).eval()
-    graph, batches = served(deploy, info, ecfg["input"], x)
+    crop_pct = crop_fraction(deploy, info, ecfg)
+    graph, batches = served(deploy, info, ecfg["input"], x, crop_pct)
     with torch.no_grad():
         expected = [_as_tuple(graph(b)) for b in batches]
     check_outputs(deploy, expected[0], f"head={cfg['head']['name']}")
@@ -273,7 +276,14 @@ def export_model(
         outputs = output_entries(deploy, expected[0])
         semantics = _head_of(deploy).output_semantics() if _head_of(deploy) is not None else {}
         meta = metadata(
-            info, outputs, redact(cfg, env_keys or []), ecfg, deploy.dynamic_size, architecture_min_size(cfg), semantics
+            info,
+            outputs,
+            redact(cfg, env_keys or []),
+            ecfg,
+            deploy.dynamic_size,
+            architecture_min_size(cfg),
+            semantics,
+            crop_pct,
         )
         schema.validate(meta, "zoo export")
         write_onnx(graph, batches[0], onnx_path, ecfg["opset"], meta, f"zoo {info.task} model: {_described(cfg)}")
@@ -309,14 +319,45 @@ def check_opset(ecfg: dict) -> None:
         )
 
 
-def served(deploy, info, form: str, x: torch.Tensor) -> tuple[torch.nn.Module, list[torch.Tensor]]:
+def crop_fraction(deploy, info, ecfg: dict) -> float | None:
+    """The centre crop's fraction when the export fits images by cropping (export.fit, `zoo.format` resize.fit crop),
+    else None (the whole image resized). `auto` crops when export.crop_pct is given, or when the model is used as
+    its weights are: it carries their crop_pct (DataInfo.crop_pct) and its head is their classifier with its own
+    labels, so it sees what it was evaluated on; a model trained on zoo's data saw whole images resized, so it is
+    served that way. `crop` needs a fraction (the model's or export.crop_pct's) and a fixed-size network whose
+    outputs do not refer to the image's geometry; one line otherwise."""
+    fit, given, carried = ecfg.get("fit", "auto"), ecfg.get("crop_pct") or None, info.crop_pct  # 0: not given
+    own_labels = bool(getattr(_head_of(deploy), "labels", None))
+    if fit == "resize" or (fit == "auto" and given is None and not (carried is not None and own_labels)):
+        return None
+    task = tasks.TABLE.get(info.task)
+    geometric = task is not None and (
+        "box" in task.semantics or any(a in tasks.SIZE_AXES for o in task.outputs for a in o.axes)
+    )
+    if deploy.dynamic_size or geometric:
+        why = "takes images at their own size" if deploy.dynamic_size else "gives outputs placed on the image"
+        raise ZooError(f"export.fit={fit}: a {info.task} model that {why} is not cropped; use export.fit=resize")
+    if given is None and carried is None:
+        raise ZooError(
+            f"export.fit={fit}: this model's weights carry no centre crop; give export.crop_pct=FRACTION in (0, 1] "
+            "(size / the side before the crop: 0.875 is 224 of 256), or use export.fit=resize"
+        )
+    return float(given if given is not None else carried)
+
+
+def served(
+    deploy, info, form: str, x: torch.Tensor, crop_pct: float | None = None
+) -> tuple[torch.nn.Module, list[torch.Tensor]]:
     """The graph to export and its parity batches: for the uint8 form, Preprocess + the deployed model, fed
-    the images as uint8 pixels at the network's size and at an odd size (the in-graph resize both ways);
-    for the float32 form, the deployed model and `x`."""
+    the images as uint8 pixels at the network's size and at an odd size (the in-graph resize both ways; with
+    `crop_pct`, the centre crop both ways: taller and wider than the network's aspect); for the float32 form, the
+    deployed model and `x`."""
     if form != "uint8":
         return deploy, [x]
     pixels = as_pixels(x)
-    graph = Served(Preprocess(info.channels, None if deploy.dynamic_size else tuple(info.size)), deploy).eval()
+    size = None if deploy.dynamic_size else tuple(info.size)
+    cover = schema.crop_cover(size, crop_pct) if crop_pct is not None and size is not None else None
+    graph = Served(Preprocess(info.channels, size, cover), deploy).eval()
     return graph, [pixels, odd_sized(pixels, grow_only=deploy.dynamic_size)]
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.deploy.schema import LUMA
+from zoo.runtime.decoding import crop_geometry
 
 UINT8_MIN_OPSET = 18  # Resize's antialias attribute
 
@@ -50,20 +51,66 @@ class AntialiasResize(torch.autograd.Function):
         )
 
 
+class CentreCrop(torch.autograd.Function):
+    """`export.fit=crop`: the image resized by one factor, keeping its aspect ratio, to cover (cover_h, cover_w),
+    then its centre (height, width): torchvision's eval transform (Resize of the shorter side, CenterCrop) with
+    zoo's resize. The sizes and offsets are `zoo.runtime.decoding.crop_geometry`'s; in PyTorch F.interpolate and
+    slicing, in the graph computed from the input's shape (Shape, integer arithmetic, Where), then the same
+    antialiased Resize as AntialiasResize and a Slice, so any input size and batch is cropped as PyTorch does."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, height: int, width: int, cover_h: int, cover_w: int) -> torch.Tensor:
+        nh, nw, top, left = crop_geometry(int(x.shape[-2]), int(x.shape[-1]), (height, width), (cover_h, cover_w))
+        x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+        return x[..., top : top + height, left : left + width]
+
+    @staticmethod
+    def symbolic(g, x, height: int, width: int, cover_h: int, cover_w: int):
+        def const(*values, dtype=torch.int64):
+            return g.op("Constant", value_t=torch.tensor(values, dtype=dtype))
+
+        shape = g.op("Shape", x)
+        h = g.op("Slice", shape, const(2), const(3))  # [H]
+        w = g.op("Slice", shape, const(3), const(4))  # [W]
+        ch, cw = const(cover_h), const(cover_w)
+        by_height = g.op("GreaterOrEqual", g.op("Mul", ch, w), g.op("Mul", cw, h))  # crop_geometry's test
+        nh = g.op("Where", by_height, ch, g.op("Div", g.op("Mul", cw, h), w))  # integer Div: floor, all positive
+        nw = g.op("Where", by_height, g.op("Div", g.op("Mul", ch, w), h), cw)
+        resized = g.op(
+            "Resize",
+            x,
+            const(dtype=torch.float32),  # roi: unused
+            const(dtype=torch.float32),  # scales: sizes are given instead
+            g.op("Concat", nh, nw, axis_i=0),
+            mode_s="linear",
+            antialias_i=1,
+            exclude_outside_i=1,
+            axes_i=[2, 3],
+            coordinate_transformation_mode_s="half_pixel",
+        )
+        spare = g.op("Cast", g.op("Sub", g.op("Concat", nh, nw, axis_i=0), const(height, width)), to_i=1)  # float
+        starts = g.op("Cast", g.op("Round", g.op("Div", spare, const(2.0, dtype=torch.float32))), to_i=7)  # half even
+        ends = g.op("Add", starts, const(height, width))
+        return g.op("Slice", resized, starts, ends, const(2, 3))
+
+
 class Preprocess(nn.Module):
     """uint8 (N, H, W, 3) RGB, or (N, H, W, C) bands -> float32 (N, channels, h, w) in [0, 1]; resized to `size`
-    unless it is None."""
+    unless it is None; with `cover` (export.fit=crop), resized to cover it keeping the aspect ratio, then the
+    centre `size` taken (CentreCrop)."""
 
-    def __init__(self, channels: int, size: tuple[int, int] | None):
+    def __init__(self, channels: int, size: tuple[int, int] | None, cover: tuple[int, int] | None = None):
         super().__init__()
-        self.channels, self.size = channels, size
+        self.channels, self.size, self.cover = channels, size, cover
         self.register_buffer("luma", torch.tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image.permute(0, 3, 1, 2).to(torch.float32)
         if self.channels == 1:
             x = (x * self.luma).sum(dim=1, keepdim=True)
-        if self.size is not None:
+        if self.size is not None and self.cover is not None:
+            x = CentreCrop.apply(x, int(self.size[0]), int(self.size[1]), int(self.cover[0]), int(self.cover[1]))
+        elif self.size is not None:
             x = AntialiasResize.apply(x, int(self.size[0]), int(self.size[1]))
         return x / 255.0
 

@@ -18,7 +18,7 @@ from zoo import tasks
 from zoo.errors import ZooError
 
 SCHEMA_FILE = Path(__file__).parents[1] / "runtime" / "format.schema.json"  # shipped with the runtime
-FORMAT = "3.1"  # 3.1: "bands" inputs (any channel count, .npy arrays)
+FORMAT = "3.2"  # 3.1: "bands" inputs (any channel count, .npy arrays); 3.2: resize.fit "crop" (export.fit)
 # ITU-R BT.601 luma weights (Pillow's convert("L") uses them too, rounding to integers; zoo's graph does not round)
 LUMA = (0.299, 0.587, 0.114)
 LUMA_FORMULA = "Y = 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601 luma, in float, not rounded)"
@@ -27,6 +27,23 @@ RESIZE_REFERENCE = (
     "checked against "
     "torch.nn.functional.interpolate(mode='bilinear', antialias=True, align_corners=False)"
 )
+
+CROP_RULES = {
+    "cover_rule": "cover = round(size / crop_pct) on each axis (height, width), computed once at export",
+    "resized": (
+        "for an input of H x W pixels (integer arithmetic): if cover[0] * W >= cover[1] * H the image is resized "
+        "to cover[0] x floor(cover[0] * W / H), else to floor(cover[1] * H / W) x cover[1] (height x width): one "
+        "factor for both axes, the aspect ratio kept; for a square cover, the shorter side becomes cover, as "
+        "torchvision's Resize(int)"
+    ),
+    "offsets": (
+        "top = round((resized height - size[0]) / 2), left = round((resized width - size[1]) / 2), halves rounded "
+        "to even (d = the difference: floor(d / 2), plus 1 when d mod 4 = 3), as torchvision's center_crop; rows "
+        "top to top + size[0] - 1 and columns left to left + size[1] - 1 are kept"
+    ),
+    "reference": "torchvision.transforms.v2.functional resize (shorter side, bilinear, antialias) then center_crop; "
+    "zoo computes it as torch.nn.functional.interpolate(mode='bilinear', antialias=True) and slicing",
+}
 
 DECODE = {
     "output": "rgb8",
@@ -73,8 +90,20 @@ def postprocessing(info, head_semantics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def preprocessing(info, form: str, dynamic_size: bool) -> dict[str, Any]:
-    """From a file to the graph's input: decoding, colour, resize, scale; `where` says who does each step."""
+def crop_cover(size, crop_pct: float) -> tuple[int, int]:
+    """`fit: crop`'s cover: round(size / crop_pct) per axis (torchvision's 224 / (224 / 232) = 232; timm's
+    224 / 0.875 = 256)."""
+    return round(int(size[0]) / crop_pct), round(int(size[1]) / crop_pct)
+
+
+def crop_entry(size, crop_pct: float) -> dict[str, Any]:
+    """The metadata's `resize.crop`: the fraction, the cover it gives for `size`, and the rules a client follows."""
+    return {"crop_pct": float(crop_pct), "cover": list(crop_cover(size, crop_pct)), **CROP_RULES}
+
+
+def preprocessing(info, form: str, dynamic_size: bool, crop_pct: float | None = None) -> dict[str, Any]:
+    """From a file to the graph's input: decoding, colour, resize, scale; `where` says who does each step. With
+    `crop_pct` (export.fit=crop) the resize keeps the aspect ratio and the centre is cropped (`resize.crop`)."""
     where = "graph" if form == "uint8" else "client"
     grey, bands, c = info.channels == 1, is_bands(info.channels), info.channels
     h, w = (int(s) for s in info.size)
@@ -83,7 +112,7 @@ def preprocessing(info, form: str, dynamic_size: bool) -> dict[str, Any]:
         resize = {
             "size": [h, w],
             "order": "height, width",
-            "fit": "stretch",
+            "fit": "stretch" if crop_pct is None else "crop",
             "mode": "linear",
             "antialias": True,
             "coordinate_transformation": "half_pixel",
@@ -93,6 +122,8 @@ def preprocessing(info, form: str, dynamic_size: bool) -> dict[str, Any]:
             if form == "uint8"
             else "Pillow Image.resize(BILINEAR) of each channel as a float32 ('F') image",
         }
+        if crop_pct is not None:
+            resize["crop"] = crop_entry((h, w), crop_pct)
     steps = [f"read an H x W x {c} array (see decode)" if bands else "decode to RGB uint8 (see decode)"]
     if form == "uint8":
         what = f"N x H x W x {c} uint8 (arrays" if bands else "N x H x W x 3 uint8 (images"
@@ -104,7 +135,12 @@ def preprocessing(info, form: str, dynamic_size: bool) -> dict[str, Any]:
             else "convert to grayscale by the formula, in float"
             if grey
             else "keep RGB",
-            "keep the image's size" if dynamic_size else f"resize to height {h}, width {w} (see resize)",
+            "keep the image's size"
+            if dynamic_size
+            else f"resize to height {h}, width {w} (see resize)"
+            if crop_pct is None
+            else f"resize keeping the aspect ratio to cover {list(crop_cover((h, w), crop_pct))}, then take the centre "
+            f"height {h}, width {w} (see resize.crop)",
             *([] if bands else ["divide by 255"]),
             "HWC -> CHW, add a batch axis: N x C x H x W float32",
             "run",

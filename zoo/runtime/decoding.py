@@ -21,10 +21,36 @@ ARRAY_SCALE = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0, "float64": 1.0
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as zoo.format states (and zoo.deploy.preprocess puts in the graph)
 
 
-def load_image(path: str | Path, channels: int, size: Sequence[int] | None) -> np.ndarray:
+def load_image(
+    path: str | Path, channels: int, size: Sequence[int] | None, cover: Sequence[int] | None = None
+) -> np.ndarray:
     """Decode an image to float32 CHW in [0, 1] (the float32 input form), resized to (height, width) unless
-    size is None."""
-    return float_input(decode(path), channels, size)
+    size is None (with `cover`: resized to cover it, then its centre cropped; see `crop_geometry`)."""
+    return float_input(decode(path), channels, size, cover)
+
+
+def crop_geometry(height: int, width: int, size: Sequence[int], cover: Sequence[int]) -> tuple[int, int, int, int]:
+    """zoo.format's `fit: crop` for an image of height x width: (resized height, resized width, top, left).
+    The image is resized by one factor, keeping its aspect ratio, to the smallest size that covers `cover`
+    (round(size / crop_pct) per axis); the axis that sets the factor gets its cover exactly, the other
+    floor(cover * other / this) in integers (torchvision's Resize of the shorter side). The crop of `size` then
+    starts at round((resized - size) / 2) per axis, halves to even (Python's round, torchvision's center_crop):
+    floor(d / 2), plus 1 when d mod 4 == 3."""
+    (h, w), (ch, cw) = (int(v) for v in size), (int(v) for v in cover)
+    if ch * width >= cw * height:  # the height sets the factor (for a square cover: the shorter side)
+        nh, nw = ch, ch * width // height
+    else:
+        nh, nw = cw * height // width, cw
+    return nh, nw, round((nh - h) / 2), round((nw - w) / 2)
+
+
+def centre_crop(x: np.ndarray, size: Sequence[int] | None, cover: Sequence[int] | None) -> np.ndarray:
+    """HxWxC float32 resized as `resize_planes` does to cover `cover` (keeping the aspect ratio), then its centre
+    `size` (zoo.format's `fit: crop`, `crop_geometry`); without `cover`, the resize to `size` alone."""
+    if size is None or cover is None:
+        return resize_planes(x, size)
+    nh, nw, top, left = crop_geometry(x.shape[0], x.shape[1], size, cover)
+    return resize_planes(x, (nh, nw))[top : top + int(size[0]), left : left + int(size[1])]
 
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own warning threshold (about 9459x9459): no image here needs more
@@ -112,13 +138,16 @@ def as_rgb8(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a)
 
 
-def float_input(rgb: np.ndarray, channels: int, size: Sequence[int] | None) -> np.ndarray:
+def float_input(
+    rgb: np.ndarray, channels: int, size: Sequence[int] | None, cover: Sequence[int] | None = None
+) -> np.ndarray:
     """The float32 form's preprocessing of HxWx3 RGB uint8: BT.601 grey in float (one channel), resize of each
-    channel as a float ('F') image by Pillow's BILINEAR unless size is None, /255; CHW float32 in [0, 1]."""
+    channel as a float ('F') image by Pillow's BILINEAR unless size is None (with `cover`: to cover it, then the
+    centre `size`: `centre_crop`), /255; CHW float32 in [0, 1]."""
     x = rgb.astype(np.float32)
     if channels == 1:
         x = (x @ np.asarray(LUMA, dtype=np.float32))[..., None]
-    return (resize_planes(x, size) / 255.0).astype(np.float32).transpose(2, 0, 1)
+    return (centre_crop(x, size, cover) / 255.0).astype(np.float32).transpose(2, 0, 1)
 
 
 def resize_planes(x: np.ndarray, size: Sequence[int] | None) -> np.ndarray:
@@ -168,11 +197,12 @@ def check_array(a: np.ndarray, channels: int, dtypes: Sequence[str], what: str) 
     return a
 
 
-def array_input(a: np.ndarray, size: Sequence[int] | None) -> np.ndarray:
+def array_input(a: np.ndarray, size: Sequence[int] | None, cover: Sequence[int] | None = None) -> np.ndarray:
     """The float32 form's preprocessing of an H x W x C array (checked by `check_array`): scaled to [0, 1] by its
     dtype (uint8 / 255, uint16 / 65535, float as stored), each channel resized as a float ('F') image by Pillow's
-    BILINEAR unless size is None; C x H x W float32. Training on arrays (the arrays dataset) uses it too."""
-    x = resize_planes(a.astype(np.float32), size) / ARRAY_SCALE[str(a.dtype)]  # float_input's order: the same bits
+    BILINEAR unless size is None (with `cover`: `centre_crop`); C x H x W float32. Training on arrays (the arrays
+    dataset) uses it too."""
+    x = centre_crop(a.astype(np.float32), size, cover) / ARRAY_SCALE[str(a.dtype)]  # float_input's order: the same bits
     return np.ascontiguousarray(x.astype(np.float32).transpose(2, 0, 1))
 
 

@@ -30,7 +30,8 @@ class ModelInput:
     graph; float32: preprocessed by the client), channels, the size the network works at, whether it takes any
     size, the channels the network sees, and the smallest and largest images it accepts. `bands`: the input is
     C-channel arrays (`color: bands`, any C but 1 and 3: multispectral, depth), read from `.npy` files as they are
-    stored, no colour conversion."""
+    stored, no colour conversion. `cover`: the float32 form's client fits an image by a centre crop (resize.fit
+    crop): resized to cover it, keeping the aspect ratio, then the centre `size` (decoding.crop_geometry)."""
 
     name: str
     shape: Sequence[Any]
@@ -42,6 +43,7 @@ class ModelInput:
     min_size: tuple
     max_size: tuple | None
     bands: bool = False
+    cover: tuple | None = None
 
     @classmethod
     def read(cls, metadata: dict[str, Any], graph_input: Any) -> ModelInput:
@@ -58,6 +60,7 @@ class ModelInput:
             to = metadata["preprocessing"]["color_conversion"]["to"]
             net_channels = 1 if to == "grayscale" else 3
         default_min = [32, 32] if dynamic_size else list(size)  # formats 1 and 2 said so in prose
+        crop = resize.get("crop") if isinstance(resize, dict) and resize.get("fit") == "crop" else None
         return cls(
             name=graph_input.name,
             shape=graph_input.shape,
@@ -69,6 +72,7 @@ class ModelInput:
             min_size=tuple(meta_in.get("min_size") or default_min),
             max_size=tuple(meta_in["max_size"]) if meta_in.get("max_size") else None,
             bands=bands,
+            cover=tuple(int(v) for v in crop["cover"]) if crop else None,
         )
 
     @property
@@ -154,7 +158,7 @@ class ModelInput:
             return rgb, original
         if self.dynamic_size:
             self.check_size(*original, what)
-        return float_input(rgb, self.net_channels, None if self.dynamic_size else self.size), original
+        return float_input(rgb, self.net_channels, None if self.dynamic_size else self.size, self.cover), original
 
     def _prepare_array(self, image: str | Path | np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         """A model of bands: an H x W x C array (or a `.npy` file) as one item of the input form."""
@@ -168,7 +172,7 @@ class ModelInput:
             self.check_size(*original, what)
         if self.form == "uint8":
             return np.ascontiguousarray(a), original
-        return array_input(a, None if self.dynamic_size else self.size), original
+        return array_input(a, None if self.dynamic_size else self.size, self.cover), original
 
     def as_input(self, images: np.ndarray) -> np.ndarray:
         """Float32 N x C x H x W images in [0, 1] in the input form: the uint8 form takes them rounded to 8 bits,

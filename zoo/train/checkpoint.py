@@ -198,6 +198,7 @@ def model_from_checkpoint(ckpt: dict, where: str = "the checkpoint") -> tuple[Zo
     model = build_model(ckpt["config"], info)
     check_fits(ckpt["model"], model.state_dict(), where, ckpt["config"]["model"]["name"])
     model.load_state_dict(ckpt["model"])
+    model.crop_pct = info.crop_pct  # the weights' centre crop (deployed_info), carried on as _own_source records it
     return model.eval(), info
 
 
@@ -242,12 +243,16 @@ def load_weights(model: ZooModel, source: str, include_head: bool = False) -> di
 
 
 def _own_source(model: ZooModel, source: str, stats: dict, include_head: bool) -> dict:
-    """The report for weights the backbone loaded itself; its input statistics go into the model's Normalize."""
+    """The report for weights the backbone loaded itself; its input statistics go into the model's Normalize, and
+    the centre crop they were evaluated with (`crop_pct`, if they say) onto the model, which deployed_info puts
+    into the DataInfo that checkpoints and exports carry."""
     loaded = [f"backbone.{k}" for k in model.backbone.state_dict()]
     if stats:  # the pretrained weights expect their own input statistics
         model.normalize.mean.copy_(torch.tensor(stats["mean"]).view_as(model.normalize.mean))
         model.normalize.std.copy_(torch.tensor(stats["std"]).view_as(model.normalize.std))
         loaded += ["normalize.mean", "normalize.std"]
+    if stats and stats.get("crop_pct") is not None:
+        model.crop_pct = float(stats["crop_pct"])
     if include_head and model.head.load_source(source):  # a head that is the backbone's own classifier
         loaded += [f"head.{k}" for k in model.head.state_dict()]
     new = sorted(k for k in model.state_dict() if k not in set(loaded))

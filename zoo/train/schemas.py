@@ -92,6 +92,13 @@ class ExportConfig:
     calibration_method: str = declared("minmax", Literal["minmax", "entropy", "percentile"])
     # extra outputs after the task's own (zoo.tasks.EXTRAS): penultimate embeddings, class-activation maps
     outputs: list[str] = declared([], Literal[tuple(EXTRAS)])
+    # how the uint8 graph (or the float32 form's client) fits an image to the network's size: resize (the whole image,
+    # stretched), crop (resized keeping the aspect ratio to cover size / crop_pct, then the centre: the eval transform
+    # of torchvision's and timm's weights); auto: crop for a model used as its weights are (their own classifier and
+    # labels, and a crop_pct with them) or when export.crop_pct is given, else resize (zoo.deploy.export.crop_cover)
+    fit: str = declared("auto", Literal["auto", "resize", "crop"])
+    # fit=crop: size / the side before the crop (224 / 256 = 0.875), in (0, 1]; 0: the weights' own (none given)
+    crop_pct: float = declared(0.0, _FRACTION)
 
 
 # config node -> its schema: check() refuses keys the schema does not define (`+trainer.lrr=0.5`)
