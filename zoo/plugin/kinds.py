@@ -41,7 +41,7 @@ RETURNS = {
 }
 
 # what a kind may declare besides tasks=: an architecture's smallest input and budgets above zoo's (zoo.model), and
-# weights_check(values, source) -> {"mean", "std", "size"} | None, the pre-flight of its own weights
+# weights_check(values, source) -> {"mean", "std", "size", "crop_pct"} | None, the pre-flight of its own weights
 # (zoo.train.experiment.check_weights); a dataset's writer(bundle, output: Path) -> dict, which writes a DataBundle in
 # that dataset's layout into the empty folder `output` and returns counts per split and class (zoo.report.convert),
 # and its inventory(values) -> the files and labels zoo data check reads (zoo.train.datacheck)
