@@ -154,9 +154,16 @@ def check_classes(classes: list[str], background: bool) -> None:
 
 
 def _inventory(values: dict) -> dict:
-    """zoo data check's list of image/mask pairs and of the files that pair with nothing, nothing decoded."""
-    image_dir = existing_folder(values["images"], "images", "expected a folder of images")
-    mask_dir = existing_folder(values["masks"], "masks", "expected a folder of single-channel PNG masks")
+    """zoo data check's list of image/mask pairs and of the files that pair with nothing, nothing decoded; None
+    (checked through the built splits, as the reader pairs and maps them) for a layout with its own pairing rules:
+    name suffixes, a label map (stored values are not classes), separate val folders."""
+    if values.get("label_map") is not None or values.get("image_suffix") or values.get("mask_suffix"):
+        return None
+    if values.get("val_images") is not None:
+        return None
+    base = Path(values["root"]).expanduser() if values.get("root") else Path()
+    image_dir = existing_folder(str(base / values["images"]), "images", "expected a folder of images")
+    mask_dir = existing_folder(str(base / values["masks"]), "masks", "expected a folder of single-channel PNG masks")
     pairs, lone_images, lone_masks = pair_files(image_dir, mask_dir)
     cut = split_indices(len(pairs), values["val_fraction"], values["test_fraction"], values["split_seed"])
     items = [{"split": s, "image": pairs[i][0], "mask": pairs[i][1]} for s, idx in zip(("train", "val", "test"), cut)

@@ -87,7 +87,8 @@ class Survey:
 
 
 def inventory_of(cfg: dict) -> tuple[dict, Iterable[Item]] | None:
-    """The data plugin's inventory (its header dict and items), or None when the plugin offers no hook."""
+    """The data plugin's inventory (its header dict and items), or None when the plugin offers no hook or its hook
+    returns None for these values."""
     dcfg = dict(cfg["data"])
     plugin = registry.get("dataset", dcfg.pop("name")).resolve()  # a cached record holds no functions
     hook = plugin.extra.get("inventory")
@@ -96,6 +97,8 @@ def inventory_of(cfg: dict) -> tuple[dict, Iterable[Item]] | None:
     values = plugin.check_values(dcfg, "data")
     with plugin.blame("in its inventory"):
         found = hook(values)
+    if found is None:  # the plugin's hook declines this layout: its built splits are checked instead
+        return None
     return found, (Item.of(d) for d in found["items"])
 
 
