@@ -97,11 +97,14 @@ def test_the_classifier_is_timms_own_with_its_labels_and_statistics(as_is, weigh
 def test_exported_classifier_serves_imagenet_labels(as_is, weights, tmp_path):
     run, _ = as_is
     out = tmp_path / "export"
-    proc = run_zoo("export", f"checkpoint={run}", f"output={out}")
+    # fit=resize: the image whole, as the reference below sees it (the default crops it, as timm's eval transform
+    # does: tests/deploy/test_crop.py)
+    proc = run_zoo("export", f"checkpoint={run}", f"output={out}", "fit=resize")
     assert proc.returncode == 0, proc.stderr[-2000:]
     from zoo.runtime import Model
 
     served = Model(out / "model.onnx")
+    assert served.metadata["preprocessing"]["resize"]["fit"] == "stretch"
     assert len(served.labels) == 1000 and served.labels[0] == "tench, Tinca tinca"
     x = np.random.default_rng(1).random((2, 3, 48, 48), dtype=np.float32)
     x = np.round(x * 255) / np.float32(255)  # 8-bit pixels: what the default (uint8) export takes
@@ -109,6 +112,10 @@ def test_exported_classifier_serves_imagenet_labels(as_is, weights, tmp_path):
     with torch.no_grad():
         ref = torch.softmax(timm_reference(weights)((torch.from_numpy(x) - 0.5) / 0.5), 1).numpy()
     np.testing.assert_allclose(probs, ref, atol=1e-5)
+    cropped = tmp_path / "export-auto"  # by default a classifier used as its weights are takes their centre crop
+    assert run_zoo("export", f"checkpoint={run}", f"output={cropped}").returncode == 0
+    resize = Model(cropped / "model.onnx").metadata["preprocessing"]["resize"]
+    assert resize["fit"] == "crop" and resize["crop"]["crop_pct"] == pytest.approx(0.95)  # timm's resnet cfg
 
 
 def test_finetuning_the_classifier_trains_on_its_dataset_columns(photos, weights, tmp_path):
