@@ -27,7 +27,6 @@ from zoo_plugins._shared import (
     ClassFraction,
     Fraction,
     PerClass,
-    SubsetClasses,
     check_fractions,
     existing_folder,
     image_size,
@@ -37,7 +36,7 @@ from zoo_plugins._shared import (
 )
 from zoo_plugins.datasets.coco import CocoImages, box_records, boxes_only, count, put_image, split_items, unique_name
 from zoo_plugins.datasets.masks import MaskPairs, MaskValues, check_classes, check_pair
-from zoo_plugins.datasets.yolo import box_subset, carve
+from zoo_plugins.datasets.yolo import BoxClasses, box_subset, carve
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
@@ -331,7 +330,7 @@ def voc(
     test_fraction: Fraction = 0.15,
     split_seed: int = 0,
     stats_samples: int = 256,
-    classes: SubsetClasses = None,
+    classes: BoxClasses = None,
     max_per_class: PerClass = None,
     fraction: ClassFraction = None,
 ) -> DataBundle:

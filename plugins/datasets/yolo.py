@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 
-from zoo import Range, register
+from zoo import Length, Range, register
 from zoo.data import DataBundle, DataInfo
 from zoo.errors import ZooError
 from zoo_plugins._shared import (
@@ -29,7 +29,6 @@ from zoo_plugins._shared import (
     ClassFraction,
     Fraction,
     PerClass,
-    SubsetClasses,
     check_fractions,
     chosen_classes,
     existing_folder,
@@ -42,6 +41,7 @@ from zoo_plugins._shared import (
 from zoo_plugins.datasets.coco import CocoImages, box_records, boxes_only, count, put_image, split_items, unique_name
 
 SPLITS = ("train", "val", "test")
+BoxClasses = Optional[Annotated[list[str], Length(min=1)]]  # data.classes: one class is a detector too
 
 # ---- reading ---------------------------------------------------------------------------------
 
@@ -338,7 +338,7 @@ def yolo(
     test_fraction: Fraction = 0.15,
     split_seed: int = 0,
     stats_samples: int = 256,
-    classes: SubsetClasses = None,
+    classes: BoxClasses = None,
     max_per_class: PerClass = None,
     fraction: ClassFraction = None,
 ) -> DataBundle:
