@@ -6,7 +6,8 @@ supervision or datumaro would add a large dependency for them. Boxes: VOC's `bnd
 indices, xmax and ymax included, so the box in pixel-edge coordinates (XYXY, as COCO's) is
 (xmin - 1, ymin - 1, xmax, ymax); the writer writes the inverse. Class order: ROOT/labels.txt (one name a line,
 as the writer leaves it) or data.names when given, else VOC's 20 classes when every name is one of them, else
-the names found, sorted.
+the names found, sorted. Subsets (data.classes, max_per_class, fraction) as the YOLO reader's `box_subset` takes
+them; segmentation takes `fraction` only. `inventory` lists the files for `zoo data check`, leniently.
 """
 
 from __future__ import annotations
@@ -23,15 +24,19 @@ from zoo.data import DataBundle, DataInfo
 from zoo.errors import ZooError
 from zoo_plugins._shared import (
     IMAGE_EXTENSIONS,
+    ClassFraction,
     Fraction,
+    PerClass,
     check_fractions,
     existing_folder,
     image_size,
+    pair_files,
     sampled_stats,
-    split_indices,
+    take_subset,
 )
 from zoo_plugins.datasets.coco import CocoImages, box_records, boxes_only, count, put_image, split_items, unique_name
 from zoo_plugins.datasets.masks import MaskPairs, MaskValues, check_classes, check_pair
+from zoo_plugins.datasets.yolo import BoxClasses, box_subset, carve
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
@@ -120,28 +125,19 @@ def split_ids(root: Path, sets: str) -> dict[str, list[str]]:
     return ids
 
 
-def carve(parts: dict[str, list], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list]:
-    """The val and test splits not given, carved out of train by a seeded shuffle."""
-    missing = [s for s in ("val", "test") if s not in parts]
-    if missing:
-        items = parts["train"]
-        fractions = [val_fraction if "val" in missing else 0.0, test_fraction if "test" in missing else 0.0]
-        tr, va, te = split_indices(len(items), *fractions, seed)
-        parts["train"] = [items[i] for i in tr]
-        for s, idx in (("val", va), ("test", te)):
-            if s in missing:
-                parts[s] = [items[i] for i in idx]
-    return parts
-
-
-def detection_parts(root: Path, names, use_difficult: bool) -> tuple[dict[str, list], list[str]]:
-    """Every split's items and the class names, from Annotations/ and ImageSets/Main/."""
+def detection_files(root: Path) -> tuple[Path, dict[str, list[Path]]]:
+    """JPEGImages and every split's annotation files, from ImageSets/Main (else every Annotations/*.xml)."""
     ann = existing_folder(str(root / "Annotations"), "root", "expected ROOT/Annotations/*.xml (Pascal VOC)")
     images = existing_folder(str(root / "JPEGImages"), "root", "expected ROOT/JPEGImages (Pascal VOC)")
     ids = split_ids(root, "Main") or {"train": sorted(p.stem for p in ann.glob("*.xml"))}
     if "train" not in ids or not ids["train"]:
         raise ZooError(f"{root}: no training images (ImageSets/Main/train.txt, or Annotations/*.xml)")
-    files = {s: [ann / f"{i}.xml" for i in v] for s, v in ids.items()}
+    return images, {s: [ann / f"{i}.xml" for i in v] for s, v in ids.items()}
+
+
+def detection_parts(root: Path, names, use_difficult: bool) -> tuple[dict[str, list], list[str]]:
+    """Every split's items and the class names, from Annotations/ and ImageSets/Main/."""
+    images, files = detection_files(root)
     for f in (f for fs in files.values() for f in fs):
         if not f.is_file():
             raise ZooError(f"{root}: image id {f.stem} is listed in ImageSets/Main but {f} does not exist")
@@ -212,10 +208,115 @@ def write_voc(bundle: DataBundle, output: Path) -> dict:
     return counts
 
 
+# ---- zoo data check's inventory -------------------------------------------------------------------
+
+
+def _image_or_none(images: Path, filename: str, stem: str, where: Path) -> Path | None:
+    try:
+        return find_image(images, filename, stem, where)
+    except ZooError:  # a label file with no image: a finding
+        return None
+
+
+def _size(hw, image: Path | None):
+    """The annotation's size, else the image's header (None when it cannot be read: the decode names it)."""
+    if hw is not None or image is None:
+        return hw
+    try:
+        return image_size(image)
+    except ZooError:
+        return None
+
+
+def detection_inventory(root: Path, values: dict) -> dict:
+    """Every annotation's image and boxes (as stated, unclipped), annotations whose image is missing, images without
+    an annotation; an annotation that cannot be read, or a class name not among the classes, is a finding."""
+    images, files = detection_files(root)
+    problems, parsed = [], {}
+    for f in sorted({f for fs in files.values() for f in fs}):
+        if not f.is_file():
+            problems.append((f, "is listed in ImageSets/Main but does not exist"))
+            continue
+        try:
+            parsed[f] = parse_annotation(f)
+        except ZooError as e:
+            problems.append((f, str(e).removeprefix(f"cannot read {f}: ").removeprefix(f"{f}: ")))
+    classes = class_order(root, values["names"], {o[0] for a in parsed.values() for o in a[2]})
+    index, parts, used = {c: i for i, c in enumerate(classes)}, {}, set()
+    for split, fs in files.items():
+        items = []
+        for f in (f for f in fs if f in parsed):
+            filename, hw, objects = parsed[f]
+            image = _image_or_none(images, filename, f.stem, f)
+            used.add(image)
+            boxes, labels = [], []
+            for name, box, difficult in objects:
+                if name not in index:
+                    problems.append(
+                        (f, f"class {name!r} is not one of the {len(classes)} classes: {', '.join(classes)}")
+                    )
+                elif values["use_difficult"] or not difficult:
+                    boxes.append(box)
+                    labels.append(index[name])
+            items.append((image, _size(hw, image), boxes, labels, f))
+        subset = values["classes"], values["max_per_class"], values["fraction"]
+        parts[split], chosen = box_subset(items, classes, *subset, values["split_seed"])
+    out = [
+        {"split": s, "image": image, "size": hw, "source": f, "boxes": np.asarray(b).reshape(-1, 4).tolist(),
+         "box_labels": list(map(int, lab))}
+        for s, items in carve(parts, values["val_fraction"], values["test_fraction"], values["split_seed"]).items()
+        for image, hw, b, lab, f in items
+    ]  # fmt: skip
+    _, lone, _ = pair_files(images, root / "Annotations", (".xml",))
+    out += [{"split": "train", "image": f} for f in lone if f not in used]
+    return {"task": "detection", "classes": [classes[i] for i in chosen], "items": out, "orphans": problems}
+
+
+def segmentation_inventory(root: Path, values: dict) -> dict:
+    """Every listed id's image and mask (either may be missing: a finding), and masks no list names."""
+    masks = existing_folder(str(root / "SegmentationClass"), "root", "expected ROOT/SegmentationClass/*.png")
+    images = existing_folder(str(root / "JPEGImages"), "root", "expected ROOT/JPEGImages (Pascal VOC)")
+    listed = split_ids(root, "Segmentation")
+    ids = listed or {"train": sorted(p.stem for p in masks.glob("*.png"))}
+    problems, parts = [], {}
+    for split, v in ids.items():
+        pairs = [(_image_or_none(images, "", i, masks), masks / f"{i}.png") for i in v]
+        problems += [(m, "neither the image nor this mask exists") for im, m in pairs if im is None and not m.is_file()]
+        pairs = [(im, m if m.is_file() else None) for im, m in pairs if im is not None or m.is_file()]
+        parts[split] = seg_fraction(pairs, values)
+    parts = carve(parts, values["val_fraction"], values["test_fraction"], values["split_seed"])
+    out = [{"split": s, "image": im, "mask": m} for s, pairs in parts.items() for im, m in pairs]
+    named = {i for v in listed.values() for i in v}
+    out += [{"split": "train", "mask": m} for m in sorted(masks.glob("*.png")) if listed and m.stem not in named]
+    classes = ["background", *(values["names"] or VOC_CLASSES)]
+    return {"task": "segmentation", "classes": classes, "items": out, "orphans": problems,
+            "ignore_index": values["ignore_index"]}  # fmt: skip
+
+
+def inventory(values: dict) -> dict:
+    """zoo data check's list of a VOC folder's files and labels, nothing decoded."""
+    folder = existing_folder(values["root"], "root", "expected a Pascal VOC folder: JPEGImages, Annotations, ImageSets")
+    if values["task"] == "detection":
+        return detection_inventory(folder, values)
+    return segmentation_inventory(folder, values)
+
+
+def seg_fraction(pairs: list, values: dict) -> list:
+    """Segmentation's subset: a seeded `fraction` of the pairs (classes and max_per_class pick boxes' classes)."""
+    if values["classes"] is not None or values["max_per_class"] is not None:
+        raise ZooError(
+            "data.classes and data.max_per_class take a subset of VOC's boxes (data.task=detection); "
+            "for segmentation use data.fraction"
+        )
+    if values["fraction"] is None:
+        return pairs
+    return take_subset(pairs, [0] * len(pairs), [0], None, values["fraction"], values["split_seed"])[0]
+
+
 # ---- the registered dataset -------------------------------------------------------------------
 
 
-@register.dataset("voc", writer=write_voc)
+@register.dataset("voc", writer=write_voc, inventory=inventory)
 def voc(
     seed: int,
     root: str,
@@ -229,26 +330,35 @@ def voc(
     test_fraction: Fraction = 0.15,
     split_seed: int = 0,
     stats_samples: int = 256,
+    classes: BoxClasses = None,
+    max_per_class: PerClass = None,
+    fraction: ClassFraction = None,
 ) -> DataBundle:
     """Pascal VOC: Annotations/*.xml boxes (difficult left out unless use_difficult) or SegmentationClass masks.
 
     Splits from ImageSets/Main (or ImageSets/Segmentation) train/val/test.txt; those missing are carved out of
-    train. Segmentation: classes are background + names (VOC's 20 by default); mask value 255 is ignored."""
+    train. Segmentation: classes are background + names (VOC's 20 by default); mask value 255 is ignored.
+    classes (names or indices), max_per_class and fraction take a subset of each split given (per image class: the
+    most common of its boxes; segmentation: fraction only), seeded by split_seed."""
     check_fractions(val_fraction, test_fraction)
     folder = existing_folder(root, "root", "expected a Pascal VOC folder: JPEGImages, Annotations, ImageSets")
     hw = (size, size)
+    subset = {"classes": classes, "max_per_class": max_per_class, "fraction": fraction, "split_seed": split_seed}
     if task == "detection":
-        parts, classes = detection_parts(folder, names, use_difficult)
+        parts, every = detection_parts(folder, names, use_difficult)
+        for split, items in parts.items():
+            parts[split], chosen = box_subset(items, every, classes, max_per_class, fraction, split_seed)
         parts = carve(parts, val_fraction, test_fraction, split_seed)
         splits = {s: CocoImages(items, folder / "Annotations", channels, hw) for s, items in parts.items()}
-        extra = {}
+        names_kept, extra = [every[i] for i in chosen], {}
     else:
-        classes = ["background", *(names or VOC_CLASSES)]
-        check_classes(classes, True)
-        values = MaskValues(len(classes), ignore_index)
-        parts = carve(segmentation_parts(folder, values), val_fraction, test_fraction, split_seed)
+        names_kept = ["background", *(names or VOC_CLASSES)]
+        check_classes(names_kept, True)
+        values = MaskValues(len(names_kept), ignore_index)
+        parts = {s: seg_fraction(p, subset) for s, p in segmentation_parts(folder, values).items()}
+        parts = carve(parts, val_fraction, test_fraction, split_seed)
         splits = {s: MaskPairs(pairs, channels, hw, values) for s, pairs in parts.items()}
         extra = {"background": 0, "ignore_index": ignore_index}
     mean, std = sampled_stats(splits["train"], stats_samples)
-    info = DataInfo(task, tuple(classes), channels, hw, mean, std, **extra)
+    info = DataInfo(task, tuple(names_kept), channels, hw, mean, std, **extra)
     return DataBundle(info, splits["train"], splits["val"], splits["test"])
