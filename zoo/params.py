@@ -34,8 +34,10 @@ must be finite and every int must fit in int64. The one-line errors name the ful
 
 `NonEmpty()` marks a str where emptiness means nothing (`Annotated[str, NonEmpty()]`): `trainer.monitor=`
 is `trainer.monitor='' is empty; expected non-empty str`. A bool is a bool: `trainer.resume=2` has the wrong
-type (zoo.train.schemas gives OmegaConf untyped nodes for bools, so its lenient 2 -> true never happens). This module imports no torch and no
-other zoo module but zoo.errors; what a plugin kind must return is checked by zoo.plugin.kinds.
+type (zoo.train.schemas gives OmegaConf untyped nodes for bools, so its lenient 2 -> true never happens).
+
+This module imports no torch and no other zoo module but zoo.errors; what a plugin kind must return is
+checked by zoo.plugin.kinds.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from zoo import Range, register
 from zoo.errors import ZooError
-from zoo.params import NonEmpty
 from zoo.model import Transfer, ZooModel, freeze
+from zoo.params import NonEmpty
 from zoo.train.checkpoint import load_weights
 from zoo_plugins._shared import DropoutRate
 

@@ -29,8 +29,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
-from zoo.plugin import discovery, registry
 from zoo.params import NonEmpty
+from zoo.plugin import discovery, registry
 from zoo.plugin.registry import FUNCTION, REQUIRED, Length, Param, Plugin, Range
 from zoo.version import __version__
 
