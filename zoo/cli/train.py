@@ -77,7 +77,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--version", action="store_true")
     args = p.parse_intermixed_args(argv)
     if args.config_path is not None or args.config_name is not None:  # even empty: never another config
-        raise ZooError("zoo train composes zoo's own config; add config groups and experiments with --config-dir DIR")
+        flag = "--config-path (-cp)" if args.config_path is not None else "--config-name (-cn)"
+        raise ZooError(f"{flag}: zoo train composes zoo's own config; add groups and experiments with --config-dir DIR")
     if args.experimental_rerun is not None:
         raise ZooError("zoo train does not rerun pickled configs (--experimental-rerun); run the overrides again")
     return args
