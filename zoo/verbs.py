@@ -143,7 +143,7 @@ class Verb:
                 raise ZooError(f"zoo {self.name}: expected key=value, got {a!r}; keys: {', '.join(options)}")
             if key not in options:
                 raise unknown(f"argument for zoo {self.name}", key, options)
-            out[key] = options[key].convert(key, value, self.name)
+            out[key] = options[key].convert(self.key_prefix + key, value, self.name)  # named as the config names it
         for o in self.all_options():
             for alias in o.aliases:
                 if alias in out:
