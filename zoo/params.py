@@ -30,8 +30,14 @@ must be finite and every int must fit in int64. The one-line errors name the ful
     model.width=9223372036854775808 must fit in 64 bits (-9223372036854775808 to 9223372036854775807)
 
 `Param.describe()` (what `zoo list KIND NAME` shows) includes the range: `float in [0, 1]`, `int >= 1`,
-`float > 0`, `list[int >= 1] of length >= 1`, `int >= 1 or null`. This module imports no torch and no
-other zoo module but zoo.errors; what a plugin kind must return is checked by zoo.plugin.kinds.
+`float > 0`, `list[int >= 1] of length >= 1`, `int >= 1 or null`, `non-empty str`.
+
+`NonEmpty()` marks a str where emptiness means nothing (`Annotated[str, NonEmpty()]`): `trainer.monitor=`
+is `trainer.monitor='' is empty; expected non-empty str`. A bool is a bool: `trainer.resume=2` has the wrong
+type (zoo.train.schemas gives OmegaConf untyped nodes for bools, so its lenient 2 -> true never happens).
+
+This module imports no torch and no other zoo module but zoo.errors; what a plugin kind must return is
+checked by zoo.plugin.kinds.
 """
 
 from __future__ import annotations
@@ -156,7 +162,16 @@ class Length:
         return f"length >= {self.min}" if self.min is not None else f"length <= {self.max}"
 
 
-CONSTRAINTS = (Range, Length)
+@dataclass(frozen=True)
+class NonEmpty:
+    """A text that must say something, `Annotated[str, NonEmpty()]`: an empty or blank value is refused where
+    emptiness means nothing (a metric's name, a weight source), so `key=` is one line, not a silent default."""
+
+    def __repr__(self) -> str:
+        return "NonEmpty()"
+
+
+CONSTRAINTS = (Range, Length, NonEmpty)
 
 
 @dataclass(frozen=True)
@@ -182,6 +197,11 @@ class Param:
         return next((c for c in self.constraints if isinstance(c, Range)), None)
 
     @property
+    def non_empty(self) -> bool:
+        """Whether the value (or each item) is declared NonEmpty."""
+        return any(isinstance(c, NonEmpty) for c in self.constraints)
+
+    @property
     def length(self) -> Length | None:
         """The declared Length of a list, if any."""
         return next((c for c in self.constraints if isinstance(c, Length)), None)
@@ -194,6 +214,8 @@ class Param:
             t = self.base.__name__
         if self.range is not None:
             t = f"{t} {self.range.short()}"
+        if self.non_empty:
+            t = f"non-empty {t}"
         if self.is_list:
             t = f"list[{t}]" + (f" of {self.length.short()}" if self.length is not None else "")
         return f"{t} or null" if self.optional else t
@@ -238,6 +260,8 @@ def _coerce_scalar(p: Param, value: Any, key: str) -> Any:
         raise ZooError(msg + (f"; did you mean {hint[0]!r}?" if hint else ""))
     if p.range is not None and not p.range.contains(value):
         raise ZooError(f"{key}={given!r} must be {p.range.text()}")
+    if p.non_empty and not value.strip():
+        raise ZooError(f"{key}={value!r} is empty; expected {p.describe()}")
     return value
 
 
@@ -323,6 +347,8 @@ def param(name: str, annotation: Any, default: Any = REQUIRED, where: str = "zoo
             if isinstance(m, Range) and (choices or base not in (int, float)):
                 what = article("Literal" if choices else base.__name__)
                 raise refuse(f"has {m!r} on {what}; Range bounds an int or float")
+            if isinstance(m, NonEmpty) and (choices or base is not str or (is_list and on_list)):
+                raise refuse(f"has {m!r} on {article(base.__name__)}; NonEmpty marks a str (on a list: Length(min=1))")
             constraints.append(m)
     if isinstance(default, tuple):
         default = list(default)

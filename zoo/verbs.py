@@ -68,16 +68,30 @@ class Option:
         return f"{self.name}={self.metavar or _metavar_of(self.type)}"
 
     def convert(self, key: str, value: str, command: str) -> Any:
-        """The text of `key=value` as this option's value, or a one-line ZooError."""
+        """The text of `key=value` as this option's value, or a one-line ZooError: a declared type (int, float,
+        bool, `Annotated[int, Range(1)]`, a `Literal`, a list of them) is checked as a plugin parameter is, any
+        other type is a converter called on the text."""
         kind = self.type
-        base = typing.get_args(kind)[0] if typing.get_origin(kind) is Annotated else kind
-        try:
-            out = base(value)
-        except ValueError:
-            raise ZooError(f"zoo {command}: {key}={value!r} is not a valid {base.__name__}") from None
-        if base is not kind:
-            out = param(key, kind, where=f"zoo {command}").check(out, key)
-        return out
+        if kind is str or not (kind in (int, float, bool) or typing.get_origin(kind) in (Annotated, Literal, list)):
+            try:
+                return kind(value)
+            except ValueError:
+                raise ZooError(f"zoo {command}: {key}={value!r} is not a valid {kind.__name__}") from None
+        p = param(key, kind, where=f"zoo {command}")
+        items = [_from_text(p.base, v, key, command) for v in (names(value) if p.is_list else [value])]
+        return p.check(items if p.is_list else items[0], key)
+
+
+def _from_text(base: type, text: str, key: str, command: str) -> Any:
+    """One value's text as `base`: `true`/`false` for a bool (not Python's truth of a text), else base(text)."""
+    if base is bool:
+        if text.strip().lower() in ("true", "false"):
+            return text.strip().lower() == "true"
+        raise ZooError(f"zoo {command}: {key}={text!r} is not true or false")
+    try:
+        return base(text)
+    except ValueError:
+        raise ZooError(f"zoo {command}: {key}={text!r} is not a valid {base.__name__}") from None
 
 
 @dataclass(frozen=True)
@@ -129,7 +143,7 @@ class Verb:
                 raise ZooError(f"zoo {self.name}: expected key=value, got {a!r}; keys: {', '.join(options)}")
             if key not in options:
                 raise unknown(f"argument for zoo {self.name}", key, options)
-            out[key] = options[key].convert(key, value, self.name)
+            out[key] = options[key].convert(self.key_prefix + key, value, self.name)  # named as the config names it
         for o in self.all_options():
             for alias in o.aliases:
                 if alias in out:
@@ -254,6 +268,17 @@ def _field_metavar(f: dataclasses.Field, kind: Any, choices: dict[str, Iterable]
     return "TEXT" if kind is str else _metavar_of(kind)
 
 
+def _declared_type(kind: Any, declared: tuple) -> Any:
+    """A field's type with what `zoo.train.schemas.declared` adds (its Range, Literal or NonEmpty), so the option
+    is checked as the config's field is: `opset=99` is the declared range's line, before any work."""
+    literal = [c for c in declared if typing.get_origin(c) is Literal]
+    marks = tuple(c for c in declared if typing.get_origin(c) is not Literal)
+    is_list = typing.get_origin(kind) is list
+    item = literal[0] if literal else typing.get_args(kind)[0] if is_list else kind
+    item = Annotated[(item, *marks)] if marks else item
+    return list[item] if is_list else item  # type: ignore[valid-type]
+
+
 def dataclass_options(
     cls: type, as_text: bool = False, choices: dict[str, Iterable] | None = None
 ) -> tuple[Option, ...]:
@@ -265,7 +290,7 @@ def dataclass_options(
     for f, text in zip(dataclasses.fields(cls), field_help(cls).values()):
         kind = hints[f.name]
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-        convert = str if as_text else names if typing.get_origin(kind) is list else kind
+        convert = str if as_text else _declared_type(kind, f.metadata.get("zoo", ()))
         bounds = [c.short() for c in f.metadata.get("zoo", ()) if isinstance(c, Range)]
         text = f"{text} ({', '.join(bounds)})".strip() if bounds else text
         out.append(Option(f.name, convert, text, default, _field_metavar(f, kind, choices or {})))

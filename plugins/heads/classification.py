@@ -86,7 +86,7 @@ def classification(
     label_smoothing: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.0,
     pool: Literal["avg", "max", "flatten"] = "avg",
     hidden: list[Annotated[int, Range(1)]] = (),
-    topk: int = 5,
+    topk: Annotated[int, Range(1)] = 5,
 ) -> Head:
     """Global pooling (or flatten), optional hidden layers, dropout and a linear classifier; label smoothing."""
     return ClassificationHead(feature_info, info, dropout, label_smoothing, pool, list(hidden), topk)
@@ -173,7 +173,7 @@ def pretrained_classifier(
     info: DataInfo,
     backbone: Backbone,
     label_smoothing: Annotated[float, Range(0, 1, max_exclusive=True)] = 0.0,
-    topk: int = 5,
+    topk: Annotated[int, Range(1)] = 5,
 ) -> Head:
     """The backbone's own classifier with its own labels (timm's, torchvision's); data classes name labels it has."""
     return PretrainedClassifierHead(backbone, info, label_smoothing, topk)

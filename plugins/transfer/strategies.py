@@ -19,11 +19,13 @@ import torch.nn.functional as F
 from zoo import Range, register
 from zoo.errors import ZooError
 from zoo.model import Transfer, ZooModel, freeze
+from zoo.params import NonEmpty
 from zoo.train.checkpoint import load_weights
 from zoo_plugins._shared import DropoutRate
 
 log = logging.getLogger("zoo")
 
+Weights = Annotated[str, NonEmpty()]  # a source, or `none`: an empty value names nothing
 PRETRAINED = "pretrained"  # the architecture's own published weights, whichever hub or enum it takes them from
 
 
@@ -147,26 +149,26 @@ class FineTune(Transfer):
 
 
 @register.transfer("scratch")
-def scratch(weights: str = "none") -> Transfer:
+def scratch(weights: Weights = "none") -> Transfer:
     """Train from random initialisation: nothing loaded or frozen (weights is ignored, for sweeps over strategies)."""
     return Scratch(weights)
 
 
 @register.transfer("pretrained")
-def pretrained(weights: str = PRETRAINED) -> Transfer:
+def pretrained(weights: Weights = PRETRAINED) -> Transfer:
     """Use a trained model as it is: load every matching weight (head too); trainer.max_epochs=0 only evaluates."""
     return Pretrained(weights)
 
 
 @register.transfer("feature_extraction")
-def feature_extraction(weights: str = PRETRAINED, keep_head: bool = False) -> Transfer:
+def feature_extraction(weights: Weights = PRETRAINED, keep_head: bool = False) -> Transfer:
     """Frozen base whose features are computed once and cached; a new head (keep_head: the source run's) trains on
     the cache (fast, no augmenting)."""
     return FrozenBase(weights, cache=True, keep_head=keep_head)
 
 
 @register.transfer("frozen")
-def frozen(weights: str = PRETRAINED, dropout: DropoutRate = 0.2, keep_head: bool = False) -> Transfer:
+def frozen(weights: Weights = PRETRAINED, dropout: DropoutRate = 0.2, keep_head: bool = False) -> Transfer:
     """A new head (keep_head: the source run's) on a frozen base (in eval mode), trained on augmented images with
     dropout on the base's features."""
     return FrozenBase(weights, cache=False, dropout=dropout, keep_head=keep_head)
@@ -174,9 +176,9 @@ def frozen(weights: str = PRETRAINED, dropout: DropoutRate = 0.2, keep_head: boo
 
 @register.transfer("finetune")
 def finetune(
-    weights: str = PRETRAINED,
+    weights: Weights = PRETRAINED,
     head_epochs: Annotated[int, Range(0)] = 3,
-    unfreeze_stages: int = 2,
+    unfreeze_stages: Annotated[int, Range(-1)] = 2,
     lr_scale: Annotated[float, Range(0, 1, min_exclusive=True)] = 0.1,
     layer_decay: Annotated[float, Range(0, 1, min_exclusive=True)] = 1.0,
     keep_head: bool = False,

@@ -53,14 +53,20 @@ SCALE = 20 if PROFILE in ("nightly", "explore") else 1
 CASE_SECONDS = 60  # a case that takes longer hangs
 # generated cases per test in CI: cheap families (no composition) get most of them
 QUOTA = {
-    "command_lines": 178,
-    "predict": 110,
-    "checkpoints": 140,
+    "command_lines": 100,
+    "predict": 90,
+    "checkpoints": 122,
     "paths": 50,
     "values": 16,
     "configs": 10,
     "hydra_and_folders": 10,
     "data_files": 14,
+    # issue 25's families: Hydra's flags together, empty values, numbers for bools, counts <= 0, Unicode folders
+    "flag_combos": 60,
+    "empty_values": 9,
+    "numeric_booleans": 9,
+    "non_positive_counts": 9,
+    "unicode_paths": 16,
 }
 COUNTS: dict[str, int] = dict.fromkeys(QUOTA, 0)
 
@@ -430,9 +436,10 @@ def fuzz_checkpoints(base, tiny_run, data, where):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(mutated)
     given_path = path if where == "file" else cwd / "run"
-    # opset=3 is refused once the checkpoint is read: an intact file gets that line, a bad one its own
-    proc = run("checkpoints", ["export", f"checkpoint={given_path}", "output=out", "opset=3"], cwd, 2)
-    if "export.opset=3" in proc.stderr:  # accepted: then its tensors must be the original's, bit for bit
+    # opset=17 (in its declared range) is refused once the checkpoint is read, since the uint8 input needs 18: an
+    # intact file gets that line, a bad one its own
+    proc = run("checkpoints", ["export", f"checkpoint={given_path}", "output=out", "opset=17"], cwd, 2)
+    if "export.opset=17" in proc.stderr:  # accepted: then its tensors must be the original's, bit for bit
         saved = torch.load(io.BytesIO(original), weights_only=True)["model"]
         got = torch.load(path, weights_only=True)["model"]
         assert got.keys() == saved.keys() and all(torch.equal(got[k], saved[k]) for k in saved), proc.stderr
@@ -633,6 +640,37 @@ def test_data_files_of_any_shape_are_read_or_refused_in_one_line(base, record_pr
     COUNTS["data_files"] = 0
     fuzz_data_files(base)
     record(record_property, "data_files")
+
+
+from tests.cli.fuzz_edges import (  # noqa: E402  (issue 25's families, after the helpers they use)
+    fuzz_empty_values,
+    fuzz_flag_combos,
+    fuzz_non_positive_counts,
+    fuzz_numeric_booleans,
+    fuzz_unicode_paths,
+)
+
+
+def test_hydra_flags_alone_and_together_work_or_are_one_line(base, record_property):
+    COUNTS["flag_combos"] = 0
+    fuzz_flag_combos(base)
+    record(record_property, "flag_combos")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "family, fuzz",
+    [
+        ("empty_values", fuzz_empty_values),
+        ("numeric_booleans", fuzz_numeric_booleans),
+        ("non_positive_counts", fuzz_non_positive_counts),
+        ("unicode_paths", fuzz_unicode_paths),
+    ],
+)
+def test_declared_edges_are_checked_at_cfg_job_as_at_run_time(base, tiny_export, record_property, family, fuzz):
+    COUNTS[family] = 0
+    fuzz(base, tiny_export) if family == "unicode_paths" else fuzz(base)
+    record(record_property, family)
 
 
 def test_fuzz_helpers_catch_what_they_should(base):

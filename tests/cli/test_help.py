@@ -40,6 +40,8 @@ def test_each_option_accepted_is_shown_and_each_shown_is_accepted(verb):
     for key in accepted:  # the verb's own parser takes each (a value of its type), and refuses a stranger
         option = next(o for o in verb.all_options() if key in (o.name, *o.aliases))
         value = {"N": "1", "X": "0.5", "BOOL": "true"}.get(option.form.partition("=")[2], "1")
+        if option.default is not None:  # its declared default is a value of its type, range and choices
+            value = str(option.default).lower() if isinstance(option.default, bool) else str(option.default)
         assert aliases.get(key, key) in verb.parse([f"{key}={value}"]), key
     if accepted and not verb.overrides:  # a verb with free arguments (OVERRIDES, PARAM=VALUE) takes any key
         first = {"new-plugin": ["acme"]}.get(verb.name, [])

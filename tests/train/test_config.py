@@ -90,7 +90,7 @@ def test_augmentation_ops_are_added_and_removed_by_one_override():
         (["export.parity_tolerance=nan"], "export.parity_tolerance=nan must be a finite number"),
         (["export.parity_mismatch=2"], "export.parity_mismatch=2.0 must be in [0, 1]"),
         (["export.parity_samples=0"], "export.parity_samples=0 must be at least 1"),
-        (["export.opset=3"], "export.opset=3 must be at least 17"),
+        (["export.opset=3"], "export.opset=3 must be in [17, 20]"),
         (["+trainer.lrr=0.5"], "unknown config key 'trainer.lrr'; did you mean 'trainer.lr'?"),
         (["+export.opsett=18"], "unknown config key 'export.opsett'; did you mean 'export.opset'?"),
         (["+trainer.zzz=1"], "unknown config key 'trainer.zzz'"),

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from zoo.cli.hydra_flags import INFO_CHOICES, check_completion, check_flags, hydra_quoted, searchpath_dirs
 from zoo.errors import ZooError, make_folder
 from zoo.plugin import catalog, discovery
 from zoo.train.config import compose, env_keys, job_config, to_plain
@@ -67,7 +68,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--resolve", action="store_true")
     p.add_argument("-h", "--help", action="store_true")
     p.add_argument("--hydra-help", action="store_true")
-    p.add_argument("-i", "--info", nargs="?", const="all")
+    p.add_argument("-i", "--info", nargs="?", const="all", choices=INFO_CHOICES)
     p.add_argument("-sc", "--shell-completion", action="store_true")
     p.add_argument("-cd", "--config-dir", action="append", default=[])
     p.add_argument("-cp", "--config-path")
@@ -76,7 +77,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--version", action="store_true")
     args = p.parse_intermixed_args(argv)
     if args.config_path is not None or args.config_name is not None:  # even empty: never another config
-        raise ZooError("zoo train composes zoo's own config; add config groups and experiments with --config-dir DIR")
+        flag = "--config-path (-cp)" if args.config_path is not None else "--config-name (-cn)"
+        raise ZooError(f"{flag}: zoo train composes zoo's own config; add groups and experiments with --config-dir DIR")
     if args.experimental_rerun is not None:
         raise ZooError("zoo train does not rerun pickled configs (--experimental-rerun); run the overrides again")
     return args
@@ -85,11 +87,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def train_command(argv: list[str]) -> int:
     """`zoo train [flags] OVERRIDES...`: one run here, or a sweep / Hydra's own flags in zoo's Hydra app."""
     args = parse_args(argv)
-    overrides = list(args.overrides)
-    if args.multirun or args.help or args.hydra_help or args.info or args.shell_completion or args.version:
-        if args.multirun and not (args.help or args.hydra_help or args.info or args.cfg):
+    check_flags(args)
+    if args.shell_completion and not (args.help or args.hydra_help or args.version):
+        check_completion(args.overrides)
+        return _hydra_app(args, list(args.overrides))
+    overrides, dirs = searchpath_dirs([hydra_quoted(o) for o in args.overrides])
+    args.config_dir += dirs
+    if args.multirun or args.help or args.hydra_help or args.info or args.version:
+        if args.multirun and not (args.help or args.hydra_help):
             first, monitors = preflight(overrides, args.config_dir)
             overrides += sweep_overrides(first, monitors, overrides)
+        elif not args.version:  # what Hydra's help and --info compose: one line if it does not
+            compose(overrides, with_hydra=True, extra_dirs=args.config_dir)
         return _hydra_app(args, overrides)
     if args.cfg:
         cfg = compose(overrides, with_hydra=args.cfg != "job", extra_dirs=args.config_dir)
@@ -238,11 +247,17 @@ def _print_config(cfg, args: argparse.Namespace) -> int:
         cfg = job_config(cfg)
     elif args.cfg == "hydra":
         cfg = OmegaConf.create({"hydra": cfg.hydra})
-    if args.package:
-        cfg = OmegaConf.select(cfg, args.package)
+    if args.package is not None and args.package != "_global_":  # _global_: the whole config, as in Hydra
+        try:
+            cfg = OmegaConf.select(cfg, args.package) if args.package.strip() else None
+        except Exception:  # a key OmegaConf cannot read ('..x'): not a node either
+            cfg = None
         if cfg is None:
-            raise ZooError(f"--package {args.package!r} is not a node of the config")
-    print(OmegaConf.to_yaml(cfg, resolve=args.resolve), end="")
+            raise ZooError(
+                f"--package {args.package!r} is not a key of the config; e.g. --package trainer (see: zoo train "
+                f"--cfg {args.cfg})"
+            )
+    print(OmegaConf.to_yaml(cfg, resolve=args.resolve) if OmegaConf.is_config(cfg) else f"{cfg}\n", end="")
     return 0
 
 

@@ -29,6 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
+from zoo.params import NonEmpty
 from zoo.plugin import discovery, registry
 from zoo.plugin.registry import FUNCTION, REQUIRED, Length, Param, Plugin, Range
 from zoo.version import __version__
@@ -139,6 +140,7 @@ def param_record(p: Param) -> dict:
         "list": p.is_list,
         "range": [rng.min, rng.max, rng.min_exclusive, rng.max_exclusive] if rng else None,
         "length": [length.min, length.max] if length else None,
+        "non_empty": p.non_empty,
         "default": None if p.default is REQUIRED else p.default,
         "required": p.default is REQUIRED,
     }
@@ -150,6 +152,8 @@ def param_from(r: dict, where: str) -> Param:
     if r["range"]:
         low, high, low_x, high_x = r["range"]
         t = Annotated[t, Range(low, high, min_exclusive=low_x, max_exclusive=high_x)]
+    if r.get("non_empty"):
+        t = Annotated[t, NonEmpty()]
     if r["list"]:
         t = list[t]
         if r["length"]:

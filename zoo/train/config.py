@@ -30,6 +30,7 @@ from zoo.train.schemas import (
     Config,
     ExportConfig,
     TrainerConfig,
+    omegaconf_node,
 )
 from zoo.train.sweeps import parse_overrides, raw_values
 
@@ -49,8 +50,8 @@ def store_configs() -> None:
     Plugins.instance().register(PluginConfigSource)  # every plugin as a config-group option
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
-    cs.store(group="export", name="base_export", node=ExportConfig)
+    cs.store(group="trainer", name="base_trainer", node=omegaconf_node(TrainerConfig))
+    cs.store(group="export", name="base_export", node=omegaconf_node(ExportConfig))
     cs.store(group="aug", name="base_aug", node=AugConfig)
     _stored["done"] = True
 
@@ -218,9 +219,12 @@ def check(cfg) -> dict:
             )
         plugin = registry.get(kind, node.pop("name"))
         plugin.check_values(node, group)
-    ops = (plain.get("aug") or {}).get("ops") or {}
-    if not isinstance(ops, dict):
-        raise ZooError("aug.ops must be a mapping of augmentation name -> parameters")
+    ops = (plain.get("aug") or {}).get("ops")
+    ops = {} if ops is None else ops
+    if not isinstance(ops, dict):  # `aug.ops=` is an empty text, not "no ops"
+        raise ZooError(
+            f"aug.ops={ops!r} is not a mapping of augmentation name -> parameters; for none: aug=none or aug.ops={{}}"
+        )
     for op, params in ops.items():
         plugin = registry.get("augmentation", op)
         if params is not None and not isinstance(params, dict):

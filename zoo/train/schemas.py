@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 from zoo.errors import ZooError
-from zoo.params import REQUIRED, Range
+from zoo.params import REQUIRED, NonEmpty, Range
 from zoo.tasks import EXTRAS
 
 # config group -> plugin kind; `aug` holds a dict of augmentation ops instead of one plugin.
@@ -56,7 +57,7 @@ class TrainerConfig:
     step_size: int = declared(10, Range(1))  # step scheduler: epochs between decays
     gamma: float = declared(0.1, Range(0, 1, min_exclusive=True))  # step scheduler: decay factor
     grad_clip: float = declared(0.0, _AT_LEAST_0)  # max gradient norm; 0 = off
-    monitor: str = "auto"  # a validation metric name, or auto (the head's own choice)
+    monitor: str = declared("auto", NonEmpty())  # a validation metric name, or auto (the head's own choice)
     patience: int = declared(0, _AT_LEAST_0)  # early stopping after this many epochs without improvement; 0 = off
     # DataLoader worker processes; auto: as many as pay on this device and data (zoo.train.accel.resolve_workers)
     num_workers: str = declared("auto", check=_auto_or_count)
@@ -76,7 +77,8 @@ class TrainerConfig:
 class ExportConfig:
     """ONNX export settings."""
 
-    opset: int = declared(18, Range(17))  # zoo exports opset 17 or newer; the uint8 input form needs 18
+    # zoo exports opset 17 to 20 (torch's TorchScript exporter writes up to 20); the uint8 input form needs 18
+    opset: int = declared(18, Range(17, 20))
     # uint8: the graph takes decoded RGB pixels and resizes, converts and scales them itself (zoo.deploy.preprocess);
     # float32: the client resizes and scales to [0, 1] (the form of zoo's exports before zoo.format 3)
     input: str = declared("uint8", Literal["uint8", "float32"])
@@ -126,8 +128,18 @@ class AugConfig:
     ops: Any = field(default_factory=dict)
 
 
+def omegaconf_node(schema: type) -> type:
+    """`schema` as OmegaConf is given it: a bool field untyped, so OmegaConf's lenient conversion (2, 'yes' and
+    'on' to true) never runs and zoo's check refuses a number where a bool belongs (`trainer.resume=2`)."""
+    hints = typing.get_type_hints(schema)
+    if bool not in hints.values():
+        return schema
+    fields = [(f.name, Any if hints[f.name] is bool else hints[f.name], f) for f in dataclasses.fields(schema)]
+    return dataclasses.make_dataclass(schema.__name__, fields, namespace={"__doc__": schema.__doc__})
+
+
 def _omegaconf_type(p) -> Any:
-    base = p.base
+    base = Any if p.base is bool else p.base  # a bool is checked by zoo, not converted by OmegaConf (above)
     t = list[base] if p.is_list else base  # type: ignore[valid-type]
     return Optional[t] if p.optional or p.default is None else t
 
