@@ -47,21 +47,44 @@ def _opened(path: Path, what: str = "image"):
     return open_image(path, what)
 
 
-def image_tensor(im, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    """A PIL image as a float CHW tensor in [0, 1] with `channels` channels at `size` (bilinear)."""
+def image_pixels(im, channels: int, size: tuple[int, int], reduce: bool = False) -> np.ndarray:
+    """A PIL image as an (H, W, C) uint8 array with `channels` channels at `size` (bilinear). `reduce`: a JPEG not
+    yet decoded and over twice the size decodes reduced (Pillow's draft: 1/2, 1/4 or 1/8 in the DCT, to no less
+    than twice `size`, so the exact resize still averages 2x2 pixels or more into each); it changes `im`'s size,
+    so only for an image the caller opened."""
     from PIL import Image
 
+    if reduce and im.format == "JPEG" and im.width >= 4 * size[1] and im.height >= 4 * size[0]:
+        im.draft("L" if channels == 1 else "RGB", (2 * size[1], 2 * size[0]))
     im = im.convert("L" if channels == 1 else "RGB")
     if (im.height, im.width) != size:
         im = im.resize((size[1], size[0]), Image.BILINEAR)
-    data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
-    return data.view(size[0], size[1], channels).permute(2, 0, 1).float().div_(255.0)
+    return np.asarray(im).reshape(size[0], size[1], channels)
+
+
+def as_float(pixels: np.ndarray) -> torch.Tensor:
+    """(H, W, C) uint8 pixels as a float CHW tensor in [0, 1]: converted in numpy, which runs single-threaded
+    (torch's intra-op threads cost more than the work on one small image, ~10x on a busy machine)."""
+    return torch.from_numpy(pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0))
+
+
+def image_tensor(im, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """A PIL image as a float CHW tensor in [0, 1] with `channels` channels at `size` (bilinear)."""
+    return as_float(image_pixels(im, channels, size))
 
 
 def read_image(path: Path, channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
     """Decode an image to a float CHW tensor in [0, 1] at `size` (bilinear), with its original (height, width)."""
     with _opened(path) as im:
-        return image_tensor(im, channels, size), (im.height, im.width)
+        original = (im.height, im.width)  # before a JPEG's draft reduces it
+        return as_float(image_pixels(im, channels, size, reduce=True)), original
+
+
+def read_pixels(path: Path, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """Decode an image to a uint8 CHW tensor at `size` (bilinear): what a split held in memory keeps."""
+    with _opened(path) as im:
+        pixels = image_pixels(im, channels, size, reduce=True)
+        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -95,32 +95,85 @@ class TensorImages(Dataset):
 
 
 class InMemory(Dataset):
-    """A split decoded once: every item of `base` read at construction and kept (images stacked into one
-    tensor when they share a shape). For datasets that decode files on access and declare `cacheable = True`."""
+    """A split decoded once: every item of `base` read at construction and kept, its images in one uint8 tensor
+    (N, C, H, W) where they are 8-bit pixels of one shape (a quarter of float32's memory), made float per item.
+    For datasets that decode files on access and declare `cacheable = True`; a dataset with `pixels(i)` (the item
+    with its image as uint8 CHW) is read through it, others through `__getitem__` (kept as uint8 where that is
+    exact, else as they come). The decoding runs in `workers` loader processes."""
 
     in_memory = True
 
-    def __init__(self, base: Dataset):
-        items = [base[i] for i in range(len(base))]
-        images = [item[0] for item in items]
-        same = all(isinstance(x, torch.Tensor) and x.shape == images[0].shape for x in images)
-        self.images = torch.stack(images) if images and same else images
-        self.targets = [item[1] for item in items]
-        self.base = base
+    def __init__(self, base: Dataset, workers: int = 0):
+        self.base, self.images, self.targets = base, None, []
+        order = DataLoader(
+            _Pixels(base), batch_size=64, num_workers=workers if len(base) > 256 else 0, collate_fn=_stacked
+        )  # in order: item i is the i-th read; a batch's images come back as one tensor (one shared-memory block)
+        listed: list = []
+        for images, targets in order:
+            i, n = len(self.targets), len(targets)
+            first = images[0]
+            if self.images is None and not listed and _byte_image(first):
+                self.images = torch.empty((len(base), *first.shape), dtype=torch.uint8)
+            if self.images is not None and not (isinstance(images, torch.Tensor) and _fits(images, self.images)):
+                listed, self.images = list(self.images[:i]), None  # mixed shapes or kinds: a list of them
+            if self.images is not None:
+                self.images[i : i + n] = images
+            else:
+                listed.extend(images)
+            self.targets.extend(targets)
+        self.listed = listed  # the images when they are not one uint8 tensor (empty otherwise)
 
     @staticmethod
     def estimate(base: Dataset) -> int:
         """Bytes the split takes in memory, from its first image."""
         if len(base) == 0:
             return 0
-        image = base[0][0]
+        image = _Pixels(base)[0][0]
         return len(base) * (image.numel() * image.element_size() if isinstance(image, torch.Tensor) else 2**20)
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitem__(self, i: int):
-        return self.images[i], self.targets[i]
+        image = self.images[i] if self.images is not None else self.listed[i]
+        return (image.float().div_(255.0) if image.dtype == torch.uint8 else image), self.targets[i]
+
+
+def _byte_image(image: Any) -> bool:
+    return isinstance(image, torch.Tensor) and image.dtype == torch.uint8
+
+
+def _fits(images: torch.Tensor, store: torch.Tensor) -> bool:
+    return images.dtype == torch.uint8 and images.shape[1:] == store.shape[1:]
+
+
+def _stacked(batch: list) -> tuple[Any, list]:
+    """A cache build's batch: uint8 images of one shape stacked, else listed; targets listed."""
+    images, targets = [b[0] for b in batch], [b[1] for b in batch]
+    if all(_byte_image(x) and x.shape == images[0].shape for x in images):
+        return torch.stack(images), targets
+    return images, targets
+
+
+class _Pixels(Dataset):
+    """A cacheable split's items with their images as uint8 where that loses nothing: `base.pixels(i)` where the
+    dataset has it, else its float image in [0, 1] as uint8 when every value is a whole number of 255ths."""
+
+    def __init__(self, base: Dataset):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        if callable(getattr(self.base, "pixels", None)):
+            return self.base.pixels(i)
+        image, target = self.base[i]
+        if isinstance(image, torch.Tensor) and image.is_floating_point():
+            pixels = image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+            if torch.equal(pixels.float().div_(255.0), image):
+                return pixels, target
+        return image, target
 
 
 class Transformed(Dataset):

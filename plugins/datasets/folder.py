@@ -20,6 +20,7 @@ from zoo_plugins._shared import (
     chosen_classes,
     existing_folder,
     read_image,
+    read_pixels,
     sampled_stats,
     split_indices,
     take_subset,
@@ -41,6 +42,10 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, i: int):
         return read_image(self.files[i], self.channels, self.size)[0], torch.tensor(self.labels[i])
+
+    def pixels(self, i: int):
+        """Item i with its image as uint8 CHW (what zoo.data.InMemory keeps: a quarter of float32's memory)."""
+        return read_pixels(self.files[i], self.channels, self.size), torch.tensor(self.labels[i])
 
 
 def scan(

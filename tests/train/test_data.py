@@ -121,3 +121,58 @@ def test_stratified_split_keeps_classes_in_proportion_and_allows_a_zero_fraction
         split_indices(3, 0.3, 0.3, 0, labels=[0, 1, 2])
     with pytest.raises(ZooError, match="leaves nothing to train on"):
         split_indices(60, 0.5, 0.5, 0, labels=labels)
+
+
+# ---- the pipeline: what a split in memory holds, what streaming decodes ----------------------------------
+
+
+def _jpegs(root, n: int, side: int = 64) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        d = root / ("ab"[i % 2])
+        d.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 255, (side // 8, side // 8, 3), dtype=np.uint8)
+        Image.fromarray(pixels).resize((side, side), Image.BILINEAR).save(d / f"{i}.jpg", quality=90)
+
+
+def test_a_split_in_memory_holds_one_uint8_copy_and_gives_the_streamed_floats(tmp_path):
+    from zoo.data import InMemory
+
+    _jpegs(tmp_path, 10, side=16)
+    split = build("folder", root=str(tmp_path), size=16, val_fraction=0.2, test_fraction=0.2).train
+    cached = InMemory(split)
+    assert cached.images.dtype == torch.uint8 and cached.images.shape == (len(split), 3, 16, 16)
+    assert cached.listed == [] and InMemory.estimate(split) == len(split) * 3 * 16 * 16  # a byte a value
+    for i in range(len(split)):
+        image, label = cached[i]
+        assert image.dtype == torch.float32 and torch.equal(image, split[i][0]) and int(label) == int(split[i][1])
+
+
+def test_a_split_in_memory_keeps_floats_that_are_not_whole_255ths_as_they_are():
+    from zoo.data import InMemory
+
+    class Floats(torch.utils.data.Dataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return torch.full((1, 2, 2), (i * 51 if i < 2 else 0.5) / 255.0), i
+
+    cached = InMemory(Floats())
+    assert cached.images is None and [x.dtype for x in cached.listed] == [torch.uint8, torch.uint8, torch.float32]
+    assert [float(cached[i][0][0, 0, 0]) * 255 for i in range(3)] == pytest.approx([0, 51, 0.5])
+
+
+def test_a_large_jpeg_decodes_reduced_to_within_a_pixel_of_the_full_decode(tmp_path):
+    from zoo_plugins._shared import read_image
+
+    _jpegs(tmp_path, 1, side=256)
+    file = next(tmp_path.rglob("*.jpg"))
+    reduced, original = read_image(file, 3, (32, 32))
+    with Image.open(file) as im:
+        full = torch.from_numpy(np.asarray(im.convert("RGB").resize((32, 32), Image.BILINEAR))).permute(2, 0, 1)
+    assert original == (256, 256) and reduced.shape == (3, 32, 32)
+    assert float((reduced * 255 - full.float()).abs().mean()) < 4.0  # the draft's reduced decode, then the exact resize
+    with Image.open(file) as im:
+        im.draft("RGB", (64, 64))
+        assert im.size == (64, 64)  # Pillow reduces it 1/4 in the DCT: what read_image asks for

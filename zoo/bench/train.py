@@ -50,11 +50,15 @@ def train(overrides: list[str], repeats: int, batches: int | None = None) -> Ite
     optimizer, l1 = exp.optimizer(), exp.l1_params()
     set_train_mode(exp.model)
 
+    feed = {"it": iter(data)}  # one iterator across the timed runs: its workers start once an epoch, as training's
+
     def batches_of_loader():
-        for i, (x, y) in enumerate(data):
-            if i == n:
-                return
-            yield x, y
+        for _ in range(n):
+            try:
+                yield next(feed["it"])
+            except StopIteration:  # the epoch is over: a new one, as training starts it
+                feed["it"] = iter(data)
+                yield next(feed["it"])
 
     def on_device(x, y):
         x, y = to_device(x, device), to_device(y, device)

@@ -132,10 +132,11 @@ def data_loader(ds: Dataset, batch_size: int, shuffle: bool, tcfg: dict, device:
 CACHE_SHARE = 0.25  # of the memory available when a run starts, at most, for splits decoded once
 
 
-def cache_splits(data, budget: int | None = None) -> list[str]:
+def cache_splits(data, budget: int | None = None, workers: int | None = None) -> list[str]:
     """Decode once, into memory, each split whose dataset declares `cacheable = True` (it decodes on access and
     gives the same item each time), when the splits together fit `budget` bytes (a quarter of the available
-    memory by default); the names of the splits cached."""
+    memory by default), in `workers` loader processes (default: one per core, at most 8); the names of the
+    splits cached."""
     names = [s for s in ("train", "val", "test") if getattr(getattr(data, s), "cacheable", False)]
     if not names:
         return []
@@ -144,8 +145,9 @@ def cache_splits(data, budget: int | None = None) -> list[str]:
     if need > budget:
         log.info(f"splits not cached in memory: they need ~{need / 2**20:.0f} MiB, more than {budget / 2**20:.0f} MiB")
         return []
+    workers = min(cpu_cores(), 8) if workers is None else workers
     for s in names:
-        setattr(data, s, InMemory(getattr(data, s)))
+        setattr(data, s, InMemory(getattr(data, s), workers))
     log.info(f"{', '.join(names)} decoded once into memory (~{need / 2**20:.0f} MiB)")
     return names
 

@@ -270,8 +270,8 @@ def train(
         set_train_mode(model)
         train_loader.generator.manual_seed(epoch_seed(seed, epoch))  # this epoch's order, whatever came before
         sampler.set_epoch(epoch)
+        metric = train_metric(exp, run.monitor)  # before the timer: its first call imports torchmetrics
         epoch_start, total, seen = time.perf_counter(), 0.0, 0
-        metric = train_metric(exp, run.monitor)
         for x, y in _batches(cache, train_loader, bs, seed, epoch, tcfg):
             for g in optimizer.param_groups:
                 g["lr"] = g["base_lr"] * lr_factor(progress.step, len(train_loader), tcfg)
@@ -469,14 +469,16 @@ def _finish(run: Run, progress: Progress, train_seconds: float, cache_seconds: f
             raise ZooError(
                 f"nothing was trained: {ckpt_dir / 'last.pt'} is already at trainer.max_epochs={tcfg['max_epochs']}"
             )
-        return load_checkpoint(ckpt_dir / "best.pt")["model"]
+        best = load_checkpoint(ckpt_dir / "best.pt")
+        return {"model": best["model"], "val": best["val"]}
 
-    exp.model.load_state_dict(dist.on_main(best_weights))  # read by rank 0, the same weights on every rank
+    best = dist.on_main(best_weights)  # read by rank 0, the same weights on every rank
+    exp.model.load_state_dict(best["model"])
     accel = Accel.of(tcfg, exp.device)
     epoch_times = [h["train_seconds"] for h in progress.history]
     results = {
         "test": evaluate(exp.model, _eval_loader(exp, exp.data.test), exp.device, accel),
-        "val": evaluate(exp.model, _eval_loader(exp, exp.data.val), exp.device, accel),
+        "val": best["val"],  # evaluated when these weights were saved: not again
         "train_seconds": round(train_seconds, 3),
         "epoch_seconds": round(sum(epoch_times) / len(epoch_times), 4) if epoch_times else 0.0,
         "feature_cache_seconds": round(cache_seconds, 3),
