@@ -17,6 +17,7 @@ from zoo.data import BatchTransform, DataBundle, DataInfo, build_augmentations, 
 from zoo.errors import ZooError
 from zoo.model import Transfer, ZooModel, build_model, check_architecture
 from zoo.plugin import registry
+from zoo.train.accel import resolve_workers
 from zoo.train.datacheck import check_before_training
 
 log = logging.getLogger("zoo")
@@ -175,5 +176,9 @@ def build_experiment(cfg: dict, data: DataBundle | None = None) -> Experiment:
     strategy = transfer.build({}, params, where="transfer")
     with transfer.blame("in setup(model)"):
         weights = strategy.setup(model)
-    sample_tf, batch_tf = build_augmentations(cfg["aug"], data.info)
+    # the batchable ops (flips, affine warps) run on the batch where it trains (the GPU), or in the main process
+    # when nothing else would run them; on a CPU with loader workers they run per sample in the workers, which
+    # otherwise sit idle while the main process warps float batches (as torchvision's loaders do)
+    workers = resolve_workers(tcfg.get("num_workers", "auto"), data.train, device)
+    sample_tf, batch_tf = build_augmentations(cfg["aug"], data.info, on_device=device.type == "cuda" or workers == 0)
     return Experiment(cfg, data, model.to(device), strategy, weights, sample_tf, batch_tf, device)
