@@ -360,3 +360,15 @@ def get(kind: str, name: str) -> Plugin:
     if kind not in registries:
         raise unknown("plugin kind", kind, KINDS)
     return registries[kind].get(name)
+
+
+def declared_hook(kind: str, node: dict, key: str, where: str) -> tuple[Plugin, Any, dict] | None:
+    """The function a plugin declared as `key` when it registered (an architecture's weights_check, a dataset's
+    inventory), for the config node that names it (`node["name"]`): (the plugin, the function, the node's other
+    values checked against the plugin's parameters), or None when it declared none."""
+    values = dict(node)
+    plugin = get(kind, values.pop("name")).resolve()  # a record served from the plugin cache holds no functions
+    hook = plugin.extra.get(key)
+    if hook is None:
+        return None
+    return plugin, hook, plugin.check_values(values, where)

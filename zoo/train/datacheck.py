@@ -89,12 +89,10 @@ class Survey:
 def inventory_of(cfg: dict) -> tuple[dict, Iterable[Item]] | None:
     """The data plugin's inventory (its header dict and items), or None when the plugin offers no hook or its hook
     returns None for these values."""
-    dcfg = dict(cfg["data"])
-    plugin = registry.get("dataset", dcfg.pop("name")).resolve()  # a cached record holds no functions
-    hook = plugin.extra.get("inventory")
-    if hook is None:
+    declared = registry.declared_hook("dataset", cfg["data"], "inventory", "data")
+    if declared is None:
         return None
-    values = plugin.check_values(dcfg, "data")
+    plugin, hook, values = declared
     with plugin.blame("in its inventory"):
         found = hook(values)
     if found is None:  # the plugin's hook declines this layout: its built splits are checked instead

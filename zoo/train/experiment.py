@@ -95,12 +95,10 @@ def check_weights(cfg: dict) -> dict | None:
     source = cfg["transfer"].get("weights")
     if source in (None, "", "none"):
         return None
-    mcfg = dict(cfg["model"])
-    arch = registry.get("architecture", mcfg.pop("name")).resolve()  # a cached record holds no functions
-    check = arch.extra.get("weights_check")
-    if check is None:
+    declared = registry.declared_hook("architecture", cfg["model"], "weights_check", "model")
+    if declared is None:
         return None
-    values = arch.check_values(mcfg, "model")
+    arch, check, values = declared
     with arch.blame("in its weights_check"):
         expected = check(values, str(source))
     wanted, given = _height_width((expected or {}).get("size")), _height_width(cfg["data"].get("size"))
