@@ -204,3 +204,26 @@ def test_bench_train_shows_whole_step_pipeline_and_model_step_for_each_cpu_preci
 def test_accel_refuses_an_unknown_precision():
     with pytest.raises(ZooError, match="trainer.precision='fp8' is not one of 32, bf16-mixed, 16-mixed"):
         Accel("fp8", torch.device("cpu"))
+
+
+@pytest.mark.slow
+def test_bench_train_on_an_image_folder_measures_torchvisions_imagefolder_beside_it(tmp_path):
+    """A folder of class folders: the data pipeline is also measured against torchvision's ImageFolder +
+    DataLoader over the same files, with the run's own ops and workers, as a ratio; digits (no folder) has no
+    such line, as the test above shows."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (40, 36, 3), dtype=np.uint8)).save(tmp_path / label / f"{i}.jpg")
+    proc = zoo_in_process(
+        "bench", "train", "repeats=1", "batches=2", "model.width=4", "data=folder", f"data.root={tmp_path}",
+        "data.size=16", "trainer.batch_size=4", "trainer.device=cpu",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.splitlines()[-1]
+    assert line.startswith("data pipeline (held in memory, as this run holds it) vs torchvision's ImageFolder")
+    assert str(tmp_path) in line and float(line.rsplit(" x", 1)[1].split()[0]) > 0

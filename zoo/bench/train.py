@@ -50,15 +50,7 @@ def train(overrides: list[str], repeats: int, batches: int | None = None) -> Ite
     optimizer, l1 = exp.optimizer(), exp.l1_params()
     set_train_mode(exp.model)
 
-    feed = {"it": iter(data)}  # one iterator across the timed runs: its workers start once an epoch, as training's
-
-    def batches_of_loader():
-        for _ in range(n):
-            try:
-                yield next(feed["it"])
-            except StopIteration:  # the epoch is over: a new one, as training starts it
-                feed["it"] = iter(data)
-                yield next(feed["it"])
+    batches_of_loader = _feeder(data, n)
 
     def on_device(x, y):
         x, y = to_device(x, device), to_device(y, device)
@@ -82,6 +74,16 @@ def train(overrides: list[str], repeats: int, batches: int | None = None) -> Ite
         sync()
 
     runs = {"data pipeline": pipeline}
+    reference = _torchvision_loader(cfg, exp, bs, data.num_workers)
+    if reference is not None:  # the same folder through torchvision's ImageFolder and DataLoader, the same ops
+        reference_batches = _feeder(reference, n)
+
+        def torchvision_pipeline() -> None:
+            for x, y in reference_batches():
+                on_device(x, y)
+            sync()
+
+        runs["torchvision pipeline"] = torchvision_pipeline
     for p in _bench_precisions(device):
         accel = Accel(p, device, tcfg["channels_last"])
         runs[f"whole {p}"], runs[f"model {p}"] = (lambda a=accel: whole(a)), (lambda a=accel: model_step(a))
@@ -93,6 +95,62 @@ def train(overrides: list[str], repeats: int, batches: int | None = None) -> Ite
         f"(threads: torch {torch.get_num_threads()}), workers {workers}, median of {repeats} interleaved"
     )
     yield from _train_table(times, n * bs)
+    if reference is not None:
+        yield _reference_line(times, reference, exp, data.num_workers)
+
+
+def _reference_line(times: dict[str, float], reference, exp, workers: int) -> str:
+    """The data pipeline against torchvision's, as a ratio of images per second, saying how zoo held the split."""
+    held = "held in memory, as this run holds it" if getattr(exp.data.train, "in_memory", False) else "streamed"
+    return (
+        f"data pipeline ({held}) vs torchvision's ImageFolder + DataLoader streaming {reference.dataset.root} (Pillow "
+        f"decode, resize to {tuple(exp.data.info.size)}, the run's own augmentations, {workers} workers): "
+        f"x{times['torchvision pipeline'] / times['data pipeline']:.2f} the images per second"
+    )
+
+
+def _feeder(loader, n: int):
+    """`n` batches of `loader` per call, from one iterator kept across calls (its workers start once an epoch, as
+    training's do); a new epoch where the last one ends."""
+    feed = {"it": iter(loader)}
+
+    def batches():
+        for _ in range(n):
+            try:
+                yield next(feed["it"])
+            except StopIteration:  # the epoch is over: a new one, as training starts it
+                feed["it"] = iter(loader)
+                yield next(feed["it"])
+
+    return batches
+
+
+def _torchvision_loader(cfg: dict, exp, batch_size: int, workers: int):
+    """torchvision's ImageFolder + DataLoader over the run's image folder (data.root, or its train/ folder), decoding
+    with Pillow, resizing to the run's size and applying the run's own per-sample ops, with the same workers and
+    batch size: the reference a folder pipeline is measured against. None where the data is not such a folder."""
+    from pathlib import Path
+
+    root = cfg["data"].get("root")
+    folder = Path(str(root)).expanduser() if root else None
+    if folder is None or not folder.is_dir():
+        return None
+    folder = folder / "train" if (folder / "train").is_dir() else folder
+    import torch
+    from torchvision import datasets
+    from torchvision.transforms import v2
+
+    info = exp.data.info
+    steps = [v2.Grayscale() if info.channels == 1 else v2.RGB(), v2.PILToTensor()]
+    steps += [v2.Resize(tuple(info.size), antialias=True), v2.ToDtype(torch.float32, scale=True)]
+    steps += [exp.sample_transform] if exp.sample_transform is not None else []
+    try:
+        images = datasets.ImageFolder(str(folder), transform=v2.Compose(steps))
+    except (FileNotFoundError, RuntimeError):  # not class folders of images
+        return None
+    return torch.utils.data.DataLoader(
+        images, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers, persistent_workers=workers > 0
+    )
 
 
 def _train_table(times: dict[str, float], images: int) -> Iterator[str]:
