@@ -310,6 +310,9 @@ def answer(command: str, run: Callable[[list[str]], int], args: list[str]) -> in
         code = run(args) or 0
     except ZooError as e:
         return report_failure(f"zoo: error: {e}", e, 2)
+    except BrokenPipeError:  # whoever read the output went away (zoo list | head): nothing to say, as cat and ls
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # and nothing more to flush at exit
+        return 141  # 128 + SIGPIPE, what the shell reports for a tool the pipe stopped
     except OSError as e:  # a path the system refuses: too long, not permitted, a folder where a file belongs
         return report_failure(f"zoo: error: {describe_os_error(e, args)}", e, 2)
     except KeyboardInterrupt:

@@ -330,3 +330,15 @@ def test_a_zoo_train_killed_by_sigkill_resumes_to_the_uninterrupted_result(tmp_p
         mine = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["model"]
         assert all(torch.equal(mine[k], best[k]) for k in best), where
         assert not list(run.rglob("*.tmp")), where  # the killed write's leftover is cleaned on the next start
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    """`zoo list architecture torchvision | head -1`: the pipe closes while zoo still writes; no `zoo: error:
+    Broken pipe` and no traceback, the shell's exit for a tool SIGPIPE stopped (141)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zoo.cli", "list", "architecture", "torchvision"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=0,
+    )  # fmt: skip
+    proc.stdout.close()  # the reader is gone before the first line
+    _, err = proc.communicate(timeout=120)
+    assert err == "" and proc.returncode == 141, (proc.returncode, err)
