@@ -113,6 +113,16 @@ def image_files(root: Path) -> list[Path]:
     return sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
 
 
+def text_lines(path: Path) -> list[str]:
+    """A text file's non-empty lines, stripped (a split list, a labels file); one line naming the file when it
+    cannot be read or is not UTF-8."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ZooError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def existing_folder(value: str, key: str, note: str) -> Path:
     """`data.<key>` as a folder that exists; else one line saying what it should hold (`note`)."""
     path = Path(value).expanduser()

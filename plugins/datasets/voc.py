@@ -33,6 +33,7 @@ from zoo_plugins._shared import (
     pair_files,
     sampled_stats,
     take_subset,
+    text_lines,
 )
 from zoo_plugins.datasets.coco import CocoImages, box_records, boxes_only, count, put_image, split_items, unique_name
 from zoo_plugins.datasets.masks import MaskPairs, MaskValues, check_classes, check_pair
@@ -55,7 +56,10 @@ def parse_annotation(path: Path) -> tuple[str, tuple[int, int] | None, list[tupl
         raise ZooError(f"cannot read {path}: {e}") from None
     filename = (root.findtext("filename") or "").strip()
     w, h = root.findtext("size/width"), root.findtext("size/height")
-    hw = (int(float(h)), int(float(w))) if w and h and float(w) > 0 and float(h) > 0 else None
+    try:
+        hw = (int(float(h)), int(float(w))) if w and h and float(w) > 0 and float(h) > 0 else None
+    except ValueError:
+        raise ZooError(f"{path}: <size> holds width {w!r} and height {h!r}; expected numbers of pixels") from None
     objects = []
     for obj in root.iter("object"):
         name = (obj.findtext("name") or "").strip()
@@ -107,7 +111,7 @@ def class_order(root: Path, given: Optional[list[str]], found: set[str]) -> list
         return list(given)
     listed = root / "labels.txt"
     if listed.is_file():
-        return [ln.strip() for ln in listed.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        return text_lines(listed)
     if found <= set(VOC_CLASSES):
         return list(VOC_CLASSES)
     return sorted(found)
@@ -121,7 +125,7 @@ def split_ids(root: Path, sets: str) -> dict[str, list[str]]:
         if split == "train" and not file.is_file():
             file = root / "ImageSets" / sets / "trainval.txt"
         if file.is_file():
-            ids[split] = [ln.split()[0] for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            ids[split] = [ln.split()[0] for ln in text_lines(file)]
     return ids
 
 

@@ -37,6 +37,7 @@ from zoo_plugins._shared import (
     sampled_stats,
     split_indices,
     take_subset,
+    text_lines,
 )
 from zoo_plugins.datasets.coco import CocoImages, box_records, boxes_only, count, put_image, split_items, unique_name
 
@@ -171,8 +172,7 @@ def split_images(entry, base: Path, where: Path) -> list[Path]:
         if path.is_dir():
             found += image_files(path)
         elif path.suffix == ".txt" and path.is_file():
-            lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-            found += [(path.parent / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines]
+            found += [(path.parent / ln) if not Path(ln).is_absolute() else Path(ln) for ln in text_lines(path)]
         else:
             raise ZooError(f"{where}: split {item!r} is neither a folder nor a .txt list ({path} does not exist)")
     missing = [f for f in found if not f.is_file()]

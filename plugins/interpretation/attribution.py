@@ -245,7 +245,8 @@ class GradCAM(Attribution):
             return deep[-1], modules[deep[-1]]
         if not self.layer or self.layer not in modules:
             convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
-            raise unknown("layer for explain.gradcam.layer", self.layer, convs or modules)
+            see = "zoo list layers run=DIR"
+            raise unknown("layer for explain.gradcam.layer", self.layer, convs or modules, see=see)
         return self.layer, modules[self.layer]
 
     def attribute(self, forward, model, x, target):

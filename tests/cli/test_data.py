@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
-import pytest
-
 from tests.conftest import assert_one_line_error, zoo_in_process
 
 
@@ -26,10 +22,18 @@ def test_convert_refuses_a_layout_without_a_writer(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("zoo.report.convert") is None, reason="zoo.report.convert not merged")
 def test_convert_writes_a_layout_through_the_cli(tmp_path):
     from tests.train.test_datacheck import coco_set
 
     proc = zoo_in_process("data", "convert", *coco_set(tmp_path), "to=yolo", f"output={tmp_path / 'yolo'}")
     assert proc.returncode == 0, proc.stderr
     assert any((tmp_path / "yolo").rglob("*.txt"))
+
+
+def test_check_refuses_an_output_it_cannot_make_before_reading_the_data(tmp_path):
+    """output= is checked first: the data set is not read (no table printed) when the folder cannot be made."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("mine")
+    proc = zoo_in_process("data", "check", "data=digits", f"output={blocker / 'sub'}")
+    assert_one_line_error(proc, "a_file")
+    assert proc.stdout == "" and blocker.read_text() == "mine"

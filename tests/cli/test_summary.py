@@ -48,6 +48,7 @@ def test_summary_prints_the_table_and_totals():
 def test_bad_input_is_one_line():
     assert_one_line_error(zoo_in_process("summary", "model=nope"), "nope")
     assert_one_line_error(zoo_in_process("summary", "fields=maybe"), "fields")
+    assert_one_line_error(zoo_in_process("summary", "fields=yes"), "fields='yes' is not true or false")  # as every bool
     assert_one_line_error(zoo_in_process("summary", "run=/nonexistent", "model=cnn"), "not both")
     assert_one_line_error(zoo_in_process("summary", "--bogus"), "--bogus")
 

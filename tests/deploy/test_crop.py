@@ -98,6 +98,11 @@ def test_a_crop_export_states_it_validates_and_predicts_as_pytorch(tmp_path):
         with torch.no_grad():
             expected = model.head.postprocess(model(x))[0].numpy()
         np.testing.assert_allclose(served.run(pixels.numpy())["probabilities"], expected, atol=1e-5)
+    from zoo.runtime.inputs import ModelInput
+
+    unknown_fit = {**served.metadata["preprocessing"], "resize": {**resize, "fit": "letterbox"}}  # a later format's
+    with pytest.raises(ZooError, match="resize.fit='letterbox', which this zoo-runtime does not know"):
+        ModelInput.read({**served.metadata, "preprocessing": unknown_fit}, served.session.get_inputs()[0])
 
 
 def test_the_float32_forms_client_crops_as_the_graph(tmp_path):
@@ -159,6 +164,7 @@ def test_bad_values_are_one_line(tmp_path):
         ("classification", {"fit": "crop"}, "export.fit=crop: this model's weights carry no centre crop"),
         ("segmentation", {"fit": "crop", "crop_pct": 0.875}, "use export.fit=resize"),
         ("detection", {"crop_pct": 0.875}, "use export.fit=resize"),
+        ("classification", {"fit": "crop", "crop_pct": 0.001}, r"1000 times the network's size .* from 0.25 to 1"),
     ):
         with pytest.raises(ZooError, match=fragment) as e:
             export_task(task, tmp_path / task, **ecfg)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import zoo_in_process
+from tests.conftest import assert_one_line_error, zoo_in_process
 from zoo.plugin import registry
 from zoo.train.datacheck import ERROR, WARNING
 
@@ -225,3 +225,37 @@ def test_voc_subsets_count_exactly_and_segmentation_takes_a_fraction(tmp_path):
     assert (len(seg.train), len(seg.val), len(seg.test)) == (4, 1, 1)
     with pytest.raises(Exception, match="for segmentation use data.fraction"):
         build("voc", root=str(tmp_path), task="segmentation", names=["cat"], max_per_class=2)
+
+
+# ---- what the review found: each a traceback or an internal error before ---------------------------------------
+
+
+def test_class_ids_past_the_names_are_findings_not_a_crash_of_the_imbalance_check(tmp_path):
+    """Labels using class 7 of two names most often: each line is a finding naming its file, and the imbalance
+    check counts only real classes (it indexed the names with 7: an internal error)."""
+    args = yolo_set(tmp_path)
+    for k in range(6):
+        (tmp_path / "labels" / "train" / f"i{k}.txt").write_text("7 0.5 0.5 0.2 0.2\n")
+    proc = check(*args, "imbalance=0.5")
+    assert proc.returncode == 2 and "internal error" not in proc.stderr, proc.stderr
+    assert sum("i0.txt" in line for line in findings(proc)) == 1
+
+
+def test_a_voc_size_that_is_not_a_number_is_one_line_naming_the_xml(tmp_path):
+    args = voc_set(tmp_path)
+    xml = tmp_path / "Annotations" / "v0.xml"
+    xml.write_text(xml.read_text().replace(f"<width>{W}</width>", "<width>abc</width>"))
+    found = check(*args)  # zoo data check: a finding naming the file, exit 2
+    assert found.returncode == 2 and any(f"{xml}: <size> holds width 'abc'" in line for line in findings(found))
+    converted = zoo_in_process("data", "convert", *args, "to=yolo", f"output={tmp_path / 'out'}")
+    assert_one_line_error(converted, f"{xml}: <size> holds width 'abc'")
+
+
+def test_split_lists_that_are_not_text_are_one_line_naming_the_file(tmp_path):
+    args = yolo_set(tmp_path)
+    (tmp_path / "train.txt").write_bytes(b"\xff\xfe images/train/i0.png\n")
+    (tmp_path / "data.yaml").write_text("path: .\ntrain: train.txt\nval: images/val\nnames: [cat, dog]\n")
+    assert_one_line_error(zoo_in_process("data", "convert", *args, "to=coco", f"output={tmp_path / 'o'}"), "train.txt")
+    voc = voc_set(tmp_path / "voc")
+    (tmp_path / "voc" / "ImageSets" / "Main" / "val.txt").write_bytes(b"\xff\xfe\x00v8\n")
+    assert_one_line_error(zoo_in_process("data", "convert", *voc, "to=coco", f"output={tmp_path / 'o2'}"), "val.txt")

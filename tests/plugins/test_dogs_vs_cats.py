@@ -90,16 +90,12 @@ def test_kaggles_layout_is_still_read(tmp_path, offline):
 
 # ---- the labs' presets ----------------------------------------------------------------------------------------
 
-TORCHVISION = "architecture=torchvision is not in this tree (it comes with the torchvision models' branch)"
-
 
 @pytest.mark.parametrize(
     ("preset", "model", "size"),
     [("vgg16_transfer", "vgg16", 224), ("resnet50_transfer", "resnet50", 224), ("xception_transfer", None, 299)],
 )
 def test_the_lab_presets_compose(preset, model, size):
-    if model and "torchvision" not in registry.registries["architecture"]:
-        pytest.skip(TORCHVISION)
     cfg = small_config(experiment=preset)
     assert cfg["data"]["name"] == "dogs_vs_cats" and cfg["data"]["size"] == size
     assert cfg["model"]["name"] == ("torchvision" if model else "timm")
@@ -115,8 +111,6 @@ def test_the_lab_presets_compose(preset, model, size):
 
 
 def test_a_lab_preset_offline_without_its_weights_stops_before_the_data(tmp_path, offline, monkeypatch):
-    if registry.get("architecture", "timm").resolve().extra.get("weights_check") is None:
-        pytest.skip("model=timm declares no weights_check in this tree (it comes with the torchvision models' branch)")
     import huggingface_hub.constants
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

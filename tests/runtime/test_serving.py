@@ -160,6 +160,8 @@ def test_missing_providers_and_bad_options_are_one_line_errors_on_the_command_li
     assert_one_line_error(zoo_in_process("predict", model, f"input={tmp_path}", "thread=2"), "did you mean 'threads'")
     assert_one_line_error(zoo_in_process("bench", "inference", model, "spinning=sometimes"), "auto, on, off")
     assert_one_line_error(zoo_in_process("bench", "inference", model, "batch=1,0"), "integers >= 1")
+    missing = tmp_path / "no-such-export"  # named as given (it read '/model.json not found' before)
+    assert_one_line_error(zoo_in_process("bench", "inference", f"model={missing}"), f"model={missing} does not exist")
 
 
 def test_cpu_sessions_are_tuned_by_default(digits_float_export, tmp_path):

@@ -14,7 +14,6 @@ from zoo.bench.train import train
 from zoo.bench.transfer import pixel_floors, transfer
 
 __all__ = [
-    "BENCH_PACKAGE",
     "discovery",
     "inference",
     "int_list",

@@ -36,6 +36,8 @@ class _Row:
 
 
 def _read_export(path: str | Path) -> _Export:
+    if not Path(path).exists():
+        raise ZooError(f"model={path} does not exist: give an export folder or its model.onnx (from zoo export)")
     onnx = Path(path) / "model.onnx" if Path(path).is_dir() else Path(path)
     card_path = onnx.with_name("model.json")
     if not card_path.is_file():

@@ -32,7 +32,6 @@ def train(overrides: list[str], repeats: int, batches: int | None = None) -> Ite
         cache_splits,
         data_loader,
         prepare_model,
-        resolve_workers,
         to_device,
     )
     from zoo.train.engine import train_step  # lazy: torch, as above
@@ -88,11 +87,10 @@ def train(overrides: list[str], repeats: int, batches: int | None = None) -> Ite
         accel = Accel(p, device, tcfg["channels_last"])
         runs[f"whole {p}"], runs[f"model {p}"] = (lambda a=accel: whole(a)), (lambda a=accel: model_step(a))
     times = interleaved(runs, repeats)
-    workers = resolve_workers(tcfg["num_workers"], images, device)
     yield (
         f"training step: data={cfg['data']['name']} ({len(exp.data.train)} training images), "
         f"model={cfg['model']['name']}, head={cfg['head']['name']}, batch {bs}, {n} batches, {device} "
-        f"(threads: torch {torch.get_num_threads()}), workers {workers}, median of {repeats} interleaved"
+        f"(threads: torch {torch.get_num_threads()}), workers {data.num_workers}, median of {repeats} interleaved"
     )
     yield from _train_table(times, n * bs)
     if reference is not None:

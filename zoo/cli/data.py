@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from zoo.errors import ZooError, unknown
+from zoo.errors import ZooError, make_folder, unknown
 from zoo.params import Range
 from zoo.verbs import Option, Verb
 
@@ -61,6 +61,8 @@ def check(overrides: list[str], kv: dict) -> int:
     from zoo.train.datacheck import lines, survey  # lazy: numpy and the registry's code, as above
 
     cfg = to_plain(compose(overrides))
+    if kv.get("output"):  # a folder that cannot be made says so before the data set is read
+        make_folder(kv["output"])
     found = survey(cfg, imbalance=CHECK.value(kv, "imbalance"))
     for line in lines(found):
         print(line)
@@ -90,11 +92,8 @@ def convert(overrides: list[str], kv: dict) -> int:
     names = writers()
     if to not in names:
         raise unknown("layout for to=", to, names) if names else ZooError(f"to={to!r}: no dataset declares a writer")
-    try:
-        from zoo.report.convert import convert as write_set  # lazy: written by the convert part; torch, heavy
-    except ImportError:
-        missing = "zoo data convert is not available in this installation (zoo.report.convert is missing)"
-        raise ZooError(missing) from None
+    from zoo.report.convert import convert as write_set  # lazy: torch and the plugins, once the arguments are valid
+
     done = write_set(overrides, to, output)
     print(f"wrote {len(done['classes'])} classes in the {done['to']} layout to {done['output']}")
     for split, counts in done["splits"].items():

@@ -11,29 +11,12 @@ import json
 from zoo.errors import ZooError
 from zoo.verbs import Option, Verb
 
-
-def _bool(text: str) -> bool:
-    """true/false as Hydra writes them (also 1/0, yes/no)."""
-    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.lower())
-    if value is None:
-        raise ValueError(text)
-    return value
-
-
-_bool.__name__ = "bool"
-
 VERB = Verb(
     "summary",
     "a model layer by layer: output shape, parameters, multiply-accumulates, memory, receptive field and stride",
     options=(
         Option("run", help="a run directory or checkpoint file to count, instead of OVERRIDES", metavar="DIR"),
-        Option(
-            "fields",
-            _bool,
-            "measure each layer's receptive field and stride (a backward pass a layer)",
-            True,
-            metavar="true|false",
-        ),  # fmt: skip
+        Option("fields", bool, "measure each layer's receptive field and stride (a backward pass a layer)", True),
     ),
     flags=(("--json", "one JSON object instead of the table (for scripts)"),),
     overrides="OVERRIDES...: zoo train's (model=... head=... data=... data.size=224); not with run=",

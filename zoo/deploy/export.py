@@ -319,6 +319,9 @@ def check_opset(ecfg: dict) -> None:
         )
 
 
+MIN_CROP_PCT = 0.25  # the smallest centre crop zoo fits by: pretrained weights use 0.75 to 1
+
+
 def crop_fraction(deploy, info, ecfg: dict) -> float | None:
     """The centre crop's fraction when the export fits images by cropping (export.fit, `zoo.format` resize.fit crop),
     else None (the whole image resized). `auto` crops when export.crop_pct is given, or when the model is used as
@@ -342,7 +345,13 @@ def crop_fraction(deploy, info, ecfg: dict) -> float | None:
             f"export.fit={fit}: this model's weights carry no centre crop; give export.crop_pct=FRACTION in (0, 1] "
             "(size / the side before the crop: 0.875 is 224 of 256), or use export.fit=resize"
         )
-    return float(given if given is not None else carried)
+    fraction = float(given if given is not None else carried)
+    if fraction < MIN_CROP_PCT:  # the cover grows as 1 / crop_pct: 0.001 asks for a 262 GB resize
+        raise ZooError(
+            f"export.crop_pct={fraction:g} would resize images to {1 / fraction:.0f} times the network's size before "
+            f"the crop; give a fraction from {MIN_CROP_PCT} to 1 (0.875 is 224 of 256)"
+        )
+    return fraction
 
 
 def served(

@@ -45,6 +45,12 @@ RETURNS = {
 # (zoo.train.experiment.check_weights); a dataset's writer(bundle, output: Path) -> dict, which writes a DataBundle in
 # that dataset's layout into the empty folder `output` and returns counts per split and class (zoo.report.convert),
 # and its inventory(values) -> the files and labels zoo data check reads (zoo.train.datacheck)
+# the declarations that are functions, and the form each must have
+HOOKS = {
+    "weights_check": "(values, source) -> dict or None",
+    "inventory": "(values) -> dict or None",
+    "writer": "(bundle, output: Path) -> dict",
+}
 EXTRA = {
     "architecture": ("min_size", "max_params", "max_activations", "weights_check"),
     "dataset": ("inventory", "writer"),  # zoo data check's list of files and labels; zoo data convert's writer
@@ -60,10 +66,9 @@ def check_extra(plugin: Any) -> None:
         if key not in allowed:
             also = f"; {article(plugin.kind)} declares only tasks=" + "".join(f", {a}=" for a in allowed)
             raise PluginDefinitionError(f"{where}: register.{plugin.kind}() takes no {key}={also}")
-    if "weights_check" in plugin.extra and not callable(plugin.extra["weights_check"]):
-        raise PluginDefinitionError(f"{where}: weights_check= must be a function (values, source) -> dict or None")
-    if "writer" in plugin.extra and not callable(plugin.extra["writer"]):
-        raise PluginDefinitionError(f"{where}: writer= must be a function (bundle, output: Path) -> dict")
+    for key, form in HOOKS.items():
+        if key in plugin.extra and not callable(plugin.extra[key]):
+            raise PluginDefinitionError(f"{where}: {key}= must be a function {form}")
     for key in ("max_params", "max_activations"):
         value = plugin.extra.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):

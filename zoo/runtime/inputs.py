@@ -23,6 +23,8 @@ from zoo.runtime.decoding import (
     read_array,
 )
 
+FITS = ("stretch", "crop")  # zoo.format's resize.fit values this runtime serves (crop since 3.2)
+
 
 @dataclass(frozen=True)
 class ModelInput:
@@ -60,7 +62,13 @@ class ModelInput:
             to = metadata["preprocessing"]["color_conversion"]["to"]
             net_channels = 1 if to == "grayscale" else 3
         default_min = [32, 32] if dynamic_size else list(size)  # formats 1 and 2 said so in prose
-        crop = resize.get("crop") if isinstance(resize, dict) and resize.get("fit") == "crop" else None
+        fit = resize.get("fit", "stretch") if isinstance(resize, dict) else "stretch"
+        if fit not in FITS:  # a fit this runtime does not know would be served as a stretch: wrong, silently
+            raise ZooError(
+                f"the export fits images by resize.fit={fit!r}, which this zoo-runtime does not know (it knows "
+                f"{', '.join(FITS)}); upgrade zoo-runtime"
+            )
+        crop = resize.get("crop") if fit == "crop" else None
         return cls(
             name=graph_input.name,
             shape=graph_input.shape,

@@ -216,6 +216,9 @@ def imbalance_findings(counts: dict[str, Counter], classes: tuple[str, ...], rat
     train = counts.get("train") or Counter()
     if not classes or not train:
         return []
+    train = Counter({i: n for i, n in train.items() if 0 <= i < len(classes)})  # ids past the classes: found already
+    if not train:
+        return []
     missing = [classes[i] for i in range(len(classes)) if train[i] == 0]
     if missing:
         return [Finding("train", f"class(es) {', '.join(missing)} have no training samples")]
@@ -337,9 +340,11 @@ def target_findings(where: str, y, target: str, k: int, info, counts: Counter, s
 
 
 def survey(cfg: dict, cheap: bool = False, imbalance: float = IMBALANCE, bundle=None) -> Survey:
-    """Check the data set `cfg['data']` describes (cheap: what zoo train checks before its first epoch)."""
+    """Check the data set `cfg['data']` describes (cheap: what zoo train checks before its first epoch). With the
+    `bundle` a run has just built, the cheap checks read a bounded sample of it rather than the plugin's inventory,
+    which would list every file of the set again."""
     try:
-        found = inventory_of(cfg)
+        found = None if cheap and bundle is not None else inventory_of(cfg)
     except ZooError as e:  # the layout itself is refused (no such folder, a class folder without images)
         return Survey("", (), [Finding(f"data={cfg['data']['name']}", str(e))])
     if found is not None:

@@ -177,6 +177,10 @@ def build_experiment(cfg: dict, data: DataBundle | None = None) -> Experiment:
     # the batchable ops (flips, affine warps) run on the batch where it trains (the GPU), or in the main process
     # when nothing else would run them; on a CPU with loader workers they run per sample in the workers, which
     # otherwise sit idle while the main process warps float batches (as torchvision's loaders do)
-    workers = resolve_workers(tcfg.get("num_workers", "auto"), data.train, device)
+    setting = tcfg.get("num_workers", "auto")
+    # auto: a split zoo may hold in memory (cacheable) gets no workers once cached (zoo.train.accel), so its ops
+    # stay on the batch; the cache is decided after this, when training starts
+    cached = str(setting) == "auto" and getattr(data.train, "cacheable", False)
+    workers = 0 if cached else resolve_workers(setting, data.train, device)
     sample_tf, batch_tf = build_augmentations(cfg["aug"], data.info, on_device=device.type == "cuda" or workers == 0)
     return Experiment(cfg, data, model.to(device), strategy, weights, sample_tf, batch_tf, device)
