@@ -16,6 +16,7 @@ asks for the architecture's own weights (`transfer.weights=pretrained` or `torch
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import re
@@ -29,6 +30,7 @@ from torch import fx, nn
 from zoo import register
 from zoo.errors import ZooError, unknown
 from zoo.model import Backbone, FeatureInfo
+from zoo.train.checkpoint import check_fits
 from zoo_plugins.architectures import torchvision_weights as tvw
 from zoo_plugins.architectures.timm_backbones import paths_by_stage, stage_module
 
@@ -57,6 +59,7 @@ def check_name(name: str) -> None:
         )
 
 
+@functools.cache
 def build_kwargs(name: str) -> dict:
     """What the model is built with besides its defaults: no auxiliary classifiers (googlenet, inception_v3),
     torchvision's own initialisation asked for (no warning), and the input as given (`transform_input` off: the
@@ -251,6 +254,9 @@ class TorchvisionBackbone(Backbone):
         if source not in self.weight_sources:
             return None
         state = tvw.state_dict(self.name, self.weights, self.in_channels, first_conv(self.body)[0])
+        if tvw.resolve(self.name, self.weights)[0] is None:  # a FILE: the whole of this model, not only the body's part
+            whole = on_meta(lambda: full_model(self.name, self.in_channels)).state_dict()
+            check_fits(state, whole, f"model.weights={self.weights}", f"torchvision model_name={self.name}")
         own = self.body.state_dict()
         tvw.check_keys(self.name, self.weights, state, own)
         self.body.load_state_dict({k: state[k] for k in own})

@@ -125,9 +125,11 @@ def state_dict(name: str, weights: str, channels: int, conv: str) -> dict:
     else:
         try:
             state = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise ZooError(f"model.weights={file}: not a state dict file ({first})") from None
+        except Exception:  # not a pickle, or one holding more than tensors (torch's advice to unpickle it: no)
+            raise ZooError(
+                f"model.weights={file}: not a state dict file (a torch file of tensors, as "
+                "torch.save(model.state_dict()) writes)"
+            ) from None
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

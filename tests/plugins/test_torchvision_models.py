@@ -211,10 +211,17 @@ def test_weights_from_a_file_and_bad_values_in_one_line(tmp_path, offline):
         model = build_model(cfg("squeezenet1_1", weights=weights), info())
         with pytest.raises(ZooError, match=fragment.replace("(", r"\(")):
             load_weights(model, "pretrained")
-    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "other.pth")
-    model = build_model(cfg("squeezenet1_1", weights=str(tmp_path / "other.pth")), info())
-    with pytest.raises(ZooError, match=r"does not hold torchvision's squeezenet1_1: \d+ tensor\(s\) do not fit"):
-        load_weights(model, "pretrained")
+    deeper = {**state, "features.13.weight": torch.zeros(8)}  # a deeper model's file holds all of this one too
+    for name, saved, fragment in (
+        ("other.pth", {"features.0.weight": torch.zeros(1)}, r"holds another architecture .* do not fit"),
+        ("deeper.pth", deeper, r"1 tensor\(s\) do not fit this model, first: features.13.weight \(not in this model\)"),
+        ("objects.pth", {"features.0.weight": object()}, r"not a state dict file \(a torch file of tensors"),
+    ):
+        torch.save(saved, tmp_path / name)
+        model = build_model(cfg("squeezenet1_1", weights=str(tmp_path / name)), info())
+        with pytest.raises(ZooError, match=fragment) as e:
+            load_weights(model, "pretrained")
+        assert "weights_only" not in str(e.value)  # torch's advice to unpickle an untrusted file is not passed on
 
 
 @pytest.mark.slow
