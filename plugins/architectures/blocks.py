@@ -114,18 +114,21 @@ def smallest_input(
     block: str,
 ) -> int:
     """The smallest input side a cnn of these settings takes, worked back from one pixel at the deepest block:
-    a conv needs (out - 1) * stride + kernel - 2 * pad pixels and a mirroring pad more pixels than it pads
+    a conv needs (out - 1) * stride + kernel - 2 * pad pixels, and at least what its padding mode mirrors
     (inception's 5x5 branch pads 2); a 2x2 pool twice its output."""
     pad = kernel_size // 2 if padding == "same" else 0
-    mirror = max(pad, 2 if block == "inception" else 0) if padding_mode != "zeros" else 0
+    mirror = max(pad, 2 if block == "inception" else 0)
+    # the side a conv's input needs for its padding: reflect mirrors without the edge (pad + 1), symmetric and
+    # circular with it (pad), replicate and zeros need nothing
+    floor = max(1, {"reflect": mirror + 1, "symmetric": mirror, "circular": mirror}.get(padding_mode, 1))
     first = stride * 2 if pool == "stride" else stride
     need = 1
     for _ in range(depth):
         before = need
         if pool in ("max", "avg"):
             need *= 2
-        floor = mirror + 1
-        need = max(need + (convs_per_block - 1) * (kernel_size - 1 - 2 * pad), floor)  # the convs after the first
+        if convs_per_block > 1:  # the convs after the first: their inputs are padded too
+            need = max(need + (convs_per_block - 1) * (kernel_size - 1 - 2 * pad), floor)
         need = max((need - 1) * first + kernel_size - 2 * pad, floor)
         if need >= BIG:
             return BIG

@@ -241,6 +241,12 @@ def test_symmetric_padding_repeats_the_edge_pixel_as_numpy_does():
         ({"pool": "none"}, 1),
         ({"padding_mode": "reflect", "pool": "none", "kernel_size": 5}, 3),
         ({"block": "inception", "padding_mode": "reflect", "pool": "none"}, 3),
+        # strided with a mirroring pad: only a conv's input must hold the pad (replicate: any), not its output
+        ({"padding_mode": "replicate", "stride": 2, "pool": "none", "depth": 4, "kernel_size": 5}, 1),
+        ({"padding_mode": "reflect", "stride": 2, "pool": "none", "depth": 4, "kernel_size": 5}, 17),
+        ({"padding_mode": "symmetric", "stride": 2, "pool": "none", "depth": 4, "kernel_size": 5}, 9),
+        ({"padding_mode": "circular", "stride": 2, "pool": "none", "depth": 4, "kernel_size": 5}, 9),
+        ({"padding_mode": "reflect", "convs_per_block": 2, "pool": "none", "kernel_size": 5}, 3),
     ],
 )
 def test_the_smallest_input_follows_padding_stride_and_pool(params, smallest):
